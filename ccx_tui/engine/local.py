@@ -1,0 +1,512 @@
+"""LocalEngine: runs sessions as local processes under a concurrency limit.
+
+All bookkeeping happens on the event loop thread in synchronous steps, so the
+number of live sessions can never exceed `max_sessions`: a slot is taken (state
+`running`) in the same step that dequeues a session, and given back only after the
+session's whole process tree is gone.  A restart keeps its slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ccx_tui.engine.events import (
+    Event,
+    OutputAppended,
+    SessionAdded,
+    SessionRemoved,
+    SessionUpdated,
+    Subscriber,
+)
+from ccx_tui.engine.linemux import LineMux
+from ccx_tui.engine.process import OutputProtocol, kill_tree, signal_tree, spawn
+from ccx_tui.engine.session import (
+    SessionInfo,
+    SessionSpec,
+    State,
+    check_transition,
+    new_session_id,
+)
+from ccx_tui.engine.store import DEFAULT_RETENTION, DataStore
+from ccx_tui.engine.transcript import META, TranscriptWriter
+from ccx_tui.errors import InvalidTransition, UnknownSession
+
+RETENTION_EVERY = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How a LocalEngine behaves."""
+
+    data_dir: Path
+    max_sessions: int = 16
+    default_ttl: float | None = None
+    kill_grace: float = 3.0
+    retention_bytes: int = DEFAULT_RETENTION
+    shell: str = "/bin/sh"
+    load_history: bool = True
+    exit_drain: float = 2.0  # seconds to keep reading after the main process exits
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    running: int
+    paused: int
+    queued: int
+    max_sessions: int
+
+    @property
+    def live(self) -> int:
+        return self.running + self.paused
+
+
+class _Record:
+    """The engine's mutable bookkeeping for one session (never leaves the engine)."""
+
+    def __init__(self, info: SessionInfo) -> None:
+        self.info = info
+        self.writer: TranscriptWriter | None = None
+        self.pid: int | None = None
+        self.kill_state: State | None = None  # KILLED or EXPIRED once a kill is under way
+        self.kill_reason: str | None = None
+        self.restart = False
+        self.ttl_handle: asyncio.TimerHandle | None = None
+        self.ended = asyncio.Event()
+        self.ended.set()
+        self.changed = asyncio.Event()  # replaced (after being set) on every change
+        self.error_reported = False
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds, re-checking after every change."""
+        while not predicate():
+            await self.changed.wait()
+
+    def notify(self) -> None:
+        old, self.changed = self.changed, asyncio.Event()
+        old.set()
+
+    @property
+    def marker(self) -> str:
+        return f"{self.info.id}.{self.info.run}"
+
+
+class LocalEngine:
+    """Runs shell commands as sessions; see the module docstring for the guarantees.
+
+    Use as ``async with LocalEngine(config) as engine:``.  Construction raises
+    DataDirError if the data directory is unusable.
+    """
+
+    location = "local"
+
+    def __init__(self, config: EngineConfig) -> None:
+        if config.max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        self.config = config
+        self.store = DataStore(config.data_dir)
+        self._records: dict[str, _Record] = {}
+        self._queue: deque[str] = deque()
+        self._subscribers: set[Subscriber] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._last_retention = 0.0
+        self.max_live_seen = 0
+        """High-water mark of live sessions, for tests and benchmarks."""
+
+    async def __aenter__(self) -> LocalEngine:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Load history from the data directory and apply the retention limit."""
+        if self.config.load_history:
+            for info in await asyncio.to_thread(self.store.load_history):
+                self._records[info.id] = _Record(info)
+        await self._retention(force=True)
+
+    # -- queries ----------------------------------------------------------------------
+
+    def sessions(self) -> list[SessionInfo]:
+        """Every session, oldest first."""
+        return [self._snapshot(r) for _, r in sorted(self._records.items())]
+
+    def get(self, session_id: str) -> SessionInfo:
+        return self._snapshot(self._find(session_id))
+
+    @property
+    def stats(self) -> EngineStats:
+        running = paused = 0
+        for rec in self._records.values():
+            if rec.info.state is State.RUNNING:
+                running += 1
+            elif rec.info.state is State.PAUSED:
+                paused += 1
+        return EngineStats(running, paused, len(self._queue), self.config.max_sessions)
+
+    def subscribe(self) -> Subscriber:
+        """A queue of every event from now on; `unsubscribe` it when done."""
+        sub = Subscriber()
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        sub.close()
+        self._subscribers.discard(sub)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Iterate over events until the engine closes.  Safe to cancel."""
+        sub = self.subscribe()
+        try:
+            while (event := await sub.get()) is not None:
+                yield event
+        finally:
+            self.unsubscribe(sub)
+
+    # -- actions ----------------------------------------------------------------------
+
+    async def start(self, spec: SessionSpec) -> SessionInfo:
+        """Create a session and run it now, or queue it if the limit is reached.
+
+        Raises InvalidCommand for a bad spec (nothing is created then).
+        """
+        if self._closed:
+            raise InvalidTransition("the engine is closed")
+        if spec.ttl is None and self.config.default_ttl:
+            spec = replace(spec, ttl=self.config.default_ttl)
+        if spec.shell == "/bin/sh" and self.config.shell != "/bin/sh":
+            spec = replace(spec, shell=self.config.shell)
+        spec = spec.validated()
+        session_id = new_session_id()
+        directory = await asyncio.to_thread(self.store.create_session_dir, session_id)
+        info = SessionInfo(
+            id=session_id,
+            spec=spec,
+            state=State.QUEUED,
+            directory=directory,
+            created_at=time.time(),
+            run=1,
+            location=self.location,
+        )
+        rec = _Record(info)
+        rec.ended.clear()
+        self._records[session_id] = rec
+        self._save(rec)
+        self._emit(SessionAdded(info))
+        self._queue.append(session_id)
+        self._pump()
+        return self._snapshot(rec)
+
+    async def kill(self, session_id: str, *, force: bool = False, reason: str = "killed") -> None:
+        """Kill a session: TERM, grace period, KILL (or KILL at once with `force`).
+
+        Returns when its whole process tree is gone.  A queued session is just
+        dequeued.  Raises UnknownSession; does nothing to a finished session.
+        """
+        rec = self._find(session_id)
+        if rec.info.state is State.QUEUED:
+            self._queue.remove(rec.info.id)
+            rec.restart = False
+            self._set(rec, State.KILLED, reason=reason, ended_at=time.time())
+            rec.ended.set()
+            return
+        if not rec.info.state.live:
+            return
+        if rec.kill_state is None:
+            rec.kill_state = State.KILLED
+            rec.kill_reason = reason
+        await self._terminate(rec, force=force)
+        await rec.ended.wait()
+
+    async def restart(self, session_id: str) -> SessionInfo:
+        """Run the session's command again as a new run (killing the current one).
+
+        A live session keeps its slot; a finished one is queued.
+        """
+        rec = self._find(session_id)
+        state = rec.info.state
+        if state is State.QUEUED:
+            return self._snapshot(rec)
+        if state.live:
+            rec.restart = True
+            if rec.kill_state is None:
+                rec.kill_state = State.KILLED
+                rec.kill_reason = "restarted"
+            await self._terminate(rec, force=False)
+            await rec.wait_until(lambda: not (rec.restart and rec.info.state.live))
+            return self._snapshot(rec)
+        self._set(
+            rec,
+            State.QUEUED,
+            run=rec.info.run + 1,
+            exit_code=None,
+            signal=None,
+            reason=None,
+            started_at=None,
+            ended_at=None,
+            ttl_deadline=None,
+            pid=None,
+        )
+        rec.ended.clear()
+        self._queue.append(rec.info.id)
+        self._pump()
+        return self._snapshot(rec)
+
+    async def pause(self, session_id: str) -> None:
+        """SIGSTOP the session's process tree."""
+        rec = self._find(session_id)
+        if rec.info.state is not State.RUNNING or rec.pid is None:
+            raise InvalidTransition(f"cannot pause a {rec.info.state.value} session")
+        await asyncio.to_thread(signal_tree, rec.pid, rec.pid, rec.marker, signal.SIGSTOP)
+        if rec.info.state is State.RUNNING:
+            self._set(rec, State.PAUSED)
+
+    async def resume(self, session_id: str) -> None:
+        """SIGCONT the session's process tree."""
+        rec = self._find(session_id)
+        if rec.info.state is not State.PAUSED or rec.pid is None:
+            raise InvalidTransition(f"cannot resume a {rec.info.state.value} session")
+        await asyncio.to_thread(signal_tree, rec.pid, rec.pid, rec.marker, signal.SIGCONT)
+        if rec.info.state is State.PAUSED:
+            self._set(rec, State.RUNNING)
+
+    async def wait(self, session_id: str) -> SessionInfo:
+        """Wait until the session is final (not merely between two runs)."""
+        rec = self._find(session_id)
+        await rec.wait_until(lambda: rec.info.state.final and rec.ended.is_set())
+        return self._snapshot(rec)
+
+    async def aclose(self, reason: str = "ccx-tui exited") -> None:
+        """Kill every live session (TERM, grace, KILL), drop the queue, stop tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        for session_id in list(self._queue):
+            with contextlib.suppress(UnknownSession):
+                await self.kill(session_id, reason=reason)
+        live = [r for r in self._records.values() if r.info.state.live]
+        await asyncio.gather(
+            *(self.kill(r.info.id, reason=reason) for r in live), return_exceptions=True
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sub in list(self._subscribers):
+            sub.close()
+
+    # -- internals --------------------------------------------------------------------
+
+    def _find(self, session_id: str) -> _Record:
+        rec = self._records.get(session_id)
+        if rec is not None:
+            return rec
+        matches = [r for sid, r in self._records.items() if sid.startswith(session_id)]
+        if len(matches) == 1 and session_id:
+            return matches[0]
+        raise UnknownSession(f"no such session: {session_id}")
+
+    def _snapshot(self, rec: _Record) -> SessionInfo:
+        writer = rec.writer
+        if writer is None:
+            return rec.info
+        return replace(
+            rec.info,
+            bytes=writer.offset,
+            lines=writer.newlines,
+            write_error=writer.error,
+            bytes_lost=writer.bytes_lost,
+        )
+
+    def _emit(self, event: Event) -> None:
+        for sub in self._subscribers:
+            sub.put(event)
+
+    def _save(self, rec: _Record) -> None:
+        try:
+            self.store.write_meta(self._snapshot(rec))
+        except OSError:
+            pass  # a full disk must not stop the engine; the transcript error shows it
+
+    def _set(self, rec: _Record, state: State, **changes: Any) -> None:
+        check_transition(rec.info.state, state)
+        rec.info = replace(rec.info, state=state, **changes)
+        live = sum(1 for r in self._records.values() if r.info.state.live)
+        self.max_live_seen = max(self.max_live_seen, live)
+        self._save(rec)
+        self._emit(SessionUpdated(self._snapshot(rec)))
+        rec.notify()
+
+    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _pump(self) -> None:
+        """Start queued sessions while slots are free (synchronous: no races)."""
+        if self._closed:
+            return
+        live = sum(1 for r in self._records.values() if r.info.state.live)
+        while self._queue and live < self.config.max_sessions:
+            rec = self._records[self._queue.popleft()]
+            self._set(rec, State.RUNNING, started_at=time.time())
+            live += 1
+            self._spawn_task(self._run(rec))
+
+    async def _run(self, rec: _Record) -> None:
+        try:
+            while await self._one_run(rec):
+                pass
+        except Exception as exc:  # a bug must not leave a session live forever
+            if rec.info.state.live:
+                self._set(rec, State.FAILED, reason=f"internal error: {exc!r}",
+                          ended_at=time.time())
+            raise
+        finally:
+            rec.ended.set()
+            rec.notify()
+            self._pump()
+            await self._retention()
+
+    async def _one_run(self, rec: _Record) -> bool:
+        """Run the process once; returns True if it must run again (restart)."""
+        info = rec.info
+        spec = info.spec
+        rec.kill_state = rec.kill_reason = None
+        rec.error_reported = False
+        try:
+            writer = TranscriptWriter(info.directory)
+        except OSError as exc:
+            self._set(rec, State.FAILED, reason=f"cannot open transcript: {exc.strerror}",
+                      ended_at=time.time())
+            return False
+        rec.writer = writer
+        if writer.offset and writer.last_byte != b"\n":
+            writer.write(META, b"\n")  # the next run starts on a line of its own
+        mux = LineMux(lambda stream, data: self._write(rec, stream, data),
+                      spool_dir=str(info.directory))
+
+        def on_data(fd: int, data: bytes) -> None:
+            mux.feed(fd - 1, data)
+            self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
+
+        def on_eof(fd: int) -> None:
+            mux.eof(fd - 1)
+            self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
+
+        try:
+            transport, proto = await spawn(
+                [spec.shell, "-c", spec.command],
+                cwd=spec.cwd,
+                env=spec.env,
+                marker=rec.marker,
+                protocol=lambda: OutputProtocol(on_data, on_eof),
+            )
+        except OSError as exc:
+            writer.close()
+            mux.close()
+            detail = exc.strerror or str(exc)
+            self._set(rec, State.FAILED, reason=f"cannot start {spec.shell}: {detail}",
+                      ended_at=time.time())
+            return False
+        rec.pid = transport.get_pid()
+        now = time.time()
+        deadline = now + spec.ttl if spec.ttl else None
+        self._set(rec, rec.info.state, pid=rec.pid, started_at=now, ttl_deadline=deadline)
+        if spec.ttl:
+            rec.ttl_handle = asyncio.get_running_loop().call_later(spec.ttl, self._expire, rec)
+        try:
+            await proto.exited
+            try:
+                async with asyncio.timeout(self.config.exit_drain):
+                    await proto.pipes_closed
+            except TimeoutError:
+                pass
+        finally:
+            if rec.ttl_handle is not None:
+                rec.ttl_handle.cancel()
+                rec.ttl_handle = None
+            # Leftovers (background jobs, setsid daemons) die with their session.
+            await asyncio.shield(
+                kill_tree(rec.pid, rec.pid, rec.marker, grace=min(self.config.kill_grace, 1.0))
+            )
+            if not proto.pipes_closed.done():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await proto.pipes_closed
+            transport.close()
+            mux.flush()
+            mux.close()
+            writer.close()
+        code = transport.get_returncode()
+        sig = -code if code is not None and code < 0 else None
+        exit_code = 128 + sig if sig is not None else code
+        ended: dict[str, Any] = {"exit_code": exit_code, "signal": sig, "ended_at": time.time(), "pid": None}
+        ended.update(bytes=writer.offset, lines=writer.newlines, write_error=writer.error,
+                     bytes_lost=writer.bytes_lost)
+        if rec.restart and not self._closed:
+            rec.restart = False
+            rec.writer = None
+            self._set(rec, State.RUNNING, run=rec.info.run + 1, exit_code=None, signal=None,
+                      reason=None, started_at=time.time(), ended_at=None, pid=None,
+                      bytes=writer.offset, lines=writer.newlines)
+            return True
+        rec.restart = False
+        rec.writer = None
+        if rec.kill_state is State.EXPIRED:
+            self._set(rec, State.EXPIRED, reason=f"TTL of {spec.ttl:g}s ran out", **ended)
+        elif rec.kill_state is State.KILLED:
+            self._set(rec, State.KILLED, reason=rec.kill_reason, **ended)
+        else:
+            self._set(rec, State.EXITED, **ended)
+        return False
+
+    def _write(self, rec: _Record, stream: int, data: bytes) -> None:
+        writer = rec.writer
+        if writer is None:
+            return
+        writer.write(stream, data)
+        if writer.error is not None and not rec.error_reported:
+            rec.error_reported = True
+            self._emit(SessionUpdated(self._snapshot(rec)))
+
+    def _expire(self, rec: _Record) -> None:
+        rec.ttl_handle = None
+        if rec.info.state.live and rec.kill_state is None:
+            rec.kill_state = State.EXPIRED
+            self._spawn_task(self._terminate(rec, force=False))
+
+    async def _terminate(self, rec: _Record, *, force: bool) -> None:
+        if rec.pid is None:
+            # Still spawning: wait until the pid is known, or the run ended.
+            await rec.wait_until(lambda: rec.pid is not None or not rec.info.state.live)
+            if rec.pid is None:
+                return
+        await asyncio.shield(
+            kill_tree(rec.pid, rec.pid, rec.marker, grace=self.config.kill_grace, force=force)
+        )
+
+    async def _retention(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_retention < RETENTION_EVERY:
+            return
+        self._last_retention = now
+        infos = [self._snapshot(r) for r in self._records.values()]
+        live = {r.info.id for r in self._records.values() if not r.info.state.final}
+        deleted = await asyncio.to_thread(
+            self.store.enforce_retention, self.config.retention_bytes, infos, live
+        )
+        for session_id in deleted:
+            rec = self._records.get(session_id)
+            if rec is not None and rec.info.state.final:
+                del self._records[session_id]
+                self._emit(SessionRemoved(session_id))

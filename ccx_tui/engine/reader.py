@@ -1,0 +1,237 @@
+"""Random access by line number into a transcript (or any file) of any size.
+
+Memory stays bounded: the index keeps one checkpoint per `CHECKPOINT_BYTES` of file
+(its offset is implied; the number of newlines before it is stored), nothing per line.
+Reading line N seeks to the checkpoint just before it and scans at most one checkpoint
+span, so any line of a multi-GiB file is reached in about constant time.  The tail is
+readable before (and while) the rest is indexed.  All methods block on file I/O: the
+UI calls them from a worker thread or for small, page-cached reads only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from array import array
+from bisect import bisect_left
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccx_tui.errors import TranscriptError
+
+CHECKPOINT_BYTES = 64 * 1024
+SCAN_BLOCK = 4 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line: where it starts, its full length (without newline), and its bytes.
+
+    `data` holds at most the `max_bytes` asked for; `length > len(data)` means the
+    line was cut for display.
+    """
+
+    number: int
+    offset: int
+    length: int
+    data: bytes
+
+    @property
+    def cut(self) -> bool:
+        return self.length > len(self.data)
+
+
+class TranscriptReader:
+    """Line-numbered reads from an append-only file; safe to index from one thread
+    while another reads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise TranscriptError(f"no such file: {self.path}") from None
+        except IsADirectoryError:
+            raise TranscriptError(f"is a directory: {self.path}") from None
+        except OSError as exc:
+            raise TranscriptError(f"cannot open {self.path}: {exc.strerror}") from None
+        if os.path.isdir(self.path):
+            os.close(self._fd)
+            raise TranscriptError(f"is a directory: {self.path}")
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        # _nl_before[k] = number of newlines in [0, k * CHECKPOINT_BYTES)
+        self._nl_before = array("q", [0])
+        self._size = 0
+        self._newlines = 0
+        self._last = b"\n"
+
+    # -- indexing ---------------------------------------------------------------------
+
+    def file_size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    @property
+    def indexed_size(self) -> int:
+        """Bytes indexed so far; lines are served from this prefix only."""
+        return self._size
+
+    @property
+    def fully_indexed(self) -> bool:
+        return self._size >= self.file_size()
+
+    def refresh(self, max_bytes: int | None = None) -> bool:
+        """Index bytes appended since the last call (at most `max_bytes`).
+
+        Returns True if the indexed size changed.  A file that shrank (truncated or
+        rotated) is indexed again from the start.
+        """
+        size = self.file_size()
+        if size < self._size:
+            with self._lock:
+                self._reset()
+        if size == self._size:
+            return False
+        end = size if max_bytes is None else min(size, self._size + max_bytes)
+        pos = self._size
+        while pos < end:
+            block = os.pread(self._fd, min(SCAN_BLOCK, end - pos), pos)
+            if not block:
+                break
+            self._index_block(pos, block)
+            pos += len(block)
+        return True
+
+    def _index_block(self, pos: int, block: bytes) -> None:
+        checkpoints = array("q")
+        newlines = self._newlines
+        next_cp = (pos // CHECKPOINT_BYTES + 1) * CHECKPOINT_BYTES
+        start = 0
+        end = pos + len(block)
+        while next_cp <= end:
+            cut = next_cp - pos
+            newlines += block.count(b"\n", start, cut)
+            checkpoints.append(newlines)
+            start = cut
+            next_cp += CHECKPOINT_BYTES
+        newlines += block.count(b"\n", start)
+        with self._lock:
+            self._nl_before.extend(checkpoints)
+            self._newlines = newlines
+            self._last = block[-1:]
+            self._size = end
+
+    async def follow(self, interval: float = 0.1) -> AsyncIterator[int]:
+        """Yield the new line count each time the file grows.  Cancel to stop."""
+        while True:
+            grew = await asyncio.to_thread(self.refresh)
+            if grew:
+                yield self.line_count
+            await asyncio.sleep(interval)
+
+    # -- reading ----------------------------------------------------------------------
+
+    @property
+    def line_count(self) -> int:
+        """Lines in the indexed prefix; an unterminated last line counts."""
+        with self._lock:
+            partial = 1 if self._size and self._last != b"\n" else 0
+            return self._newlines + partial
+
+    def line_start(self, number: int) -> int:
+        """Byte offset where line `number` starts (0-based)."""
+        if number <= 0:
+            return 0
+        with self._lock:
+            size = self._size
+            if number > self._newlines:
+                return size
+            # The last checkpoint with fewer than `number` newlines before it.
+            k = bisect_left(self._nl_before, number) - 1
+            skip = number - self._nl_before[k]
+        pos = k * CHECKPOINT_BYTES
+        while pos < size:
+            block = os.pread(self._fd, min(CHECKPOINT_BYTES, size - pos), pos)
+            found = block.count(b"\n")
+            if found < skip:
+                skip -= found
+                pos += len(block)
+                continue
+            at = -1
+            for _ in range(skip):
+                at = block.find(b"\n", at + 1)
+            return pos + at + 1
+        return size  # pragma: no cover - index and file disagree (file shrank)
+
+    def lines(self, start: int, stop: int, max_bytes: int = MAX_LINE_BYTES) -> list[Line]:
+        """Lines [start, stop), each cut to `max_bytes` (its `length` stays true)."""
+        stop = min(stop, self.line_count)
+        if start >= stop:
+            return []
+        size = self._size
+        pos = self.line_start(start)
+        out: list[Line] = []
+        buf = b""
+        buf_pos = pos
+        for number in range(start, stop):
+            rel = pos - buf_pos
+            nl = buf.find(b"\n", rel, rel + max_bytes + 1)
+            if nl < 0 and len(buf) - rel <= max_bytes and buf_pos + len(buf) < size:
+                buf = os.pread(self._fd, min(max(CHECKPOINT_BYTES, max_bytes + 1), size - pos), pos)
+                buf_pos, rel = pos, 0
+                nl = buf.find(b"\n", 0, max_bytes + 1)
+            if nl >= 0:
+                out.append(Line(number, pos, nl - rel, buf[rel:nl]))
+                pos = buf_pos + nl + 1
+                continue
+            # A line longer than max_bytes, or the unterminated last line.
+            end = self.line_start(number + 1)
+            length = end - pos
+            if end <= size and number + 1 <= self._newlines:
+                length -= 1  # exclude the newline
+            data = buf[rel : rel + min(length, max_bytes)]
+            out.append(Line(number, pos, length, data))
+            pos = end
+        return out
+
+    def tail(self, count: int, max_bytes: int = MAX_LINE_BYTES) -> list[bytes]:
+        """The last `count` lines of the whole file, without consulting the index.
+
+        Reads backwards from the end, at most about `count * max_bytes` bytes, so the
+        last screen of a huge, unindexed file is shown at once.  Lines are cut to
+        `max_bytes` from their start.
+        """
+        end = self.file_size()
+        if end == 0 or count <= 0:
+            return []
+        budget = count * (max_bytes + 1) + CHECKPOINT_BYTES
+        data = b""
+        pos = end
+        while pos > 0 and data.count(b"\n", 0, max(len(data) - 1, 0)) < count:
+            if end - pos >= budget:
+                break
+            step = min(CHECKPOINT_BYTES, pos)
+            pos -= step
+            data = os.pread(self._fd, step, pos) + data
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        parts = data.split(b"\n")
+        if pos > 0 and len(parts) > count:
+            parts = parts[1:]  # the first piece may be the middle of a line
+        return [p[:max_bytes] for p in parts[-count:]]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> TranscriptReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,193 @@
+"""The session record: what to run, its state machine, and a frozen snapshot of it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ccx_tui.errors import InvalidCommand, InvalidTransition
+
+
+class State(StrEnum):
+    """Where a session is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    EXITED = "exited"
+    FAILED = "failed"
+    KILLED = "killed"
+    EXPIRED = "expired"
+    INTERRUPTED = "interrupted"
+    LOST = "lost"  # a remote session whose connection dropped
+
+    @property
+    def live(self) -> bool:
+        """Running or paused: it holds one of the engine's slots."""
+        return self in (State.RUNNING, State.PAUSED)
+
+    @property
+    def final(self) -> bool:
+        return self not in (State.QUEUED, State.RUNNING, State.PAUSED)
+
+
+_ALLOWED: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.RUNNING, State.FAILED, State.KILLED, State.INTERRUPTED}),
+    State.RUNNING: frozenset(
+        {State.PAUSED, State.EXITED, State.KILLED, State.EXPIRED, State.FAILED, State.LOST,
+         State.INTERRUPTED, State.RUNNING}
+    ),
+    State.PAUSED: frozenset(
+        {State.RUNNING, State.EXITED, State.KILLED, State.EXPIRED, State.LOST, State.INTERRUPTED}
+    ),
+}
+_FINAL_NEXT = frozenset({State.QUEUED})  # a finished session can only be restarted
+
+
+def check_transition(old: State, new: State) -> None:
+    """Raise InvalidTransition unless `old -> new` is an edge of the state machine."""
+    allowed = _FINAL_NEXT if old.final else _ALLOWED[old]
+    if new not in allowed:
+        raise InvalidTransition(f"cannot go from {old.value} to {new.value}")
+
+
+_id_lock = threading.Lock()
+_last_ms = 0
+_seq = 0
+
+
+def new_session_id() -> str:
+    """A 16-hex-digit id that sorts by creation time (ms clock, then a counter)."""
+    global _last_ms, _seq
+    with _id_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            _seq += 1
+        else:
+            _seq = secrets.randbelow(0x100)
+        if _seq > 0xFFF:
+            ms += 1
+            _seq = 0
+        _last_ms = ms
+        return f"{ms:012x}{_seq:03x}{secrets.randbelow(16):x}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """What to run.  `command` is a shell command line run with `shell -c`."""
+
+    command: str
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    ttl: float | None = None
+    name: str | None = None
+    shell: str = "/bin/sh"
+
+    def validated(self) -> SessionSpec:
+        """Return a copy with cwd made absolute; raise InvalidCommand for bad values."""
+        if not self.command.strip():
+            raise InvalidCommand("empty command")
+        if "\x00" in self.command:
+            raise InvalidCommand("command contains a NUL byte")
+        cwd = os.path.abspath(os.path.expanduser(self.cwd or os.getcwd()))
+        if not os.path.isdir(cwd):
+            raise InvalidCommand(f"no such directory: {self.cwd}")
+        for key, value in self.env.items():
+            if not key or "=" in key or "\x00" in key or "\x00" in value:
+                raise InvalidCommand(f"bad environment variable: {key!r}")
+        if self.ttl is not None and not (self.ttl > 0 and self.ttl < float("inf")):
+            raise InvalidCommand(f"bad TTL: {self.ttl} (must be a positive number of seconds)")
+        return replace(self, cwd=cwd, env=dict(self.env))
+
+    @property
+    def title(self) -> str:
+        """A short name for tabs: the given name, else the command's first word(s)."""
+        if self.name:
+            return self.name
+        words = self.command.split()
+        first = os.path.basename(words[0]) if words else "?"
+        rest = " ".join(words[1:3])
+        title = f"{first} {rest}".strip()
+        return title if len(title) <= 24 else title[:23] + "…"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionSpec:
+        return cls(
+            command=str(data["command"]),
+            cwd=data.get("cwd"),
+            env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
+            ttl=data.get("ttl"),
+            name=data.get("name"),
+            shell=str(data.get("shell") or "/bin/sh"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """An immutable snapshot of one session, as events and listings carry it."""
+
+    id: str
+    spec: SessionSpec
+    state: State
+    directory: Path
+    created_at: float
+    run: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    ttl_deadline: float | None = None  # time.time() at which the TTL runs out
+    exit_code: int | None = None
+    signal: int | None = None  # the signal that ended the process, if any
+    reason: str | None = None  # why it failed / was killed / was lost
+    pid: int | None = None
+    bytes: int = 0
+    lines: int = 0
+    write_error: str | None = None
+    bytes_lost: int = 0
+    location: str = "local"
+
+    @property
+    def transcript(self) -> Path:
+        return self.directory / "transcript.log"
+
+    def ttl_remaining(self, now: float | None = None) -> float | None:
+        """Seconds of TTL left (never negative), or None if the session has no TTL."""
+        if self.ttl_deadline is None:
+            return None
+        if self.state.final and self.ended_at is not None:
+            return max(0.0, self.ttl_deadline - self.ended_at)
+        return max(0.0, self.ttl_deadline - (time.time() if now is None else now))
+
+    def elapsed(self, now: float | None = None) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else (now or time.time())
+        return max(0.0, end - self.started_at)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {
+            name: getattr(self, name)
+            for name in self.__slots__
+        }
+        data["spec"] = self.spec.to_json()
+        data["state"] = self.state.value
+        data["directory"] = str(self.directory)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionInfo:
+        values = dict(data)
+        values["spec"] = SessionSpec.from_json(values["spec"])
+        values["state"] = State(values["state"])
+        values["directory"] = Path(values["directory"])
+        known = set(cls.__slots__)
+        return cls(**{k: v for k, v in values.items() if k in known})

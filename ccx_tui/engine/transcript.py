@@ -1,0 +1,145 @@
+"""Append-only on-disk transcript of one session, with a stream/arrival-time sidecar.
+
+`transcript.log` holds exactly the bytes the process printed (stdout and stderr merged
+at line boundaries by `LineMux`).  `chunks.bin` beside it holds fixed-size records
+``(offset, time, stream)``: from `offset` on, bytes came from `stream` and arrived at
+`time` (one record per stream switch or per 50 ms, so it stays small).  Readers use it
+to colour stderr and to show arrival times.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STDOUT = 0
+STDERR = 1
+META = 2  # bytes ccx-tui added itself (a newline between runs)
+
+RECORD = struct.Struct("<QdB")
+RECORD_SECONDS = 0.05
+TRANSCRIPT_NAME = "transcript.log"
+SIDECAR_NAME = "chunks.bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """From `offset` on (until the next segment), bytes came from `stream` at `time`."""
+
+    offset: int
+    time: float
+    stream: int
+
+
+class TranscriptWriter:
+    """Appends bytes to a transcript; never raises on a failing disk.
+
+    After the first write error (ENOSPC, EIO, EFBIG...) the writer keeps the transcript
+    as an exact prefix of the output, stops writing, and counts every further byte in
+    `bytes_lost`; `error` says what happened.  The caller keeps draining the process so
+    it is never blocked.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / TRANSCRIPT_NAME
+        self.sidecar_path = directory / SIDECAR_NAME
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self.path, flags, 0o600)
+        self._side_fd = os.open(self.sidecar_path, flags, 0o600)
+        self.offset = os.fstat(self._fd).st_size
+        self.newlines = 0
+        self.bytes_lost = 0
+        self.error: str | None = None
+        self.last_byte: bytes = b"\n" if self.offset == 0 else self._read_last_byte()
+        self._last_stream = -1
+        self._last_record = 0.0
+
+    def _read_last_byte(self) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1)
+
+    def write(self, stream: int, data: bytes) -> None:
+        """Append `data` from `stream`; on a disk error record it instead of raising."""
+        if not data:
+            return
+        if self.error is not None:
+            self.bytes_lost += len(data)
+            return
+        now = time.time()
+        if stream != self._last_stream or now - self._last_record >= RECORD_SECONDS:
+            try:
+                os.write(self._side_fd, RECORD.pack(self.offset, now, stream))
+            except OSError as exc:
+                self._fail(exc, len(data))
+                return
+            self._last_stream = stream
+            self._last_record = now
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            self._fail(exc, len(data) - written)
+        if written:
+            self.offset += written
+            self.newlines += data.count(b"\n", 0, written)
+            self.last_byte = data[written - 1 : written]
+
+    def _fail(self, exc: OSError, lost: int) -> None:
+        name = errno.errorcode.get(exc.errno or 0, "error")
+        self.error = f"transcript write failed ({name}): {exc.strerror or exc}"
+        self.bytes_lost += lost
+
+    def close(self) -> None:
+        for fd in (self._fd, self._side_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fd = self._side_fd = -1
+
+
+def read_segments(sidecar: Path, start: int = 0, stop: int | None = None) -> list[Segment]:
+    """Segments overlapping byte range [start, stop) of the transcript.
+
+    Records are fixed-size and sorted by offset, so this seeks by binary search
+    instead of reading the whole sidecar.  A missing sidecar means all stdout.
+    """
+    try:
+        f = open(sidecar, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return [Segment(0, 0.0, STDOUT)]
+    with f:
+        count = os.fstat(f.fileno()).st_size // RECORD.size
+
+        def offset_at(i: int) -> int:
+            f.seek(i * RECORD.size)
+            return int(RECORD.unpack(f.read(RECORD.size))[0])
+
+        lo, hi = 0, count
+        while lo < hi:  # first record with offset > start
+            mid = (lo + hi) // 2
+            if offset_at(mid) <= start:
+                lo = mid + 1
+            else:
+                hi = mid
+        first = max(lo - 1, 0)
+        f.seek(first * RECORD.size)
+        out: list[Segment] = []
+        while True:
+            raw = f.read(RECORD.size * 256)
+            if not raw:
+                break
+            for off, when, stream in RECORD.iter_unpack(raw[: len(raw) - len(raw) % RECORD.size]):
+                if stop is not None and off >= stop and out:
+                    return out
+                out.append(Segment(off, when, stream))
+            if len(raw) < RECORD.size * 256:
+                break
+        return out or [Segment(0, 0.0, STDOUT)]

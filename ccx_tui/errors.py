@@ -1,0 +1,45 @@
+"""Every error ccx-tui raises on purpose.
+
+    CcxError                  base; its message is one line fit for a user
+    +-- ConfigError           a bad flag, env value or config file entry
+    +-- DataDirError          the data directory cannot be created or written
+    +-- SessionError          something about one session
+    |   +-- UnknownSession    no session has that id
+    |   +-- InvalidCommand    empty command, missing cwd, bad env or TTL
+    |   +-- InvalidTransition the session's state forbids the action
+    +-- TranscriptError       a transcript cannot be opened or read
+"""
+
+from __future__ import annotations
+
+
+class CcxError(Exception):
+    """Base class: the message is a single line meant for the user."""
+
+
+class ConfigError(CcxError):
+    """A flag, environment variable or config entry has a bad value."""
+
+
+class DataDirError(CcxError):
+    """The data directory is missing, unwritable or corrupt beyond use."""
+
+
+class SessionError(CcxError):
+    """An action on one session cannot be carried out."""
+
+
+class UnknownSession(SessionError):
+    """No session has the given id (or id prefix)."""
+
+
+class InvalidCommand(SessionError):
+    """The session spec is unusable: empty command, missing cwd, bad env or TTL."""
+
+
+class InvalidTransition(SessionError):
+    """The session is in a state where the action makes no sense."""
+
+
+class TranscriptError(CcxError):
+    """A transcript file cannot be opened or read."""
