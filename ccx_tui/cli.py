@@ -1,2 +1,131 @@
-def main() -> int:
-    return 0
+"""argv -> settings -> the app or a headless command; exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import signal
+import sys
+from typing import NoReturn
+
+from ccx_tui import __version__
+from ccx_tui.config import Settings, parse_env, parse_seconds
+from ccx_tui.engine.session import SessionSpec
+from ccx_tui.errors import CcxError
+
+EXIT_USAGE = 2
+SUBCOMMANDS = ("exec", "sessions", "view", "serve")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that fails with one line (plus a hint), never a wall of usage."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where transcripts live (default $CCX_TUI_DATA_DIR or ~/.local/share/ccx-tui)",
+    )
+
+
+def build_parsers() -> dict[str, argparse.ArgumentParser]:
+    main = _Parser(
+        prog="ccx-tui",
+        description="Run and watch many commands at once. Subcommands: "
+        "exec, sessions, view (see `ccx-tui SUBCOMMAND --help`).",
+    )
+    main.add_argument("--version", action="version", version=f"ccx-tui {__version__}")
+    _common(main)
+    main.add_argument("--max-sessions", metavar="N", help="live sessions at once (default 16)")
+    main.add_argument("--ttl", metavar="SECONDS", help="default time limit for each session")
+    main.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+    main.add_argument("command", nargs="*", help="commands to start, one session each")
+
+    exe = _Parser(prog="ccx-tui exec", description="Run one command as a recorded session.")
+    _common(exe)
+    exe.add_argument("--ttl", metavar="SECONDS", help="kill it after this long (exit 124)")
+    exe.add_argument("--cwd", metavar="DIR", help="directory to run in")
+    exe.add_argument("--env", metavar="K=V", action="append", default=[], help="set a variable")
+    exe.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+    exe.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND...")
+
+    ses = _Parser(prog="ccx-tui sessions", description="List recorded sessions.")
+    _common(ses)
+    ses.add_argument("--json", action="store_true", help="machine-readable output")
+
+    view = _Parser(prog="ccx-tui view", description="View a file or a past session.")
+    _common(view)
+    view.add_argument("target", metavar="PATH|SESSION_ID")
+    return {"main": main, "exec": exe, "sessions": ses, "view": view}
+
+
+def command_line(words: list[str]) -> str:
+    """One word is a shell command line; several are an argv, quoted into one."""
+    if words and words[0] == "--":
+        words = words[1:]
+    if len(words) == 1:
+        return words[0]
+    return shlex.join(words)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    # Past a file-size limit we want EFBIG (reported per session), not a dead process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    parsers = build_parsers()
+    try:
+        if args and args[0] in ("exec", "sessions", "view"):
+            return _subcommand(args[0], parsers[args[0]].parse_args(args[1:]))
+        if args and args[0] == "serve":
+            parsers["main"].error("`serve` is not available yet")
+        ns = parsers["main"].parse_args(args)
+        return _run_app(ns)
+    except CcxError as exc:
+        sys.stderr.write(f"ccx-tui: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _subcommand(name: str, ns: argparse.Namespace) -> int:
+    if name == "exec":
+        command = command_line(ns.command)
+        if not command.strip():
+            sys.stderr.write("ccx-tui exec: error: empty command (usage: ccx-tui exec -- CMD)\n")
+            return EXIT_USAGE
+        settings = Settings.resolve(data_dir=ns.data_dir, kill_grace=ns.kill_grace)
+        spec = SessionSpec(
+            command=command,
+            cwd=ns.cwd,
+            env=parse_env(ns.env),
+            ttl=parse_seconds(ns.ttl) if ns.ttl else None,
+        ).validated()
+        from ccx_tui.headless import run_exec
+
+        return asyncio.run(run_exec(settings, spec))
+    if name == "sessions":
+        from ccx_tui.headless import list_sessions
+
+        return list_sessions(Settings.resolve(data_dir=ns.data_dir), as_json=ns.json)
+    from ccx_tui.app import run_viewer
+
+    return run_viewer(Settings.resolve(data_dir=ns.data_dir), ns.target)
+
+
+def _run_app(ns: argparse.Namespace) -> int:
+    settings = Settings.resolve(
+        data_dir=ns.data_dir,
+        max_sessions=ns.max_sessions,
+        ttl=ns.ttl,
+        kill_grace=ns.kill_grace,
+    )
+    commands = [c for c in ns.command if c.strip()]
+    from ccx_tui.app import run_app
+
+    return run_app(settings, commands)

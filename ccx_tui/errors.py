@@ -1,13 +1,13 @@
 """Every error ccx-tui raises on purpose.
 
-    CcxError                  base; its message is one line fit for a user
-    +-- ConfigError           a bad flag, env value or config file entry
-    +-- DataDirError          the data directory cannot be created or written
-    +-- SessionError          something about one session
-    |   +-- UnknownSession    no session has that id
-    |   +-- InvalidCommand    empty command, missing cwd, bad env or TTL
-    |   +-- InvalidTransition the session's state forbids the action
-    +-- TranscriptError       a transcript cannot be opened or read
+CcxError                  base; its message is one line fit for a user
++-- ConfigError           a bad flag, env value or config file entry
++-- DataDirError          the data directory cannot be created or written
++-- SessionError          something about one session
+|   +-- UnknownSession    no session has that id
+|   +-- InvalidCommand    empty command, missing cwd, bad env or TTL
+|   +-- InvalidTransition the session's state forbids the action
++-- TranscriptError       a transcript cannot be opened or read
 """
 
 from __future__ import annotations

@@ -128,6 +128,22 @@ class LineMux:
         for stream in range(len(self._pending)):
             self._flush_pending(stream)
 
+    @property
+    def has_partial(self) -> bool:
+        """A partial line is held back in memory (see `flush_partial`)."""
+        return any(self._pending)
+
+    def flush_partial(self) -> None:
+        """Write held partial lines now, without waiting for their terminator.
+
+        The engine calls this once a partial line has waited ~100 ms, so prompts and
+        unfinished progress show up; the other stream may then continue that line,
+        as it would in a terminal.
+        """
+        if self._owner is None:
+            for stream in range(len(self._pending)):
+                self._flush_pending(stream)
+
     def close(self) -> None:
         for spool in self._spools:
             spool.close()

@@ -39,7 +39,7 @@ from ccx_tui.engine.store import DEFAULT_RETENTION, DataStore
 from ccx_tui.engine.transcript import META, TranscriptWriter
 from ccx_tui.errors import InvalidTransition, UnknownSession
 
-RETENTION_EVERY = 5.0
+PARTIAL_LINE_DELAY = 0.1  # an unfinished line is shown after this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,7 @@ class _Record:
         self.ended.set()
         self.changed = asyncio.Event()  # replaced (after being set) on every change
         self.error_reported = False
+        self.lock_fd: int | None = None
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checking after every change."""
@@ -117,7 +118,6 @@ class LocalEngine:
         self._subscribers: set[Subscriber] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        self._last_retention = 0.0
         self.max_live_seen = 0
         """High-water mark of live sessions, for tests and benchmarks."""
 
@@ -133,7 +133,7 @@ class LocalEngine:
         if self.config.load_history:
             for info in await asyncio.to_thread(self.store.load_history):
                 self._records[info.id] = _Record(info)
-        await self._retention(force=True)
+        await self._retention()
 
     # -- queries ----------------------------------------------------------------------
 
@@ -200,6 +200,7 @@ class LocalEngine:
         )
         rec = _Record(info)
         rec.ended.clear()
+        rec.lock_fd = self.store.lock_session(directory)
         self._records[session_id] = rec
         self._save(rec)
         self._emit(SessionAdded(info))
@@ -258,6 +259,8 @@ class LocalEngine:
             pid=None,
         )
         rec.ended.clear()
+        if rec.lock_fd is None:
+            rec.lock_fd = self.store.lock_session(rec.info.directory)
         self._queue.append(rec.info.id)
         self._pump()
         return self._snapshot(rec)
@@ -343,6 +346,9 @@ class LocalEngine:
         live = sum(1 for r in self._records.values() if r.info.state.live)
         self.max_live_seen = max(self.max_live_seen, live)
         self._save(rec)
+        if state.final and rec.lock_fd is not None:
+            self.store.unlock_session(rec.lock_fd)
+            rec.lock_fd = None
         self._emit(SessionUpdated(self._snapshot(rec)))
         rec.notify()
 
@@ -368,8 +374,9 @@ class LocalEngine:
                 pass
         except Exception as exc:  # a bug must not leave a session live forever
             if rec.info.state.live:
-                self._set(rec, State.FAILED, reason=f"internal error: {exc!r}",
-                          ended_at=time.time())
+                self._set(
+                    rec, State.FAILED, reason=f"internal error: {exc!r}", ended_at=time.time()
+                )
             raise
         finally:
             rec.ended.set()
@@ -386,17 +393,32 @@ class LocalEngine:
         try:
             writer = TranscriptWriter(info.directory)
         except OSError as exc:
-            self._set(rec, State.FAILED, reason=f"cannot open transcript: {exc.strerror}",
-                      ended_at=time.time())
+            self._set(
+                rec,
+                State.FAILED,
+                reason=f"cannot open transcript: {exc.strerror}",
+                ended_at=time.time(),
+            )
             return False
         rec.writer = writer
         if writer.offset and writer.last_byte != b"\n":
             writer.write(META, b"\n")  # the next run starts on a line of its own
-        mux = LineMux(lambda stream, data: self._write(rec, stream, data),
-                      spool_dir=str(info.directory))
+        mux = LineMux(
+            lambda stream, data: self._write(rec, stream, data), spool_dir=str(info.directory)
+        )
+
+        loop = asyncio.get_running_loop()
+        partial_timer: list[asyncio.TimerHandle] = []
+
+        def flush_partial() -> None:
+            partial_timer.clear()
+            mux.flush_partial()
+            self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
 
         def on_data(fd: int, data: bytes) -> None:
             mux.feed(fd - 1, data)
+            if mux.has_partial and not partial_timer:
+                partial_timer.append(loop.call_later(PARTIAL_LINE_DELAY, flush_partial))
             self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
 
         def on_eof(fd: int) -> None:
@@ -415,8 +437,12 @@ class LocalEngine:
             writer.close()
             mux.close()
             detail = exc.strerror or str(exc)
-            self._set(rec, State.FAILED, reason=f"cannot start {spec.shell}: {detail}",
-                      ended_at=time.time())
+            self._set(
+                rec,
+                State.FAILED,
+                reason=f"cannot start {spec.shell}: {detail}",
+                ended_at=time.time(),
+            )
             return False
         rec.pid = transport.get_pid()
         now = time.time()
@@ -444,21 +470,42 @@ class LocalEngine:
                     async with asyncio.timeout(1.0):
                         await proto.pipes_closed
             transport.close()
+            for handle in partial_timer:
+                handle.cancel()
             mux.flush()
             mux.close()
             writer.close()
         code = transport.get_returncode()
         sig = -code if code is not None and code < 0 else None
         exit_code = 128 + sig if sig is not None else code
-        ended: dict[str, Any] = {"exit_code": exit_code, "signal": sig, "ended_at": time.time(), "pid": None}
-        ended.update(bytes=writer.offset, lines=writer.newlines, write_error=writer.error,
-                     bytes_lost=writer.bytes_lost)
+        ended: dict[str, Any] = {
+            "exit_code": exit_code,
+            "signal": sig,
+            "ended_at": time.time(),
+            "pid": None,
+        }
+        ended.update(
+            bytes=writer.offset,
+            lines=writer.newlines,
+            write_error=writer.error,
+            bytes_lost=writer.bytes_lost,
+        )
         if rec.restart and not self._closed:
             rec.restart = False
             rec.writer = None
-            self._set(rec, State.RUNNING, run=rec.info.run + 1, exit_code=None, signal=None,
-                      reason=None, started_at=time.time(), ended_at=None, pid=None,
-                      bytes=writer.offset, lines=writer.newlines)
+            self._set(
+                rec,
+                State.RUNNING,
+                run=rec.info.run + 1,
+                exit_code=None,
+                signal=None,
+                reason=None,
+                started_at=time.time(),
+                ended_at=None,
+                pid=None,
+                bytes=writer.offset,
+                lines=writer.newlines,
+            )
             return True
         rec.restart = False
         rec.writer = None
@@ -495,11 +542,7 @@ class LocalEngine:
             kill_tree(rec.pid, rec.pid, rec.marker, grace=self.config.kill_grace, force=force)
         )
 
-    async def _retention(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_retention < RETENTION_EVERY:
-            return
-        self._last_retention = now
+    async def _retention(self) -> None:
         infos = [self._snapshot(r) for r in self._records.values()]
         live = {r.info.id for r in self._records.values() if not r.info.state.final}
         deleted = await asyncio.to_thread(

@@ -40,8 +40,16 @@ class State(StrEnum):
 _ALLOWED: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.RUNNING, State.FAILED, State.KILLED, State.INTERRUPTED}),
     State.RUNNING: frozenset(
-        {State.PAUSED, State.EXITED, State.KILLED, State.EXPIRED, State.FAILED, State.LOST,
-         State.INTERRUPTED, State.RUNNING}
+        {
+            State.PAUSED,
+            State.EXITED,
+            State.KILLED,
+            State.EXPIRED,
+            State.FAILED,
+            State.LOST,
+            State.INTERRUPTED,
+            State.RUNNING,
+        }
     ),
     State.PAUSED: frozenset(
         {State.RUNNING, State.EXITED, State.KILLED, State.EXPIRED, State.LOST, State.INTERRUPTED}
@@ -174,10 +182,7 @@ class SessionInfo:
         return max(0.0, end - self.started_at)
 
     def to_json(self) -> dict[str, Any]:
-        data = {
-            name: getattr(self, name)
-            for name in self.__slots__
-        }
+        data = {name: getattr(self, name) for name in self.__slots__}
         data["spec"] = self.spec.to_json()
         data["state"] = self.state.value
         data["directory"] = str(self.directory)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from ccx_tui.engine.session import SessionInfo, State
 from ccx_tui.errors import DataDirError
 
 META_NAME = "meta.json"
+LOCK_NAME = "live.lock"
 SESSIONS = "sessions"
 DEFAULT_RETENTION = 5 * 1024**3
 
@@ -57,6 +59,43 @@ class DataStore:
         path.mkdir(mode=0o700, exist_ok=True)
         return path
 
+    def lock_session(self, directory: Path) -> int:
+        """Hold an exclusive lock saying "a live engine owns this session".
+
+        The lock dies with the process, so a session whose lock is free but whose
+        metadata says live was left behind by a ccx-tui that died.  Returns the fd to
+        pass to `unlock_session`.
+        """
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    @staticmethod
+    def unlock_session(fd: int) -> None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    @staticmethod
+    def is_owned_elsewhere(directory: Path) -> bool:
+        """True if another live process holds the session's lock."""
+        try:
+            fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def write_meta(self, info: SessionInfo) -> None:
         """Write meta.json atomically (temp file + rename); errors are left to the caller."""
         path = info.directory / META_NAME
@@ -81,8 +120,13 @@ class DataStore:
         # The folder may have moved with its data dir: trust where we found it.
         return _with_directory(info, directory)
 
-    def load_history(self) -> list[SessionInfo]:
-        """All sessions on disk, oldest first.  Any not final is marked interrupted."""
+    def load_history(self, *, include_foreign: bool = False) -> list[SessionInfo]:
+        """All sessions on disk, oldest first.
+
+        A session not final whose lock is free was live in a ccx-tui that died: it is
+        marked interrupted.  One still owned by another running ccx-tui is skipped,
+        or returned as it is with `include_foreign`.
+        """
         found: list[SessionInfo] = []
         try:
             entries = sorted(os.scandir(self.sessions_dir), key=lambda e: e.name)
@@ -95,6 +139,10 @@ class DataStore:
             if info is None:
                 continue
             if not info.state.final:
+                if self.is_owned_elsewhere(info.directory):
+                    if include_foreign:
+                        found.append(info)
+                    continue
                 info = interrupted(info)
                 try:
                     self.write_meta(info)
@@ -106,24 +154,23 @@ class DataStore:
     def enforce_retention(
         self, limit: int, history: Iterable[SessionInfo], live: set[str]
     ) -> list[str]:
-        """Delete the oldest finished sessions until the total is within `limit` bytes.
+        """Delete the oldest finished sessions until their transcripts total `limit` bytes.
 
-        Sessions whose id is in `live` are never deleted.  Returns the deleted ids.
+        Sizes come from the sessions' byte counts (no directory scan), so this is cheap
+        enough to run whenever a session ends.  Sessions whose id is in `live` are never
+        deleted.  Returns the deleted ids.
         """
-        sizes: list[tuple[str, int]] = []
-        total = 0
-        for info in history:
-            size = dir_size(info.directory)
-            total += size
-            if info.id not in live and info.state.final:
-                sizes.append((info.id, size))
+        infos = list(history)
+        total = sum(info.bytes for info in infos)
         deleted: list[str] = []
-        for session_id, size in sorted(sizes):  # ids sort by creation time
+        for info in sorted(infos, key=lambda i: i.id):  # ids sort by creation time
             if total <= limit:
                 break
-            shutil.rmtree(self.session_dir(session_id), ignore_errors=True)
-            total -= size
-            deleted.append(session_id)
+            if info.id in live or not info.state.final:
+                continue
+            shutil.rmtree(self.session_dir(info.id), ignore_errors=True)
+            total -= info.bytes
+            deleted.append(info.id)
         return deleted
 
 

@@ -1,0 +1,33 @@
+"""Fixtures shared by the test suite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ccx_tui.engine.local import EngineConfig, LocalEngine
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def make_engine(
+    data_dir: Path,
+) -> Callable[..., AbstractAsyncContextManager[LocalEngine]]:
+    """`async with make_engine(max_sessions=2) as engine:` with a short kill grace."""
+
+    @asynccontextmanager
+    async def factory(**kwargs: Any) -> AsyncIterator[LocalEngine]:
+        kwargs.setdefault("kill_grace", 0.5)
+        config = EngineConfig(data_dir=kwargs.pop("data_dir", data_dir), **kwargs)
+        async with LocalEngine(config) as engine:
+            yield engine
+
+    return factory

@@ -1,0 +1,215 @@
+"""The real `ccx-tui` command: exec, sessions, errors, signals, history, disk errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import marked_processes, wait_gone
+
+CCX = [sys.executable, "-m", "ccx_tui"]
+
+
+def run(*args: str, data_dir: Path, **kwargs) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*CCX, *args[:1], "--data-dir", str(data_dir), *args[1:]],
+        capture_output=True,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def test_exec_behaves_like_running_the_command(data_dir: Path) -> None:
+    """Several words are an argv, quoted safely: same output and exit code as direct."""
+    args = ["sh", "-c", "seq 1 5; echo 'it''s' >&2; exit 3"]
+    direct = subprocess.run(args, capture_output=True)
+    ours = run("exec", "--", *args, data_dir=data_dir)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (
+        direct.returncode,
+        direct.stdout,
+        direct.stderr,
+    )
+    assert ours.returncode == 3
+
+
+def test_exec_single_word_is_a_shell_line(data_dir: Path, tmp_path: Path) -> None:
+    proc = run(
+        "exec",
+        "--cwd",
+        str(tmp_path),
+        "--env",
+        "A=1 2",
+        "--",
+        'echo "$A" && pwd',
+        data_dir=data_dir,
+    )
+    assert proc.returncode == 0
+    assert proc.stdout == f"1 2\n{tmp_path}\n".encode()
+
+
+def test_exec_exit_codes_for_ttl_and_signals(data_dir: Path) -> None:
+    assert run("exec", "--ttl", "0.3", "--", "sleep 100", data_dir=data_dir).returncode == 124
+    assert run("exec", "--", "kill -TERM $$", data_dir=data_dir).returncode == 128 + 15
+    assert run("exec", "--", "kill -9 $$", data_dir=data_dir).returncode == 128 + 9
+
+
+def test_exec_streams_output_as_it_arrives(data_dir: Path) -> None:
+    """The first line shows up while the command is still running."""
+    proc = subprocess.Popen(
+        [*CCX, "exec", "--data-dir", str(data_dir), "--", "echo first; sleep 30; echo late"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"first\n"
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+    assert wait_gone("") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["exec"], "empty command"),
+        (["exec", "--", ""], "empty command"),
+        (["exec", "--cwd", "/no/such/dir", "--", "ls"], "no such directory: /no/such/dir"),
+        (["exec", "--env", "NOEQUALS", "--", "ls"], "bad --env"),
+        (["exec", "--env", "1X=2", "--", "ls"], "bad --env"),
+        (["exec", "--ttl", "soon", "--", "ls"], "bad TTL"),
+        (["exec", "--ttl", "-5", "--", "ls"], "bad TTL"),
+        (["exec", "--bogus", "--", "ls"], "unrecognized arguments"),
+        (["--max-sessions", "0"], "bad max sessions"),
+        (["--ttl", "0x"], "bad TTL"),
+        (["--help-me"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_one_line_no_traceback(args: list[str], message: str, data_dir: Path) -> None:
+    proc = subprocess.run(
+        [*CCX, *args],
+        capture_output=True,
+        timeout=30,
+        env={**os.environ, "CCX_TUI_DATA_DIR": str(data_dir)},
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a dir")
+    proc = run("exec", "--", "true", data_dir=blocker / "sub")
+    assert proc.returncode == 2
+    assert b"data dir" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_signals_kill_sessions_and_leave_no_orphans(sig: int, data_dir: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            *CCX,
+            "exec",
+            "--data-dir",
+            str(data_dir),
+            "--",
+            "sleep 1000 & trap '' TERM; echo up; sleep 1001",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"up\n"
+    proc.send_signal(sig)
+    assert proc.wait(20) == 128 + sig
+    assert wait_gone("") == []
+
+
+def test_sessions_lists_and_json(data_dir: Path) -> None:
+    run("exec", "--", "echo one; exit 2", data_dir=data_dir)
+    run("exec", "--ttl", "0.2", "--", "sleep 10", data_dir=data_dir)
+    table = run("sessions", data_dir=data_dir)
+    assert table.returncode == 0
+    text = table.stdout.decode()
+    assert "exited" in text and "expired" in text and "echo one; exit 2" in text
+    listing = json.loads(run("sessions", "--json", data_dir=data_dir).stdout)
+    assert [s["state"] for s in listing] == ["exited", "expired"]
+    first = listing[0]
+    assert first["exit_code"] == 2 and first["bytes"] == 4 and first["lines"] == 1
+    assert Path(first["transcript"]).read_bytes() == b"one\n"
+    for key in ("id", "spec", "started_at", "ended_at"):
+        assert key in first
+
+
+def test_a_session_of_a_dead_ccx_tui_shows_interrupted(data_dir: Path) -> None:
+    """ccx-tui killed with SIGKILL cannot clean up: the session loads as interrupted
+    with its transcript intact."""
+    proc = subprocess.Popen(
+        [*CCX, "exec", "--data-dir", str(data_dir), "--", "echo kept; sleep 1000"],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"kept\n"
+    [live] = json.loads(run("sessions", "--json", data_dir=data_dir).stdout)
+    assert live["state"] == "running"  # another live ccx-tui owns it: left alone
+    proc.kill()
+    proc.wait(10)
+    [info] = json.loads(run("sessions", "--json", data_dir=data_dir).stdout)
+    assert info["state"] == "interrupted"
+    assert Path(info["transcript"]).read_bytes() == b"kept\n"
+    for p in marked_processes(info["id"]):  # the orphan we caused on purpose
+        p.kill()
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs sh")
+def test_disk_error_is_reported_and_never_blocks(data_dir: Path) -> None:
+    """With a file-size limit (a real EFBIG from the kernel, like a full disk) the
+    process still runs to the end, exec exits with its code, and says how many bytes
+    were not kept.  The transcript is an exact prefix of the output."""
+    data_dir.mkdir(parents=True)
+    script = (
+        f"ulimit -f 64; exec {' '.join(CCX)} exec --data-dir {data_dir} -- "
+        "'seq 1 200000; echo done >&2; exit 7'"
+    )
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, timeout=60)
+    assert proc.returncode == 7
+    err = proc.stderr.decode()
+    assert "transcript write failed (EFBIG)" in err
+    assert "bytes of output were not kept" in err
+    expected = subprocess.run(["seq", "1", "200000"], capture_output=True).stdout + b"done\n"
+    [info] = json.loads(run("sessions", "--json", data_dir=data_dir).stdout)
+    kept = Path(info["transcript"]).read_bytes()
+    assert len(kept) <= 64 * 1024
+    assert expected.startswith(kept)
+    assert info["bytes_lost"] == len(expected) - len(kept)
+    assert info["write_error"]
+
+
+def test_engine_import_pulls_in_no_ui() -> None:
+    code = (
+        "import sys, ccx_tui.engine, ccx_tui.headless, ccx_tui.config;"
+        "bad=[m for m in sys.modules if m.split('.')[0] in ('textual','rich')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_version() -> None:
+    out = subprocess.run([*CCX, "--version"], capture_output=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith(b"ccx-tui ")
+
+
+def test_exec_of_a_big_output_is_exact(data_dir: Path) -> None:
+    proc = run("exec", "--", "seq 1 2000000", data_dir=data_dir)
+    assert proc.returncode == 0
+    assert proc.stdout == subprocess.run(["seq", "1", "2000000"], capture_output=True).stdout
