@@ -307,6 +307,13 @@ class LocalEngine:
         for sub in list(self._subscribers):
             sub.close()
 
+    def kill_all_now(self) -> None:
+        """SIGKILL every live session's tree, synchronously: the last resort when the
+        event loop is gone (normally `aclose` has already done the polite thing)."""
+        for rec in self._records.values():
+            if rec.info.state.live:
+                signal_tree(rec.pid, rec.pid, rec.marker, signal.SIGKILL)
+
     # -- internals --------------------------------------------------------------------
 
     def _find(self, session_id: str) -> _Record:

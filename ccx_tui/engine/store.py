@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ccx_tui.engine.session import SessionInfo, State
+from ccx_tui.engine.transcript import TRANSCRIPT_NAME
 from ccx_tui.errors import DataDirError
 
 META_NAME = "meta.json"
@@ -57,6 +58,8 @@ class DataStore:
     def create_session_dir(self, session_id: str) -> Path:
         path = self.session_dir(session_id)
         path.mkdir(mode=0o700, exist_ok=True)
+        # An empty transcript from the start: a viewer can open a queued session.
+        os.close(os.open(path / TRANSCRIPT_NAME, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         return path
 
     def lock_session(self, directory: Path) -> int:

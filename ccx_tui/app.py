@@ -1,0 +1,458 @@
+"""The Textual app: owns the engine, wires engine events to widgets, global keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Static, TabbedContent
+
+from ccx_tui.config import Settings
+from ccx_tui.engine.events import (
+    Event,
+    OutputAppended,
+    SessionAdded,
+    SessionRemoved,
+    SessionUpdated,
+)
+from ccx_tui.engine.local import LocalEngine
+from ccx_tui.engine.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.usage import TreeUsage, UsageSampler
+from ccx_tui.errors import CcxError
+from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog
+from ccx_tui.widgets.help import HelpScreen
+from ccx_tui.widgets.history import HistoryScreen
+from ccx_tui.widgets.session_pane import SessionPane, pane_id
+from ccx_tui.widgets.sidebar import Sidebar
+from ccx_tui.widgets.status import state_icon, state_label
+
+EMPTY_TEXT = """[b]No sessions yet.[/b]
+
+Press [b]c[/b] to create one, or start ccx-tui with commands:
+
+    ccx-tui 'make test' 'npm run dev'
+
+Press [b]h[/b] for past sessions, [b]?[/b] for help, [b]q[/b] to quit."""
+
+
+def tab_label(info: SessionInfo) -> str:
+    icon, colour = state_icon(info)
+    title = info.spec.title.replace("[", r"\[")
+    return f"[{colour}]{icon}[/] {title}"
+
+
+class CcxApp(App[int]):
+    """Tabs of sessions, a sidebar of limits and TTLs, everything on the keyboard."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ccx-tui"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "create", "New"),
+        Binding("x", "kill", "Kill"),
+        Binding("X", "kill(True)", "Kill now", show=False),
+        Binding("r", "restart", "Restart"),
+        Binding("p", "pause", "Pause"),
+        Binding("w", "close_tab", "Close"),
+        Binding("right_square_bracket", "next_tab", "Next tab", show=False),
+        Binding("left_square_bracket", "previous_tab", "Prev tab", show=False),
+        *[Binding(str(n), f"jump({n})", f"Tab {n}", show=False) for n in range(1, 10)],
+        Binding("h", "history", "History"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_app", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        engine: LocalEngine,
+        *,
+        settings: Settings,
+        commands: list[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        sample_usage: bool = True,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.settings = settings
+        self._commands = list(commands or [])
+        self._clock = clock
+        self._sample_usage = sample_usage
+        self._sampler = UsageSampler()
+        self._open: list[str] = []  # session ids in tab order
+        self._usage: dict[str, TreeUsage] = {}
+        self._closing = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="body"):
+            with Vertical(id="main"):
+                yield Static(EMPTY_TEXT, id="empty")
+                yield TabbedContent(id="tabs")
+            yield Sidebar(id="sidebar")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        await self.engine.open()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(signum, self._on_signal)
+        self._engine_events()
+        for command in self._commands:
+            await self._start(SessionSpec(command))
+        self._sync_empty()
+        self._tick()
+        self.set_interval(1.0, self._tick)
+
+    async def on_unmount(self) -> None:
+        await self.engine.aclose()
+
+    # -- the one place engine events become UI updates --------------------------------
+
+    @work(group="engine", exit_on_error=True)
+    async def _engine_events(self) -> None:
+        sub = self.engine.subscribe()
+        try:
+            while (event := await sub.get()) is not None:
+                await self._apply(event)
+        finally:
+            self.engine.unsubscribe(sub)
+
+    async def _apply(self, event: Event) -> None:
+        if isinstance(event, OutputAppended):
+            pane = self._pane(event.session_id)
+            if pane is not None:
+                pane.view.refresh_source()
+        elif isinstance(event, SessionAdded):
+            await self._open_tab(event.info)
+        elif isinstance(event, SessionUpdated):
+            self._session_changed(event.info)
+        elif isinstance(event, SessionRemoved):
+            await self._close_tab(event.session_id)
+
+    def _session_changed(self, info: SessionInfo) -> None:
+        pane = self._pane(info.id)
+        if pane is not None:
+            pane.info = info
+            self.query_one(TabbedContent).get_tab(pane.id or "").label = tab_label(info)
+            pane.view.refresh_source()
+        self._refresh_sidebar()
+        if info.state.final:
+            self._toast(info)
+
+    def _toast(self, info: SessionInfo) -> None:
+        title = info.spec.title
+        if info.state is State.EXITED and info.exit_code != 0:
+            self.notify(f"{title}: {state_label(info)}", severity="error")
+        elif info.state in (State.KILLED, State.EXPIRED, State.FAILED, State.LOST):
+            reason = f" ({info.reason})" if info.reason else ""
+            self.notify(f"{title}: {info.state.value}{reason}", severity="warning")
+
+    # -- tabs -------------------------------------------------------------------------
+
+    def _pane(self, session_id: str) -> SessionPane | None:
+        if session_id not in self._open:
+            return None
+        try:
+            return self.query_one(f"#{pane_id(session_id)}", SessionPane)
+        except Exception:
+            return None
+
+    async def _open_tab(self, info: SessionInfo, *, activate: bool = True) -> None:
+        if info.id in self._open:
+            return
+        self._open.append(info.id)
+        tabs = self.query_one(TabbedContent)
+        try:
+            await tabs.add_pane(SessionPane(tab_label(info), info))
+        except CcxError as exc:
+            self._open.remove(info.id)
+            self.notify(str(exc), severity="error")
+            return
+        if activate:
+            tabs.active = pane_id(info.id)
+            self._focus_view()
+        self._sync_empty()
+        self._refresh_sidebar()
+
+    async def _close_tab(self, session_id: str) -> None:
+        if session_id not in self._open:
+            return
+        self._open.remove(session_id)
+        await self.query_one(TabbedContent).remove_pane(pane_id(session_id))
+        self._sync_empty()
+        self._refresh_sidebar()
+        self._focus_view()
+
+    def _sync_empty(self) -> None:
+        empty = not self._open
+        self.query_one("#empty").display = empty
+        self.query_one(TabbedContent).display = not empty
+
+    def _focus_view(self) -> None:
+        session_id = self._current()
+        pane = self._pane(session_id) if session_id else None
+        if pane is not None:
+            with contextlib.suppress(Exception):
+                pane.view.focus()
+
+    def _current(self) -> str | None:
+        active = self.query_one(TabbedContent).active
+        if active and active.startswith("s-"):
+            return active[2:]
+        return None
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self) -> None:
+        self._focus_view()
+        self._refresh_sidebar()
+
+    # -- sidebar and clock ----------------------------------------------------------
+
+    def _refresh_sidebar(self) -> None:
+        sidebar = self.query_one(Sidebar)
+        infos = []
+        for session_id in self._open:
+            with contextlib.suppress(CcxError):
+                infos.append(self.engine.get(session_id))
+        sidebar.sessions = tuple(infos)
+        sidebar.stats = self.engine.stats
+        sidebar.selected = self._current()
+
+    def _tick(self) -> None:
+        sidebar = self.query_one(Sidebar)
+        sidebar.now = self._clock()
+        self._refresh_sidebar()
+        for session_id in self._open:
+            pane = self._pane(session_id)
+            if pane is not None:
+                with contextlib.suppress(CcxError):
+                    pane.info = self.engine.get(session_id)
+        if self._sample_usage and self.engine.stats.live:
+            self._sample()
+
+    @work(thread=True, exclusive=True, group="usage")
+    def _sample(self) -> None:
+        usage = self._sampler.sample()
+        self.call_from_thread(self._set_usage, usage)
+
+    def _set_usage(self, usage: dict[str, TreeUsage]) -> None:
+        self.query_one(Sidebar).usage = usage
+
+    # -- actions ----------------------------------------------------------------------
+
+    async def _start(self, spec: SessionSpec) -> None:
+        try:
+            await self.engine.start(spec)
+        except CcxError as exc:
+            self.notify(f"cannot start {spec.command!r}: {exc}", severity="error")
+
+    def action_create(self) -> None:
+        def created(result: tuple[SessionSpec, str] | None) -> None:
+            if result is not None:
+                self.run_worker(self._start(result[0]), group="actions")
+
+        self.push_screen(CreateSessionDialog(cwd=str(Path.cwd()), ttl=self.settings.ttl), created)
+
+    def _selected(self) -> str | None:
+        session_id = self._current()
+        if session_id is None:
+            self.notify("no session selected: press c to create one", severity="warning")
+        return session_id
+
+    def action_kill(self, now: bool = False) -> None:
+        session_id = self._selected()
+        if session_id is None:
+            return
+        info = self.engine.get(session_id)
+        if info.state.final:
+            self.notify(f"{info.spec.title} has already ended ({state_label(info)})")
+            return
+        self.run_worker(self.engine.kill(session_id, force=now), group="actions")
+
+    def action_restart(self) -> None:
+        session_id = self._selected()
+        if session_id is not None:
+            self.run_worker(self._guard(self.engine.restart(session_id)), group="actions")
+
+    def action_pause(self) -> None:
+        session_id = self._selected()
+        if session_id is None:
+            return
+        state = self.engine.get(session_id).state
+        if state is State.PAUSED:
+            self.run_worker(self._guard(self.engine.resume(session_id)), group="actions")
+        elif state is State.RUNNING:
+            self.run_worker(self._guard(self.engine.pause(session_id)), group="actions")
+        else:
+            self.notify(f"cannot pause a {state.value} session", severity="warning")
+
+    async def _guard(self, action: object) -> None:
+        try:
+            await action  # type: ignore[misc]
+        except CcxError as exc:
+            self.notify(str(exc), severity="error")
+
+    def action_close_tab(self) -> None:
+        session_id = self._selected()
+        if session_id is None:
+            return
+        info = self.engine.get(session_id)
+
+        async def close(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            if not info.state.final:
+                await self.engine.kill(session_id, reason="tab closed")
+            await self._close_tab(session_id)
+
+        if info.state.final:
+            self.run_worker(close(True), group="actions")
+            return
+
+        def answered(ok: bool | None) -> None:
+            self.run_worker(close(ok), group="actions")
+
+        question = f"{info.spec.title} is still {info.state.value}. Kill it and close the tab?"
+        self.push_screen(ConfirmDialog(question, yes="Kill and close"), answered)
+
+    def action_next_tab(self) -> None:
+        self._cycle(1)
+
+    def action_previous_tab(self) -> None:
+        self._cycle(-1)
+
+    def _cycle(self, step: int) -> None:
+        current = self._current()
+        if not self._open or current is None:
+            return
+        index = (self._open.index(current) + step) % len(self._open)
+        self.query_one(TabbedContent).active = pane_id(self._open[index])
+
+    def action_jump(self, number: int) -> None:
+        if 0 < number <= len(self._open):
+            self.query_one(TabbedContent).active = pane_id(self._open[number - 1])
+
+    def action_history(self) -> None:
+        past = [s for s in self.engine.sessions() if s.state.final and s.id not in self._open]
+
+        def picked(session_id: str | None) -> None:
+            if session_id is not None:
+                self.run_worker(self._open_tab(self.engine.get(session_id)), group="actions")
+
+        self.push_screen(HistoryScreen(past), picked)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        stats = self.engine.stats
+        busy = stats.live + stats.queued
+        if not busy:
+            self.run_worker(self._shutdown(), group="actions")
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.run_worker(self._shutdown(), group="actions")
+
+        self.push_screen(
+            ConfirmDialog(
+                f"{busy} session(s) still running or queued. Quitting kills them.",
+                yes="Quit and kill",
+            ),
+            answered,
+        )
+
+    def _on_signal(self) -> None:
+        self.run_worker(self._shutdown(), group="actions")
+
+    async def _shutdown(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self.engine.stats.live:
+            self.notify("stopping sessions…", timeout=10)
+        await self.engine.aclose()
+        self.exit(0)
+
+
+class ViewerApp(App[int]):
+    """`ccx-tui view`: one file or past session, read-only, following it as it grows."""
+
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, path: Path, title: str) -> None:
+        super().__init__()
+        self.path = path
+        self.title = title
+
+    def compose(self) -> ComposeResult:
+        from ccx_tui.widgets.transcript_view import TranscriptView
+
+        yield TranscriptView(self.path, follow=True, id="viewer")
+        yield Static(self.title, id="viewer-title")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        from ccx_tui.widgets.transcript_view import TranscriptView
+
+        view = self.query_one(TranscriptView)
+        view.focus()
+        self.set_interval(0.25, view.refresh_source)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+
+def make_app(settings: Settings, commands: list[str] | None = None, **kwargs: object) -> CcxApp:
+    """The app factory (tests and screenshots build the app through it)."""
+    engine = LocalEngine(settings.engine_config())
+    return CcxApp(engine, settings=settings, commands=commands, **kwargs)  # type: ignore[arg-type]
+
+
+def run_app(settings: Settings, commands: list[str]) -> int:
+    app = make_app(settings, commands)
+    try:
+        code = app.run()
+    finally:
+        app.engine.kill_all_now()  # normally a no-op: aclose() ran on unmount
+    return code or 0
+
+
+def resolve_view_target(settings: Settings, target: str) -> tuple[Path, str]:
+    """A path, or a session id (prefix) in the data directory."""
+    path = Path(target).expanduser()
+    if path.exists():
+        return path, str(path)
+    from ccx_tui.engine.store import DataStore
+    from ccx_tui.errors import UnknownSession
+
+    store = DataStore(settings.data_dir)
+    matches = [
+        info for info in store.load_history(include_foreign=True) if info.id.startswith(target)
+    ]
+    if len(matches) != 1 or not target:
+        raise UnknownSession(f"no such file or session: {target}")
+    info = matches[0]
+    return info.transcript, f"{info.id} · {info.spec.command}"
+
+
+def run_viewer(settings: Settings, target: str) -> int:
+    path, title = resolve_view_target(settings, target)
+    from ccx_tui.engine.reader import TranscriptReader
+
+    TranscriptReader(path).close()  # a clear error before the screen is taken over
+    return ViewerApp(path, title).run() or 0

@@ -1,0 +1,165 @@
+"""Modal dialogs: create a session, confirm an action."""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from ccx_tui.config import parse_env, parse_seconds
+from ccx_tui.engine.session import SessionSpec
+from ccx_tui.errors import CcxError
+
+
+class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
+    """Ask for a command, a directory, a TTL (and where to run); refuse bad values
+    inline with the reason.  Dismisses with (spec, location) or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    DEFAULT_CSS = """
+    CreateSessionDialog {
+        align: center middle;
+        #dialog {
+            width: 76;
+            height: auto;
+            border: thick $primary 60%;
+            background: $surface;
+            padding: 1 2;
+        }
+        Label.field { margin-top: 1; }
+        #error { color: $error; height: auto; margin-top: 1; }
+        #buttons { height: auto; margin-top: 1; align-horizontal: right; }
+        Button { margin-left: 1; }
+    }
+    """
+
+    def __init__(
+        self,
+        *,
+        cwd: str | None = None,
+        ttl: float | None = None,
+        locations: list[str] | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._cwd = cwd or os.getcwd()
+        self._ttl = ttl
+        self._locations = locations or ["local"]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static("[b]New session[/b]")
+            yield Label("Command", classes="field")
+            yield Input(placeholder="e.g. make -j4 test", id="command")
+            yield Label("Directory", classes="field")
+            yield Input(value=self._cwd, id="cwd")
+            yield Label("TTL (seconds, or 90s / 5m / 2h; empty for none)", classes="field")
+            yield Input(value="" if self._ttl is None else f"{self._ttl:g}", id="ttl")
+            yield Label("Environment (NAME=VALUE, space separated)", classes="field")
+            yield Input(id="env")
+            if len(self._locations) > 1:
+                yield Label("Run on", classes="field")
+                yield Select(
+                    [(loc, loc) for loc in self._locations],
+                    value=self._locations[0],
+                    allow_blank=False,
+                    id="location",
+                )
+            yield Static("", id="error")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Start", id="start", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#command", Input).focus()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#start")
+    def _submit(self) -> None:
+        try:
+            spec = self._spec()
+        except CcxError as exc:
+            self.query_one("#error", Static).update(f"✘ {exc}")
+            return
+        location = "local"
+        if len(self._locations) > 1:
+            location = str(self.query_one("#location", Select).value)
+        self.dismiss((spec, location))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _spec(self) -> SessionSpec:
+        command = self.query_one("#command", Input).value
+        cwd = self.query_one("#cwd", Input).value.strip() or None
+        ttl_text = self.query_one("#ttl", Input).value.strip()
+        env_text = self.query_one("#env", Input).value.split()
+        ttl = parse_seconds(ttl_text) if ttl_text else None
+        spec = SessionSpec(command=command, cwd=cwd, env=parse_env(env_text), ttl=ttl)
+        return spec.validated()
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A yes/no question; `y`/Enter confirms, `n`/Escape declines."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    DEFAULT_CSS = """
+    ConfirmDialog {
+        align: center middle;
+        #dialog {
+            width: 60;
+            height: auto;
+            border: thick $warning 60%;
+            background: $surface;
+            padding: 1 2;
+            grid-size: 2;
+            grid-rows: auto auto;
+            grid-gutter: 1;
+        }
+        #question { column-span: 2; height: auto; }
+        Button { width: 100%; }
+    }
+    """
+
+    def __init__(
+        self,
+        question: str,
+        *,
+        yes: str = "Yes",
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._question = question
+        self._yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Grid(id="dialog"):
+            yield Static(self._question, id="question")
+            yield Button(f"{self._yes} (y)", id="yes", variant="error")
+            yield Button("No (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)

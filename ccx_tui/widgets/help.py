@@ -1,0 +1,83 @@
+"""The `?` help screen: every key, grouped."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: list[tuple[str, list[tuple[str, str]]]] = [
+    (
+        "Sessions",
+        [
+            ("c", "create a session (command, directory, TTL, environment)"),
+            ("x", "kill: SIGTERM, then SIGKILL after the grace period"),
+            ("X", "kill at once (SIGKILL)"),
+            ("r", "restart (kill if running, run the command again)"),
+            ("p", "pause / resume (SIGSTOP / SIGCONT)"),
+            ("w", "close the tab (asks first if still running)"),
+            ("h", "history: open a past session"),
+        ],
+    ),
+    (
+        "Tabs",
+        [("] / [", "next / previous tab"), ("1 … 9", "jump to tab N")],
+    ),
+    (
+        "Output",
+        [
+            ("↑ ↓  j k", "scroll a line"),
+            ("PgUp PgDn", "scroll a page"),
+            ("g / G", "top / bottom"),
+            ("← →", "scroll long lines sideways"),
+            ("f  End", "follow new output again"),
+        ],
+    ),
+    (
+        "App",
+        [("?", "this help"), ("ctrl+p", "command palette"), ("q", "quit (kills sessions)")],
+    ),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    """Lists the keys; any of Escape, q or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "close", "Close"),
+    ]
+
+    DEFAULT_CSS = """
+    HelpScreen {
+        align: center middle;
+        #help {
+            width: 72;
+            height: auto;
+            max-height: 90%;
+            border: thick $primary 60%;
+            background: $surface;
+            padding: 1 2;
+        }
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for group, keys in KEYS:
+            table.add_row(f"[b u]{group}[/]", "")
+            for key, text in keys:
+                table.add_row(key, text)
+            table.add_row("", "")
+        with VerticalScroll(id="help"):
+            yield Static("[b]ccx-tui keys[/b]\n")
+            yield Static(table)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,83 @@
+"""A tab holding one session: its transcript view and a one-line status bar."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.reactive import reactive
+from textual.widgets import Static, TabPane
+
+from ccx_tui.engine.session import SessionInfo
+from ccx_tui.widgets.status import size, state_label
+from ccx_tui.widgets.transcript_view import TranscriptView
+
+
+def pane_id(session_id: str) -> str:
+    """DOM ids may not start with a digit; session ids may."""
+    return f"s-{session_id}"
+
+
+class SessionPane(TabPane):
+    """One session's tab content; the app sets `info`, the pane renders it."""
+
+    DEFAULT_CSS = """
+    SessionPane {
+        padding: 0;
+        TranscriptView { height: 1fr; }
+        #status {
+            height: 1;
+            background: $panel;
+            color: $text-muted;
+            padding: 0 1;
+        }
+    }
+    """
+
+    info: reactive[SessionInfo | None] = reactive(None)
+    """The session shown (its latest snapshot)."""
+    follow_note: reactive[str] = reactive("")
+    """'↓ N new lines' while not following."""
+
+    def __init__(self, title: str, info: SessionInfo, *, read_only: bool = False) -> None:
+        super().__init__(title, id=pane_id(info.id))
+        self.session_id = info.id
+        self.read_only = read_only
+        self.set_reactive(SessionPane.info, info)
+
+    def compose(self) -> ComposeResult:
+        assert self.info is not None
+        yield TranscriptView(self.info.transcript, follow=True)
+        yield Static(id="status")
+
+    def on_mount(self) -> None:
+        self._render_status()
+
+    def watch_info(self) -> None:
+        self._render_status()
+
+    def watch_follow_note(self) -> None:
+        self._render_status()
+
+    @on(TranscriptView.FollowChanged)
+    def _follow_changed(self, event: TranscriptView.FollowChanged) -> None:
+        if event.following:
+            self.follow_note = ""
+        else:
+            self.follow_note = f"↓ {event.new_lines} new lines (f to follow)"
+
+    @property
+    def view(self) -> TranscriptView:
+        return self.query_one(TranscriptView)
+
+    def _render_status(self) -> None:
+        if not self.is_mounted or self.info is None:
+            return
+        info = self.info
+        parts = [state_label(info), f"run {info.run}", size(info.bytes), f"{info.lines} lines"]
+        if info.reason and info.state.final:
+            parts.append(info.reason)
+        if info.write_error:
+            parts.append(f"⚠ {info.write_error} ({size(info.bytes_lost)} lost)")
+        if self.follow_note:
+            parts.append(self.follow_note)
+        self.query_one("#status", Static).update(" · ".join(parts))

@@ -1,0 +1,143 @@
+"""The sidebar: the engine's live count against its limit, and a row per session."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from ccx_tui.engine.local import EngineStats
+from ccx_tui.engine.session import SessionInfo
+from ccx_tui.engine.usage import TreeUsage
+from ccx_tui.widgets.status import duration, size, state_icon, state_label
+
+BAR_WIDTH = 10
+_COLOURS = {
+    "$success": "green",
+    "$warning": "yellow",
+    "$error": "red",
+    "$secondary": "magenta",
+    "$text-muted": "bright_black",
+}
+
+
+def ttl_bar(remaining: float, total: float, width: int = BAR_WIDTH) -> str:
+    """A bar that empties as the TTL runs out."""
+    filled = 0 if total <= 0 else round(width * max(0.0, min(1.0, remaining / total)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def session_row(info: SessionInfo, now: float, usage: TreeUsage | None, selected: bool) -> Text:
+    icon, colour = state_icon(info)
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("›" if selected else " ", style="bold")
+    text.append(f"{icon} ", style=_COLOURS.get(colour, ""))
+    text.append(info.spec.title, style="bold" if selected else "")
+    text.append("\n   ")
+    text.append(state_label(info), style=_COLOURS.get(colour, ""))
+    if info.started_at is not None:
+        text.append(f"  {duration(info.elapsed(now))}", style="bright_black")
+    if info.location != "local":
+        text.append(f"  @{info.location}", style="cyan")
+    remaining = info.ttl_remaining(now)
+    if remaining is not None and info.spec.ttl:
+        text.append("\n   ttl ")
+        urgent = remaining < min(60.0, info.spec.ttl * 0.2)
+        text.append(ttl_bar(remaining, info.spec.ttl), style="red" if urgent else "cyan")
+        text.append(f" {duration(remaining)}", style="red" if urgent else "")
+    if usage is not None and info.state.live:
+        text.append(f"\n   cpu {usage.cpu:.0f}%  mem {size(usage.rss)}", style="bright_black")
+    if info.write_error:
+        text.append(f"\n   ⚠ {info.write_error}; {size(info.bytes_lost)} lost", style="red")
+    return text
+
+
+class Sidebar(VerticalScroll):
+    """Limits and sessions at a glance; the app feeds it data, it only renders."""
+
+    DEFAULT_CSS = """
+    Sidebar {
+        width: 36;
+        dock: right;
+        border-left: vkey $foreground 20%;
+        padding: 0 1;
+        background: $surface;
+        #limits {
+            padding-bottom: 1;
+            border-bottom: hkey $foreground 20%;
+            margin-bottom: 1;
+        }
+        .row { margin-bottom: 1; }
+    }
+    """
+
+    stats: reactive[EngineStats | None] = reactive(None)
+    """Live, paused and queued counts against the limit."""
+    sessions: reactive[tuple[SessionInfo, ...]] = reactive(())
+    """Every session to show, in tab order."""
+    usage: reactive[dict[str, TreeUsage]] = reactive(dict, always_update=True)
+    """CPU and memory per live session id."""
+    now: reactive[float] = reactive(0.0)
+    """The clock used for elapsed time and TTLs (set by the app once a second)."""
+    selected: reactive[str | None] = reactive(None)
+    """The id of the session shown in the main view."""
+    servers: reactive[tuple[tuple[str, str], ...]] = reactive(())
+    """(name, status) of remote servers, if any."""
+
+    def __init__(
+        self, *, name: str | None = None, id: str | None = None, classes: str | None = None
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.can_focus = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="limits")
+        yield Static(id="rows")
+
+    def on_mount(self) -> None:
+        self._render_all()
+
+    def watch_stats(self) -> None:
+        self._render_all()
+
+    def watch_sessions(self) -> None:
+        self._render_all()
+
+    def watch_usage(self) -> None:
+        self._render_all()
+
+    def watch_now(self) -> None:
+        self._render_all()
+
+    def watch_selected(self) -> None:
+        self._render_all()
+
+    def _render_all(self) -> None:
+        if not self.is_mounted:
+            return
+        limits = Text(no_wrap=True)
+        stats = self.stats
+        if stats is not None:
+            limits.append("running ", style="bold")
+            limits.append(
+                f"{stats.live}/{stats.max_sessions}",
+                style="bold red" if stats.live >= stats.max_sessions else "bold green",
+            )
+            limits.append(f", queued {stats.queued}")
+            if stats.paused:
+                limits.append(f", paused {stats.paused}")
+        for name, status in self.servers:
+            limits.append(f"\n{name}: {status}", style="cyan")
+        self.query_one("#limits", Static).update(limits)
+        rows = Text()
+        if not self.sessions:
+            rows.append("no sessions yet", style="bright_black")
+        for i, info in enumerate(self.sessions):
+            if i:
+                rows.append("\n\n")
+            rows.append_text(
+                session_row(info, self.now, self.usage.get(info.id), info.id == self.selected)
+            )
+        self.query_one("#rows", Static).update(rows)

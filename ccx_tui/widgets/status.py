@@ -1,0 +1,50 @@
+"""How a session's state looks: icon, colour, short label (shared by tabs and sidebar)."""
+
+from __future__ import annotations
+
+from ccx_tui.engine.session import SessionInfo, State
+
+_ICONS: dict[State, tuple[str, str]] = {
+    State.QUEUED: ("◷", "$text-muted"),
+    State.RUNNING: ("▶", "$success"),
+    State.PAUSED: ("⏸", "$warning"),
+    State.KILLED: ("■", "$secondary"),
+    State.EXPIRED: ("⌛", "$warning"),
+    State.FAILED: ("⚠", "$error"),
+    State.INTERRUPTED: ("↯", "$text-muted"),
+    State.LOST: ("⇣", "$error"),
+}
+
+
+def state_icon(info: SessionInfo) -> tuple[str, str]:
+    """(icon, colour variable) for the session's state; exit 0 and non-zero differ."""
+    if info.state is State.EXITED:
+        return ("✔", "$success") if info.exit_code == 0 else ("✘", "$error")
+    return _ICONS[info.state]
+
+
+def state_label(info: SessionInfo) -> str:
+    """A few words: 'running', 'exit 0', 'exit 3', 'killed (SIGKILL)', 'expired'..."""
+    if info.state is State.EXITED:
+        if info.signal is not None:
+            return f"signal {info.signal}"
+        return f"exit {info.exit_code}"
+    return info.state.value
+
+
+def duration(seconds: float) -> str:
+    """Compact: 42s, 3m05s, 2h07m."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def size(nbytes: float) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if nbytes < 1024 or unit == "G":
+            return f"{nbytes:.0f}{unit}" if unit == "B" else f"{nbytes:.1f}{unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f}T"  # pragma: no cover
