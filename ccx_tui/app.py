@@ -89,7 +89,7 @@ class CcxApp(App[int]):
         self._sampler = UsageSampler()
         self._open: list[str] = []  # session ids in tab order
         self._usage: dict[str, TreeUsage] = {}
-        self._closing = False
+        self._quitting = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
@@ -228,6 +228,8 @@ class CcxApp(App[int]):
         sidebar.selected = self._current()
 
     def _tick(self) -> None:
+        if self._quitting or not self.screen.is_mounted:
+            return
         sidebar = self.query_one(Sidebar)
         sidebar.now = self._clock()
         self._refresh_sidebar()
@@ -357,12 +359,12 @@ class CcxApp(App[int]):
         stats = self.engine.stats
         busy = stats.live + stats.queued
         if not busy:
-            self.run_worker(self._shutdown(), group="actions")
+            self.run_worker(self._stop_all_and_exit(), group="actions")
             return
 
         def answered(ok: bool | None) -> None:
             if ok:
-                self.run_worker(self._shutdown(), group="actions")
+                self.run_worker(self._stop_all_and_exit(), group="actions")
 
         self.push_screen(
             ConfirmDialog(
@@ -373,12 +375,12 @@ class CcxApp(App[int]):
         )
 
     def _on_signal(self) -> None:
-        self.run_worker(self._shutdown(), group="actions")
+        self.run_worker(self._stop_all_and_exit(), group="actions")
 
-    async def _shutdown(self) -> None:
-        if self._closing:
+    async def _stop_all_and_exit(self) -> None:
+        if self._quitting:
             return
-        self._closing = True
+        self._quitting = True
         if self.engine.stats.live:
             self.notify("stopping sessions…", timeout=10)
         await self.engine.aclose()

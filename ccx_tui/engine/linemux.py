@@ -6,12 +6,14 @@ is never split by the other stream: a stream's unfinished line is held back (up 
 line here, because a terminal also lets the other stream write after a ``\\r``.
 A line longer than `hold_limit` is written as it comes (memory stays bounded); while
 it is open the other stream is spooled, in memory and then in a temporary file, and
-flushed when the long line ends.  Nothing is ever dropped or reordered within a
+flushed when the long line ends (or, if the disk refuses the spool, at once: then
+they land inside the long line).  Nothing is ever dropped or reordered within a
 stream.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO
@@ -25,6 +27,13 @@ Emit = Callable[[int, bytes], None]
 
 def _last_terminator(data: bytes | bytearray) -> int:
     return max(data.rfind(b"\n"), data.rfind(b"\r"))
+
+
+def _write_at(file: IO[bytes], data: bytes | bytearray, pos: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(file.fileno(), view, pos)
+        view, pos = view[written:], pos + written
 
 
 class Spool:
@@ -42,16 +51,21 @@ class Spool:
         return len(self._mem) + (self._write_pos - self._read_pos)
 
     def append(self, data: bytes) -> None:
+        """Add `data` at the end; on a disk error raise OSError, with nothing added."""
         if self._file is None and len(self._mem) + len(data) <= self._limit:
             self._mem += data
             return
         if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - closed in close()
-            self._file.write(self._mem)
-            self._write_pos = len(self._mem)
-            self._mem = bytearray()
-        self._file.seek(self._write_pos)
-        self._file.write(data)
+            file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - closed in close()
+            try:
+                _write_at(file, self._mem, 0)
+            except OSError:
+                file.close()
+                raise
+            self._file, self._write_pos, self._mem = file, len(self._mem), bytearray()
+        # Unbuffered writes at explicit offsets: an error shows up here, not in a later
+        # flush, and leaves the spool as it was (the next write overwrites any part).
+        _write_at(self._file, data, self._write_pos)
         self._write_pos += len(data)
 
     def chunks(self) -> Iterator[bytes]:
@@ -62,8 +76,8 @@ class Spool:
                 yield data
             return
         while self._read_pos < self._write_pos:
-            self._file.seek(self._read_pos)
-            data = self._file.read(min(_READ, self._write_pos - self._read_pos))
+            size = min(_READ, self._write_pos - self._read_pos)
+            data = os.pread(self._file.fileno(), size, self._read_pos)
             self._read_pos += len(data)
             yield data
         self.close()
@@ -105,8 +119,14 @@ class LineMux:
         if not data:
             return
         if self._owner is not None and self._owner != stream:
-            self._spools[stream].append(data)
-            return
+            try:
+                self._spools[stream].append(data)
+                return
+            except OSError:
+                # No room to spool (disk full): rather than lose these bytes, stop
+                # holding the long line back; they go out into its middle.
+                self._owner = None
+                self._drain()
         self._process(stream, data)
 
     def eof(self, stream: int) -> None:

@@ -398,7 +398,7 @@ class LocalEngine:
         rec.kill_state = rec.kill_reason = None
         rec.error_reported = False
         try:
-            writer = TranscriptWriter(info.directory)
+            writer = TranscriptWriter(info.directory, newlines=info.lines)
         except OSError as exc:
             self._set(
                 rec,

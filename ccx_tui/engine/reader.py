@@ -88,23 +88,45 @@ class TranscriptReader:
     def refresh(self, max_bytes: int | None = None) -> bool:
         """Index bytes appended since the last call (at most `max_bytes`).
 
-        Returns True if the indexed size changed.  A file that shrank (truncated or
-        rotated) is indexed again from the start.
+        Returns True if the indexed size changed.  A file that shrank (truncated) or
+        was replaced at its path (rotated) is indexed again from the start.
         """
+        restarted = self._follow_rotation()
         size = self.file_size()
         if size < self._size:
             with self._lock:
                 self._reset()
-        if size == self._size:
-            return False
-        end = size if max_bytes is None else min(size, self._size + max_bytes)
-        pos = self._size
+            restarted = True
+        start = self._size
+        end = size if max_bytes is None else min(size, start + max_bytes)
+        pos = start
         while pos < end:
             block = os.pread(self._fd, min(SCAN_BLOCK, end - pos), pos)
             if not block:
                 break
             self._index_block(pos, block)
             pos += len(block)
+        return restarted or self._size != start
+
+    def _follow_rotation(self) -> bool:
+        """If another file now has our path, read that one from now on."""
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return False  # removed or renamed away: keep serving the open file
+        held = os.fstat(self._fd)
+        if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return False
+        with self._lock:
+            # dup2 swaps the file under the same descriptor number atomically, so a
+            # read on another thread never hits a closed (or reused) descriptor.
+            os.dup2(fd, self._fd, inheritable=False)
+            self._reset()
+        os.close(fd)
         return True
 
     def _index_block(self, pos: int, block: bytes) -> None:
@@ -127,7 +149,8 @@ class TranscriptReader:
             self._size = end
 
     async def follow(self, interval: float = 0.1) -> AsyncIterator[int]:
-        """Yield the new line count each time the file grows.  Cancel to stop."""
+        """Yield the new line count each time the file grows or starts over (truncated or
+        rotated: the index restarts).  Cancel to stop."""
         while True:
             grew = await asyncio.to_thread(self.refresh)
             if grew:
@@ -173,7 +196,8 @@ class TranscriptReader:
         stop = min(stop, self.line_count)
         if start >= stop:
             return []
-        size = self._size
+        with self._lock:  # one snapshot: indexing may go on in another thread
+            size, newlines = self._size, self._newlines
         pos = self.line_start(start)
         out: list[Line] = []
         buf = b""
@@ -190,10 +214,12 @@ class TranscriptReader:
                 pos = buf_pos + nl + 1
                 continue
             # A line longer than max_bytes, or the unterminated last line.
-            end = self.line_start(number + 1)
-            length = end - pos
-            if end <= size and number + 1 <= self._newlines:
-                length -= 1  # exclude the newline
+            if number < newlines:
+                end = self.line_start(number + 1)
+                length = end - pos - 1  # exclude the newline
+            else:
+                end = size
+                length = size - pos
             data = buf[rel : rel + min(length, max_bytes)]
             out.append(Line(number, pos, length, data))
             pos = end
@@ -204,7 +230,9 @@ class TranscriptReader:
 
         Reads backwards from the end, at most about `count * max_bytes` bytes, so the
         last screen of a huge, unindexed file is shown at once.  Lines are cut to
-        `max_bytes` from their start.
+        `max_bytes` from their start.  Lines longer than that budget mean fewer than
+        `count` lines come back (only lines whose start was read); if the last line
+        alone is longer, the result is its end: its last `max_bytes` bytes.
         """
         end = self.file_size()
         if end == 0 or count <= 0:
@@ -221,8 +249,11 @@ class TranscriptReader:
         if data.endswith(b"\n"):
             data = data[:-1]
         parts = data.split(b"\n")
-        if pos > 0 and len(parts) > count:
-            parts = parts[1:]  # the first piece may be the middle of a line
+        if pos > 0 and os.pread(self._fd, 1, pos - 1) != b"\n":
+            # The first piece is the end of a line whose start was not read.
+            if len(parts) == 1:  # all we read is the end of the last line: show that
+                return [data[max(len(data) - max_bytes, 0) :]]
+            parts = parts[1:]
         return [p[:max_bytes] for p in parts[-count:]]
 
     def close(self) -> None:

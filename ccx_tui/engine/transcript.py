@@ -24,6 +24,7 @@ RECORD = struct.Struct("<QdB")
 RECORD_SECONDS = 0.05
 TRANSCRIPT_NAME = "transcript.log"
 SIDECAR_NAME = "chunks.bin"
+_COUNT_BLOCK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,19 +45,39 @@ class TranscriptWriter:
     it is never blocked.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, newlines: int | None = None) -> None:
+        """Open the transcript in `directory`, appending if it exists (a new run).
+
+        `offset`, `newlines` and `last_byte` describe the whole file.  Pass `newlines`
+        if the caller knows how many the existing file holds; else they are counted.
+        """
         self.path = directory / TRANSCRIPT_NAME
         self.sidecar_path = directory / SIDECAR_NAME
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(self.path, flags, 0o600)
         self._side_fd = os.open(self.sidecar_path, flags, 0o600)
+        torn = os.fstat(self._side_fd).st_size % RECORD.size
+        if torn:  # a record cut short by an earlier failure: later ones must stay aligned
+            os.ftruncate(self._side_fd, os.fstat(self._side_fd).st_size - torn)
         self.offset = os.fstat(self._fd).st_size
-        self.newlines = 0
+        self.newlines = self._count_newlines() if newlines is None else newlines
         self.bytes_lost = 0
         self.error: str | None = None
         self.last_byte: bytes = b"\n" if self.offset == 0 else self._read_last_byte()
         self._last_stream = -1
         self._last_record = 0.0
+
+    def _count_newlines(self) -> int:
+        count, pos = 0, 0
+        if self.offset:
+            with open(self.path, "rb") as f:
+                while pos < self.offset:
+                    block = f.read(min(_COUNT_BLOCK, self.offset - pos))
+                    if not block:
+                        break
+                    count += block.count(b"\n")
+                    pos += len(block)
+        return count
 
     def _read_last_byte(self) -> bytes:
         with open(self.path, "rb") as f:
@@ -72,8 +93,11 @@ class TranscriptWriter:
             return
         now = time.time()
         if stream != self._last_stream or now - self._last_record >= RECORD_SECONDS:
+            record = RECORD.pack(self.offset, now, stream)
             try:
-                os.write(self._side_fd, RECORD.pack(self.offset, now, stream))
+                done = 0
+                while done < len(record):  # a short write is retried: it then fails
+                    done += os.write(self._side_fd, record[done:])
             except OSError as exc:
                 self._fail(exc, len(data))
                 return

@@ -1,0 +1,1 @@
+"""Textual widgets, one job each: transcript view, sidebar, tabs, dialogs."""

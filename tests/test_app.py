@@ -1,0 +1,204 @@
+"""The real app driven with Pilot: every key and dialog, against real processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, TabbedContent
+
+from ccx_tui.app import CcxApp, make_app
+from ccx_tui.config import Settings
+from ccx_tui.engine import State
+from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog
+from ccx_tui.widgets.help import HelpScreen
+from ccx_tui.widgets.history import HistoryScreen
+from ccx_tui.widgets.session_pane import SessionPane
+from ccx_tui.widgets.sidebar import Sidebar
+from tests.helpers import until, wait_gone
+
+SIZE = (120, 36)
+
+
+def app_for(data_dir: Path, *commands: str, **settings: object) -> CcxApp:
+    return make_app(
+        Settings(data_dir=data_dir, kill_grace=0.3, **settings),  # type: ignore[arg-type]
+        list(commands),
+        sample_usage=False,
+    )
+
+
+def screen_text(app: CcxApp) -> str:
+    """What the terminal shows on the top screen, as plain text."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join(strip.text for strip in strips)
+
+
+def current(app: CcxApp) -> str | None:
+    return app._current()
+
+
+def states(app: CcxApp) -> list[State]:
+    return [app.engine.get(sid).state for sid in app._open]
+
+
+async def test_starts_with_commands_and_shows_output(data_dir: Path) -> None:
+    app = app_for(data_dir, "echo hello-one", "echo hello-two; sleep 1000")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: len(app._open) == 2, what="two tabs")
+        await until(lambda: current(app) == app._open[1], what="newest tab active")
+        await until(lambda: app.engine.get(app._open[0]).state is State.EXITED)
+        await until(lambda: "hello-two" in screen_text(app), what="output")
+        sidebar = app.query_one(Sidebar)
+        assert len(sidebar.sessions) == 2
+        assert current(app) == app._open[1]  # the newest tab is active
+        await pilot.press("1")
+        assert current(app) == app._open[0]
+        await until(lambda: "hello-one" in screen_text(app))
+        await pilot.press("right_square_bracket")
+        assert current(app) == app._open[1]
+        await pilot.press("right_square_bracket")
+        assert current(app) == app._open[0]
+        await pilot.press("left_square_bracket")
+        assert current(app) == app._open[1]
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        await until(lambda: not app.is_running, what="exit")
+    assert wait_gone("") == []
+
+
+async def test_empty_screen_says_how_to_start(data_dir: Path) -> None:
+    app = app_for(data_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "Press c to create one" in screen_text(app)
+        await pilot.press("x")  # nothing selected: a warning, no crash
+        await pilot.press("q")
+        await until(lambda: not app.is_running)
+
+
+async def test_create_dialog_refuses_bad_values_inline(data_dir: Path, tmp_path: Path) -> None:
+    app = app_for(data_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        assert isinstance(app.screen, CreateSessionDialog)
+        dialog = app.screen
+        await pilot.press("enter")
+        assert "empty command" in str(dialog.query_one("#error").render())
+        dialog.query_one("#command", Input).value = "echo made-in-dialog"
+        dialog.query_one("#cwd", Input).value = str(tmp_path / "missing")
+        await pilot.press("enter")
+        assert "no such directory" in str(dialog.query_one("#error").render())
+        dialog.query_one("#cwd", Input).value = str(tmp_path)
+        dialog.query_one("#ttl", Input).value = "soon"
+        await pilot.press("enter")
+        assert "bad TTL" in str(dialog.query_one("#error").render())
+        dialog.query_one("#ttl", Input).value = "5m"
+        dialog.query_one("#env", Input).value = "1BAD=x"
+        await pilot.press("enter")
+        assert "bad --env" in str(dialog.query_one("#error").render())
+        dialog.query_one("#env", Input).value = "GOOD=yes"
+        await pilot.press("enter")
+        await until(lambda: len(app._open) == 1, what="session created")
+        info = app.engine.get(app._open[0])
+        assert info.spec.ttl == 300 and info.spec.cwd == str(tmp_path)
+        assert info.spec.env == {"GOOD": "yes"}
+        await until(lambda: "made-in-dialog" in screen_text(app))
+        await pilot.press("c")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CreateSessionDialog)
+        assert len(app._open) == 1
+
+
+async def test_kill_restart_pause_keys(data_dir: Path) -> None:
+    app = app_for(data_dir, "trap '' TERM; echo up; sleep 1000")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: len(app._open) == 1)
+        sid = app._open[0]
+        await until(lambda: app.engine.get(sid).bytes > 0)
+        await pilot.press("p")
+        await until(lambda: app.engine.get(sid).state is State.PAUSED, what="paused")
+        await pilot.press("p")
+        await until(lambda: app.engine.get(sid).state is State.RUNNING, what="resumed")
+        await pilot.press("r")
+        await until(lambda: app.engine.get(sid).run == 2, what="restarted")
+        await until(lambda: app.engine.get(sid).bytes >= 6)
+        await pilot.press("x")  # TERM is trapped: the grace period ends in KILL
+        await until(lambda: app.engine.get(sid).state is State.KILLED, what="killed")
+        assert app.engine.get(sid).signal == 9
+        await until(lambda: "killed" in screen_text(app), what="toast/label")
+        await pilot.press("r")
+        await until(
+            lambda: app.engine.get(sid).state is State.RUNNING and app.engine.get(sid).run == 3
+        )
+        await pilot.press("X")
+        await until(lambda: app.engine.get(sid).state is State.KILLED, what="kill now")
+    assert wait_gone("") == []
+
+
+async def test_close_tab_asks_when_running(data_dir: Path) -> None:
+    app = app_for(data_dir, "sleep 1000", "true")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: len(app._open) == 2)
+        done, running = app._open[1], app._open[0]
+        await until(lambda: app.engine.get(done).state.final)
+        await pilot.press("2")
+        await pilot.press("w")  # finished: closes at once
+        await until(lambda: done not in app._open)
+        await pilot.press("w")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        assert running in app._open
+        await pilot.press("w")
+        await pilot.press("y")
+        await until(lambda: running not in app._open, what="closed")
+        assert app.engine.get(running).state is State.KILLED
+        assert app.query_one(TabbedContent).display is False
+
+
+async def test_help_and_history_screens(data_dir: Path) -> None:
+    first = app_for(data_dir, "echo from-the-past")
+    async with first.run_test(size=SIZE) as pilot:
+        await until(lambda: first._open and first.engine.get(first._open[0]).state.final)
+        await pilot.press("q")
+    app = app_for(data_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert "kill at once" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.press("h")
+        assert isinstance(app.screen, HistoryScreen)
+        await pilot.press("enter")
+        await until(lambda: len(app._open) == 1, what="opened from history")
+        await until(lambda: "from-the-past" in screen_text(app))
+
+
+async def test_toast_when_a_session_fails(data_dir: Path) -> None:
+    app = app_for(data_dir, "exit 7")
+    async with app.run_test(size=SIZE):
+        await until(lambda: any("exit 7" in n.message for n in app._notifications), what="toast")
+
+
+async def test_queue_and_limit_in_sidebar(data_dir: Path) -> None:
+    app = app_for(data_dir, "sleep 1000", "sleep 1000", "echo queued-one", max_sessions=2)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: len(app._open) == 3)
+        await until(lambda: "running 2/2, queued 1" in screen_text(app))
+        await until(lambda: current(app) == app._open[2], what="newest tab active")
+        await pilot.press("1")
+        assert current(app) == app._open[0]
+        await pilot.press("x")
+        await until(lambda: app.engine.get(app._open[2]).state is State.EXITED)
+        assert app.engine.max_live_seen == 2
+
+
+@pytest.mark.parametrize("key", ["j", "k", "g", "G", "f", "pagedown", "pageup"])
+async def test_view_keys_do_not_crash(data_dir: Path, key: str) -> None:
+    app = app_for(data_dir, "seq 1 5000")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app._open and app.engine.get(app._open[0]).state.final)
+        await pilot.press(key)
+        pane = app.query_one(SessionPane)
+        assert pane.view.line_count in (0, 5000)
