@@ -213,3 +213,31 @@ def test_exec_of_a_big_output_is_exact(data_dir: Path) -> None:
     proc = run("exec", "--", "seq 1 2000000", data_dir=data_dir)
     assert proc.returncode == 0
     assert proc.stdout == subprocess.run(["seq", "1", "2000000"], capture_output=True).stdout
+
+
+def _peak_rss_kib(args: list[str]) -> int:
+    """Peak RSS of the ccx-tui process running `args` (from the kernel, via wait4)."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss
+
+
+def test_exec_memory_does_not_grow_with_output(data_dir: Path) -> None:
+    """Recording 300 MB costs no more memory than recording 3 MB: output moves in
+    bounded chunks from the pipe to disk, nothing is kept per line.  (The children,
+    `yes` and `head`, are separate processes and not counted by wait4 here.)"""
+
+    def exec_args(size: int) -> list[str]:
+        return [
+            *CCX,
+            "exec",
+            "--data-dir",
+            str(data_dir),
+            "--",
+            f"yes 0123456789abcdef | head -c {size}",
+        ]
+
+    small = _peak_rss_kib(exec_args(3_000_000))
+    big = _peak_rss_kib(exec_args(300_000_000))
+    assert big - small < 30 * 1024, (small, big)

@@ -33,7 +33,7 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
             background: $surface;
             padding: 1 2;
         }
-        Label.field { margin-top: 1; }
+        Label.field { margin-top: 0; }
         #error { color: $error; height: auto; margin-top: 1; }
         #buttons { height: auto; margin-top: 1; align-horizontal: right; }
         Button { margin-left: 1; }

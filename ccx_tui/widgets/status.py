@@ -7,9 +7,9 @@ from ccx_tui.engine.session import SessionInfo, State
 _ICONS: dict[State, tuple[str, str]] = {
     State.QUEUED: ("◷", "$text-muted"),
     State.RUNNING: ("▶", "$success"),
-    State.PAUSED: ("⏸", "$warning"),
+    State.PAUSED: ("‖", "$warning"),
     State.KILLED: ("■", "$secondary"),
-    State.EXPIRED: ("⌛", "$warning"),
+    State.EXPIRED: ("⊘", "$warning"),
     State.FAILED: ("⚠", "$error"),
     State.INTERRUPTED: ("↯", "$text-muted"),
     State.LOST: ("⇣", "$error"),

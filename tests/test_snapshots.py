@@ -1,0 +1,125 @@
+"""Snapshot tests of the app's screens at a fixed size, with nothing nondeterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.pilot import Pilot
+
+from ccx_tui.app import CcxApp, make_app
+from ccx_tui.config import Settings
+from ccx_tui.engine.local import EngineStats
+from ccx_tui.engine.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.usage import TreeUsage
+from ccx_tui.widgets.sidebar import Sidebar
+from tests.helpers import until
+
+SIZE = (110, 30)
+NOW = 1_800_000_000.0
+
+
+def finished_app(data_dir: Path, *commands: str) -> CcxApp:
+    return make_app(Settings(data_dir=data_dir), list(commands), sample_usage=False)
+
+
+async def all_final(pilot: Pilot[int]) -> None:
+    app = pilot.app
+    assert isinstance(app, CcxApp)
+    await until(lambda: len(app._open) > 0)
+    await until(lambda: all(app.engine.get(s).state.final for s in app._open))
+    await until(lambda: app._current() == app._open[-1])
+    await pilot.pause(0.2)
+
+
+def test_main_screen(snap_compare, data_dir: Path) -> None:
+    """Two finished sessions, the second active: tabs with state icons, the output,
+    the status bar, the sidebar with limits and each session's state."""
+    app = finished_app(data_dir, "printf 'alpha\\nbeta\\n'", "seq 1 40")
+    assert snap_compare(app, terminal_size=SIZE, run_before=all_final)
+
+
+def test_ansi_session(snap_compare, data_dir: Path) -> None:
+    """ANSI colours render, stderr is tinted, a \\r progress line shows its last state."""
+    command = (
+        "printf '\\033[1;32mPASS\\033[0m test_one\\n\\033[31mFAIL\\033[0m test_two\\n'; "
+        "printf 'progress 10%%\\rprogress 100%%\\n'; echo 'to stderr' >&2"
+    )
+    app = finished_app(data_dir, command)
+    assert snap_compare(app, terminal_size=SIZE, run_before=all_final)
+
+
+def test_long_line_session(snap_compare, data_dir: Path) -> None:
+    """A 1 MB line renders cut, with a marker, instead of freezing the app."""
+    app = finished_app(data_dir, "echo before; head -c 1000000 /dev/zero | tr '\\0' x; echo")
+    assert snap_compare(app, terminal_size=SIZE, run_before=all_final)
+
+
+def test_create_dialog(snap_compare, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The create dialog after a refused value: the reason shows inline."""
+    monkeypatch.chdir("/")
+    app = finished_app(data_dir)
+
+    async def open_dialog(pilot: Pilot[int]) -> None:
+        await pilot.press("c")
+        await pilot.press(*"sleep 5")
+        await pilot.press("tab", "tab")
+        await pilot.press(*"soon")
+        await pilot.press("enter")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_dialog)
+
+
+def test_help_screen(snap_compare, data_dir: Path) -> None:
+    app = finished_app(data_dir)
+
+    async def open_help(pilot: Pilot[int]) -> None:
+        await pilot.press("question_mark")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_help)
+
+
+def _info(n: int, state: State, **kw: object) -> SessionInfo:
+    base: dict[str, object] = {
+        "id": f"{n:016x}",
+        "spec": SessionSpec(kw.pop("command", f"job-{n} --flag"), ttl=kw.pop("ttl", None)),  # type: ignore[arg-type]
+        "state": state,
+        "directory": Path("/nonexistent"),
+        "created_at": NOW - 100,
+        "started_at": NOW - 65,
+    }
+    base.update(kw)
+    return SessionInfo(**base)  # type: ignore[arg-type]
+
+
+class SidebarApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Sidebar()
+
+    def on_mount(self) -> None:
+        sidebar = self.query_one(Sidebar)
+        sidebar.now = NOW
+        sidebar.stats = EngineStats(running=2, paused=1, queued=1, max_sessions=3)
+        sidebar.sessions = (
+            _info(1, State.RUNNING, command="npm run dev", ttl=600.0, ttl_deadline=NOW + 535),
+            _info(2, State.RUNNING, command="pytest -x tests", ttl=90.0, ttl_deadline=NOW + 12),
+            _info(3, State.PAUSED, command="make -j4"),
+            _info(4, State.QUEUED, command="cargo build", started_at=None),
+            _info(5, State.EXITED, exit_code=0, ended_at=NOW - 5),
+            _info(6, State.EXITED, exit_code=2, ended_at=NOW - 60),
+            _info(7, State.KILLED, exit_code=137, signal=9, ended_at=NOW - 30),
+            _info(8, State.EXPIRED, ttl=60.0, ttl_deadline=NOW - 5, ended_at=NOW - 5),
+            _info(9, State.FAILED, reason="cannot start", ended_at=NOW - 65),
+        )
+        sidebar.selected = f"{2:016x}"
+        sidebar.usage = {
+            f"{1:016x}": TreeUsage(cpu=12.0, rss=150 * 1024 * 1024),
+            f"{2:016x}": TreeUsage(cpu=99.5, rss=48 * 1024 * 1024),
+        }
+
+
+def test_sidebar(snap_compare) -> None:
+    """Counts against the limit; per session: state, elapsed, TTL bar (red when nearly
+    out), exit code, CPU and memory."""
+    assert snap_compare(SidebarApp(), terminal_size=(40, 40))
