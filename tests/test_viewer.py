@@ -34,7 +34,7 @@ async def test_view_file_follows_and_scrolls(tmp_path: Path) -> None:
         await pilot.press("q")
 
 
-async def test_view_resolves_session_ids(tmp_path: Path) -> None:
+def test_view_resolves_session_ids(tmp_path: Path) -> None:
     data = tmp_path / "data"
     subprocess.run(
         [sys.executable, "-m", "ccx_tui", "exec", "--data-dir", str(data), "--", "echo viewed"],
