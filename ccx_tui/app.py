@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent
 
 from ccx_tui.config import Settings
@@ -42,6 +44,19 @@ Press [b]c[/b] to create one, or start ccx-tui with commands:
     ccx-tui 'make test' 'npm run dev'
 
 Press [b]h[/b] for past sessions, [b]?[/b] for help, [b]q[/b] to quit."""
+
+
+PALETTE = [
+    ("New session", "Create a session: command, directory, TTL (c)", "create"),
+    ("Kill session", "SIGTERM, then SIGKILL after the grace period (x)", "kill"),
+    ("Kill session now", "SIGKILL at once (X)", "kill(True)"),
+    ("Restart session", "Kill if running, then run the command again (r)", "restart"),
+    ("Pause or resume session", "SIGSTOP / SIGCONT the process tree (p)", "pause"),
+    ("Close tab", "Close the session's tab (w)", "close_tab"),
+    ("History", "Open a past session (h)", "history"),
+    ("Keys", "Show every key (?)", "help"),
+    ("Quit ccx-tui", "Kill running sessions and quit (q)", "quit_app"),
+]
 
 
 def tab_label(info: SessionInfo) -> str:
@@ -248,6 +263,12 @@ class CcxApp(App[int]):
 
     def _set_usage(self, usage: dict[str, TreeUsage]) -> None:
         self.query_one(Sidebar).usage = usage
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Every session action in the command palette too (ctrl+p)."""
+        yield from super().get_system_commands(screen)
+        for title, help_text, action in PALETTE:
+            yield SystemCommand(title, help_text, partial(self.run_action, action))
 
     # -- actions ----------------------------------------------------------------------
 

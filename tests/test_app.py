@@ -202,3 +202,13 @@ async def test_view_keys_do_not_crash(data_dir: Path, key: str) -> None:
         await pilot.press(key)
         pane = app.query_one(SessionPane)
         assert pane.view.line_count in (0, 5000)
+
+
+async def test_command_palette_lists_session_actions(data_dir: Path) -> None:
+    app = app_for(data_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"new sess")
+        await until(lambda: "New session" in screen_text(app), what="palette entry")
+        await pilot.press("enter")
+        await until(lambda: isinstance(app.screen, CreateSessionDialog), what="dialog")
