@@ -39,6 +39,14 @@ from ccx_tui.engine.store import DEFAULT_RETENTION, DataStore
 from ccx_tui.engine.transcript import META, TranscriptWriter
 from ccx_tui.errors import InvalidTransition, UnknownSession
 
+_NEW_RUN: dict[str, Any] = {  # what a new run of a session forgets of the last
+    "exit_code": None,
+    "signal": None,
+    "reason": None,
+    "ended_at": None,
+    "ttl_deadline": None,
+    "pid": None,
+}
 PARTIAL_LINE_DELAY = 0.1  # an unfinished line is shown after this long
 
 
@@ -246,18 +254,7 @@ class LocalEngine:
             await self._terminate(rec, force=False)
             await rec.wait_until(lambda: not (rec.restart and rec.info.state.live))
             return self._snapshot(rec)
-        self._set(
-            rec,
-            State.QUEUED,
-            run=rec.info.run + 1,
-            exit_code=None,
-            signal=None,
-            reason=None,
-            started_at=None,
-            ended_at=None,
-            ttl_deadline=None,
-            pid=None,
-        )
+        self._set(rec, State.QUEUED, run=rec.info.run + 1, started_at=None, **_NEW_RUN)
         rec.ended.clear()
         if rec.lock_fd is None:
             rec.lock_fd = self.store.lock_session(rec.info.directory)
@@ -504,14 +501,10 @@ class LocalEngine:
                 rec,
                 State.RUNNING,
                 run=rec.info.run + 1,
-                exit_code=None,
-                signal=None,
-                reason=None,
                 started_at=time.time(),
-                ended_at=None,
-                pid=None,
                 bytes=writer.offset,
                 lines=writer.newlines,
+                **_NEW_RUN,
             )
             return True
         rec.restart = False
