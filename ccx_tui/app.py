@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
+from rich.terminal_theme import DEFAULT_TERMINAL_THEME
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -59,6 +60,9 @@ PALETTE = [
 ]
 
 
+TAB_SETTLE = 0.5  # seconds a key's tab choice overrides stale TabbedContent messages
+
+
 def tab_label(info: SessionInfo) -> str:
     icon, colour = state_icon(info)
     title = info.spec.title.replace("[", r"\[")
@@ -96,6 +100,8 @@ class CcxApp(App[int]):
         sample_usage: bool = True,
     ) -> None:
         super().__init__()
+        # Textual's default ANSI palette draws magenta like red and blue as purple.
+        self.ansi_theme_dark = DEFAULT_TERMINAL_THEME
         self.engine = engine
         self.settings = settings
         self._commands = list(commands or [])
@@ -104,6 +110,7 @@ class CcxApp(App[int]):
         self._sampler = UsageSampler()
         self._open: list[str] = []  # session ids in tab order
         self._usage: dict[str, TreeUsage] = {}
+        self._wanted_tab = ("", 0.0)
         self._quitting = False
 
     def compose(self) -> ComposeResult:
@@ -168,7 +175,7 @@ class CcxApp(App[int]):
         if info.state is State.EXITED and info.exit_code != 0:
             self.notify(f"{title}: {state_label(info)}", severity="error")
         elif info.state in (State.KILLED, State.EXPIRED, State.FAILED, State.LOST):
-            reason = f" ({info.reason})" if info.reason else ""
+            reason = f" ({info.reason})" if info.reason not in (None, info.state.value) else ""
             self.notify(f"{title}: {info.state.value}{reason}", severity="warning")
 
     # -- tabs -------------------------------------------------------------------------
@@ -193,7 +200,7 @@ class CcxApp(App[int]):
             self.notify(str(exc), severity="error")
             return
         if activate:
-            tabs.active = pane_id(info.id)
+            self._activate(info.id)
             self._focus_view()
         self._sync_empty()
         self._refresh_sidebar()
@@ -220,13 +227,28 @@ class CcxApp(App[int]):
                 pane.view.focus()
 
     def _current(self) -> str | None:
-        active = self.query_one(TabbedContent).active
+        wanted, when = self._wanted_tab
+        recent = time.monotonic() - when < TAB_SETTLE and wanted[2:] in self._open
+        active = wanted if recent else self.query_one(TabbedContent).active
         if active and active.startswith("s-"):
             return active[2:]
         return None
 
+    def _activate(self, session_id: str) -> None:
+        """Switch tabs by key.  TabbedContent relays the change through messages; one
+        from an earlier switch can arrive after a later one and switch back, so the
+        choice is remembered and re-applied for a moment (see `_tab_activated`)."""
+        self._wanted_tab = (pane_id(session_id), time.monotonic())
+        self.query_one(TabbedContent).active = pane_id(session_id)
+
     @on(TabbedContent.TabActivated)
-    def _tab_activated(self) -> None:
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        wanted, when = self._wanted_tab
+        tabs = self.query_one(TabbedContent)
+        recent = time.monotonic() - when < TAB_SETTLE
+        if recent and wanted != tabs.active and wanted[2:] in self._open:
+            tabs.active = wanted  # a stale switch: keep the one the last key chose
+            return
         self._focus_view()
         self._refresh_sidebar()
 
@@ -358,11 +380,11 @@ class CcxApp(App[int]):
         if not self._open or current is None:
             return
         index = (self._open.index(current) + step) % len(self._open)
-        self.query_one(TabbedContent).active = pane_id(self._open[index])
+        self._activate(self._open[index])
 
     def action_jump(self, number: int) -> None:
         if 0 < number <= len(self._open):
-            self.query_one(TabbedContent).active = pane_id(self._open[number - 1])
+            self._activate(self._open[number - 1])
 
     def action_history(self) -> None:
         past = [s for s in self.engine.sessions() if s.state.final and s.id not in self._open]

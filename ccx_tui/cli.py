@@ -59,10 +59,32 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     _common(ses)
     ses.add_argument("--json", action="store_true", help="machine-readable output")
 
+    srv = _Parser(
+        prog="ccx-tui serve",
+        description="Serve the cc_executor WebSocket protocol over the local engine.",
+    )
+    _common(srv)
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    srv.add_argument("--port", default="8003", help="port (default 8003; 0 picks a free one)")
+    srv.add_argument(
+        "--token",
+        help="require 'Authorization: Bearer TOKEN' "
+        "(default $CCX_TUI_TOKEN; required off loopback)",
+    )
+    srv.add_argument("--max-sessions", metavar="N", help="processes live at once (default 16)")
+    srv.add_argument(
+        "--max-connections",
+        metavar="N",
+        default="100",
+        help="connections at once (default 100, like upstream's MAX_SESSIONS)",
+    )
+    srv.add_argument("--ttl", metavar="SECONDS", help="default time limit for each session")
+    srv.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+
     view = _Parser(prog="ccx-tui view", description="View a file or a past session.")
     _common(view)
     view.add_argument("target", metavar="PATH|SESSION_ID")
-    return {"main": main, "exec": exe, "sessions": ses, "view": view}
+    return {"main": main, "exec": exe, "sessions": ses, "view": view, "serve": srv}
 
 
 def command_line(words: list[str]) -> str:
@@ -80,10 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     parsers = build_parsers()
     try:
-        if args and args[0] in ("exec", "sessions", "view"):
+        if args and args[0] in SUBCOMMANDS:
             return _subcommand(args[0], parsers[args[0]].parse_args(args[1:]))
-        if args and args[0] == "serve":
-            parsers["main"].error("`serve` is not available yet")
         ns = parsers["main"].parse_args(args)
         return _run_app(ns)
     except CcxError as exc:
@@ -109,6 +129,8 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         from ccx_tui.headless import run_exec
 
         return asyncio.run(run_exec(settings, spec))
+    if name == "serve":
+        return _serve(ns)
     if name == "sessions":
         from ccx_tui.headless import list_sessions
 
@@ -129,3 +151,45 @@ def _run_app(ns: argparse.Namespace) -> int:
     from ccx_tui.app import run_app
 
     return run_app(settings, commands)
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    import ipaddress
+    import os
+
+    from ccx_tui.config import parse_positive_int
+    from ccx_tui.engine.server import ServeConfig
+    from ccx_tui.headless import run_serve
+
+    token = ns.token or os.environ.get("CCX_TUI_TOKEN") or None
+    host = ns.host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not token:
+        sys.stderr.write(
+            f"ccx-tui serve: error: refusing to serve on {host} without --token "
+            "(anyone who can reach it could run commands)\n"
+        )
+        return EXIT_USAGE
+    try:
+        port = int(ns.port)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        sys.stderr.write(f"ccx-tui serve: error: bad --port {ns.port!r}\n")
+        return EXIT_USAGE
+    settings = Settings.resolve(
+        data_dir=ns.data_dir,
+        max_sessions=ns.max_sessions,
+        ttl=ns.ttl,
+        kill_grace=ns.kill_grace,
+    )
+    config = ServeConfig(
+        host=host,
+        port=port,
+        token=token,
+        max_connections=parse_positive_int(ns.max_connections, "max connections"),
+    )
+    return asyncio.run(run_serve(settings, config))

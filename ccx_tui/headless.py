@@ -14,6 +14,7 @@ from pathlib import Path
 from ccx_tui.config import Settings
 from ccx_tui.engine.events import OutputAppended, SessionUpdated
 from ccx_tui.engine.local import LocalEngine
+from ccx_tui.engine.server import ServeConfig
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.store import DataStore
 from ccx_tui.engine.transcript import META, SIDECAR_NAME, STDERR, read_segments
@@ -188,3 +189,35 @@ def _with_size(info: SessionInfo) -> SessionInfo:
 
     size = info.transcript.stat().st_size
     return replace(info, bytes=max(size, info.bytes))
+
+
+async def run_serve(settings: Settings, config: ServeConfig) -> int:
+    """Serve until SIGTERM/SIGINT/SIGHUP; live sessions are killed on the way out."""
+    from ccx_tui.engine.server import CcxServer
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
+    async with LocalEngine(settings.engine_config()) as engine:
+        server = CcxServer(engine, config)
+        try:
+            await server.start()
+        except OSError as exc:
+            print(
+                f"ccx-tui serve: cannot listen on {config.host}:{config.port}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"ccx-tui serve: listening on ws://{config.host}:{server.port}/ws/mcp"
+            f"{' (token required)' if config.token else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            await stop.wait()
+        finally:
+            await server.aclose()
+    return 0

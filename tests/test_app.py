@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,23 @@ async def test_command_palette_lists_session_actions(data_dir: Path) -> None:
         await until(lambda: "New session" in screen_text(app), what="palette entry")
         await pilot.press("enter")
         await until(lambda: isinstance(app.screen, CreateSessionDialog), what="dialog")
+
+
+async def test_quick_tab_switches_stay_where_they_land(data_dir: Path) -> None:
+    """Regression: after `]` then `[` in quick succession, a late focus message from
+    the first switch used to re-activate its tab, so `x` killed the wrong session.
+    You should stay on the tab the last key chose."""
+    app = app_for(data_dir, "sleep 1000", "sleep 1000", "sleep 1000")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: len(app._open) == 3)
+        await until(lambda: current(app) == app._open[2])
+        for turns in range(12):  # the second key lands `turns` loop turns later
+            app.action_next_tab()
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            app.action_previous_tab()
+            await pilot.pause(0.6)  # past the app's settle window: the real widget state
+            assert app.query_one(TabbedContent).active == f"s-{app._open[2]}", turns
+        await pilot.press("1", "2")
+        await pilot.pause(0.1)
+        assert current(app) == app._open[1]

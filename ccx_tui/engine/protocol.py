@@ -220,7 +220,10 @@ def decode_notification(note: Notification) -> ServerEvent | ProtocolError:
         )
     if method == "ping":
         ts = p.get("timestamp", 0.0)
-        return Ping(float(ts) if isinstance(ts, (int, float)) else 0.0)
+        try:
+            return Ping(float(ts) if isinstance(ts, (int, float)) else 0.0)
+        except OverflowError:  # an integer too large for a float
+            return Ping(0.0)
     if method in ("process.started", "process.paused", "process.resumed"):
         return ProcessEvent(
             method.split(".", 1)[1], _opt_int(p.get("pid")), _opt_int(p.get("pgid"))

@@ -52,6 +52,12 @@ class SessionPane(TabPane):
     def on_mount(self) -> None:
         self._render_status()
 
+    def _on_descendant_focus(self, event: object) -> None:
+        # TabPane would post Focused here, and TabbedContent re-activates the pane that
+        # sent it: a late one, after a quick `]` `[`, switched back to the old tab (and
+        # `x` then killed the wrong session).  The app decides which tab is active.
+        pass
+
     def watch_info(self) -> None:
         self._render_status()
 
@@ -73,8 +79,9 @@ class SessionPane(TabPane):
         if not self.is_mounted or self.info is None:
             return
         info = self.info
-        parts = [state_label(info), f"run {info.run}", size(info.bytes), f"{info.lines} lines"]
-        if info.reason and info.state.final:
+        lines = f"{info.lines} line" + ("" if info.lines == 1 else "s")
+        parts = [state_label(info), f"run {info.run}", size(info.bytes), lines]
+        if info.reason and info.state.final and info.reason != info.state.value:
             parts.append(info.reason)
         if info.write_error:
             parts.append(f"⚠ {info.write_error} ({size(info.bytes_lost)} lost)")

@@ -1,0 +1,360 @@
+"""`ccx-tui serve` against a raw WebSocket client that speaks upstream's format only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from ccx_tui.engine.local import EngineConfig, LocalEngine
+from ccx_tui.engine.server import CcxServer, ServeConfig
+from tests.helpers import wait_gone
+
+
+@contextlib.asynccontextmanager
+async def running_server(data_dir: Path, **options: Any) -> AsyncIterator[CcxServer]:
+    engine_opts = {k: options.pop(k) for k in ("max_sessions",) if k in options}
+    async with LocalEngine(EngineConfig(data_dir=data_dir, kill_grace=0.3, **engine_opts)) as eng:
+        async with CcxServer(eng, ServeConfig(port=0, **options)) as server:
+            yield server
+
+
+def url(server: CcxServer, path: str = "/ws/mcp") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+async def recv(ws: ClientConnection, timeout: float = 20) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        return json.loads(await ws.recv())  # type: ignore[no-any-return]
+
+
+async def call(ws: ClientConnection, method: str, params: dict[str, Any], msg_id: int) -> None:
+    await ws.send(json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": msg_id}))
+
+
+async def until_terminal(ws: ClientConnection) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Messages up to and including the terminal notification."""
+    seen = []
+    while True:
+        msg = await recv(ws)
+        seen.append(msg)
+        if msg.get("method") in ("process.completed", "process.canceled", "process.error"):
+            return seen, msg
+
+
+async def test_execute_streams_and_completes_like_upstream(data_dir: Path) -> None:
+    async with running_server(data_dir) as server, connect(url(server)) as ws:
+        hello = await recv(ws)
+        assert hello["method"] == "connected" and hello["params"]["session_id"]
+        await call(ws, "execute", {"command": "echo hello; echo oops >&2; exit 3"}, 1)
+        reply = await recv(ws)
+        assert reply["id"] == 1 and reply["result"]["status"] == "started"
+        assert isinstance(reply["result"]["pid"], int)
+        seen, end = await until_terminal(ws)
+        assert seen[0]["method"] == "process.started"
+        outputs = [
+            (m["params"]["type"], m["params"]["data"])
+            for m in seen
+            if m["method"] == "process.output"
+        ]
+        assert sorted(outputs) == [("stderr", "oops\n"), ("stdout", "hello\n")]
+        assert end["params"]["status"] == "failed" and end["params"]["exit_code"] == 3
+
+
+async def test_chunking_and_truncated_quirk(data_dir: Path) -> None:
+    """A 150,000-character line arrives as chunks 0/3, 1/3, 2/3; 'Loading...' has
+    truncated true without a chunk index, exactly as upstream sends it."""
+    command = "printf 'Loading...\\n'; head -c 150000 /dev/zero | tr '\\0' a; echo"
+    async with running_server(data_dir) as server, connect(url(server)) as ws:
+        await recv(ws)
+        await call(ws, "execute", {"command": command}, 7)
+        await recv(ws)
+        seen, _ = await until_terminal(ws)
+        out = [m["params"] for m in seen if m["method"] == "process.output"]
+        assert out[0]["data"] == "Loading...\n" and out[0]["truncated"] is True
+        assert out[0]["chunk_index"] is None
+        chunks = out[1:]
+        assert [(c["chunk_index"], c["total_chunks"], c["truncated"]) for c in chunks] == [
+            (0, 3, True),
+            (1, 3, True),
+            (2, 3, False),
+        ]
+        assert [len(c["data"]) for c in chunks] == [65536, 65536, 18929]
+
+
+async def test_cancel_sends_canceled_never_completed(data_dir: Path) -> None:
+    async with running_server(data_dir) as server, connect(url(server)) as ws:
+        await recv(ws)
+        await call(ws, "execute", {"command": "trap '' TERM; echo up; sleep 1000"}, 1)
+        await recv(ws)
+        await call(ws, "control", {"type": "CANCEL"}, 2)
+        seen, end = await until_terminal(ws)
+        assert {"jsonrpc": "2.0", "result": {"status": "canceled"}, "id": 2} in seen
+        assert end["method"] == "process.canceled"
+        assert end["params"]["exit_code"] == -9  # TERM was trapped: escalated to KILL
+        with pytest.raises(TimeoutError):
+            await recv(ws, timeout=0.5)  # and no process.completed follows
+    assert wait_gone("") == []
+
+
+async def test_pause_resume_and_errors(data_dir: Path) -> None:
+    async with running_server(data_dir) as server, connect(url(server)) as ws:
+        await recv(ws)
+        await call(ws, "control", {"type": "PAUSE"}, 1)
+        assert (await recv(ws))["error"]["code"] == -32002
+        await call(ws, "execute", {"command": "  "}, 2)
+        assert (await recv(ws))["error"]["code"] == -32001
+        await call(ws, "nope", {}, 3)
+        assert (await recv(ws))["error"]["code"] == -32601
+        await call(ws, "execute", {"command": "sleep 1000"}, 4)
+        await recv(ws)
+        await call(ws, "execute", {"command": "true"}, 5)
+        msgs = [await recv(ws) for _ in range(2)]
+        err = next(m for m in msgs if m.get("id") == 5)
+        assert err["error"] == {
+            "code": -32602,
+            "message": "A process is already running",
+            "data": None,
+        }
+        await call(ws, "control", {"type": "PAUSE"}, 6)
+        msgs = [await recv(ws) for _ in range(2)]
+        assert {"jsonrpc": "2.0", "result": {"status": "paused"}, "id": 6} in msgs
+        assert any(m.get("method") == "process.paused" for m in msgs)
+        await call(ws, "control", {"type": "RESUME"}, 7)
+        msgs = [await recv(ws) for _ in range(2)]
+        assert {"jsonrpc": "2.0", "result": {"status": "resumed"}, "id": 7} in msgs
+        await call(ws, "hook_status", {}, 8)
+        assert (await recv(ws))["result"]["enabled"] is False
+        await ws.send(json.dumps({"jsonrpc": "2.0", "method": "pong", "params": {}}))
+
+
+async def test_garbage_gets_errors_not_a_dropped_connection(data_dir: Path) -> None:
+    async with running_server(data_dir) as server, connect(url(server)) as ws:
+        await recv(ws)
+        await ws.send("{not json")
+        err = await recv(ws)
+        assert err["error"]["code"] == -32603 and "id" not in err
+        await ws.send("[1, 2, 3]")
+        err = await recv(ws)
+        assert err["error"]["code"] == -32600 and "id" not in err
+        await ws.send(json.dumps({"jsonrpc": "2.0", "method": "execute", "params": [1], "id": 1}))
+        assert "error" in await recv(ws)
+        await ws.send(b"\xff\xfe binary garbage")
+        assert "error" in await recv(ws)
+        await call(ws, "execute", {"command": "echo still-alive"}, 9)
+        assert (await recv(ws))["result"]["status"] == "started"
+        seen, _ = await until_terminal(ws)
+        assert any(m.get("params", {}).get("data") == "still-alive\n" for m in seen)
+
+
+async def test_oversized_frame_closes_only_that_connection(data_dir: Path) -> None:
+    async with running_server(data_dir) as server:
+        async with connect(url(server)) as other:
+            await recv(other)
+            ws = await connect(url(server), max_size=None)
+            await recv(ws)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send("x" * (17 * 1024 * 1024))
+            with pytest.raises(ConnectionClosed) as info:
+                await recv(ws)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+            await call(other, "execute", {"command": "echo fine"}, 1)
+            assert (await recv(other))["result"]["status"] == "started"
+
+
+async def test_session_limit_closes_with_1008(data_dir: Path) -> None:
+    async with running_server(data_dir, max_connections=1) as server:
+        async with connect(url(server)) as first:
+            await recv(first)
+            async with connect(url(server)) as second:
+                err = await recv(second)
+                assert err == {
+                    "jsonrpc": "2.0",
+                    "error": {"code": -32003, "message": "Session limit exceeded", "data": None},
+                }
+                with pytest.raises(ConnectionClosed) as info:
+                    await recv(second)
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+
+
+async def test_token_health_and_paths(data_dir: Path) -> None:
+    async with running_server(data_dir, token="s3cret") as server:
+        with pytest.raises(InvalidStatus) as no_token:
+            async with connect(url(server)):
+                pass
+        assert no_token.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as wrong:
+            async with connect(url(server), additional_headers={"Authorization": "Bearer x"}):
+                pass
+        assert wrong.value.response.status_code == 401
+        async with connect(
+            url(server, "/ws"), additional_headers={"Authorization": "Bearer s3cret"}
+        ) as ws:
+            assert (await recv(ws))["method"] == "connected"
+        with pytest.raises(InvalidStatus) as other:
+            async with connect(
+                url(server, "/elsewhere"), additional_headers={"Authorization": "Bearer s3cret"}
+            ):
+                pass
+        assert other.value.response.status_code == 404
+        body = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health").read()
+        )
+        health = json.loads(body)
+        assert health["status"] == "healthy" and "max_sessions" in health
+
+
+async def test_disconnect_kills_the_process(data_dir: Path) -> None:
+    async with running_server(data_dir) as server:
+        async with connect(url(server)) as ws:
+            await recv(ws)
+            await call(ws, "execute", {"command": "echo up; sleep 1000"}, 1)
+            await recv(ws)
+            sid = server.engine.sessions()[-1].id
+        info = await server.engine.wait(sid)
+        assert info.state.value == "killed"
+    assert wait_gone(sid) == []
+
+
+async def test_reattach_replays_from_an_offset(data_dir: Path) -> None:
+    """Extension: a detachable session survives its socket; a new connection attaches
+    and replays from a byte offset, losing nothing."""
+    command = "for i in 1 2 3; do echo line$i; done; sleep 0.5; echo after"
+    async with running_server(data_dir) as server:
+        async with connect(url(server)) as ws:
+            await recv(ws)
+            await call(ws, "execute", {"command": command, "detachable": True}, 1)
+            sid = (await recv(ws))["result"]["session"]
+            got = ""
+            while got.count("\n") < 3:
+                msg = await recv(ws)
+                if msg.get("method") == "process.output":
+                    got += msg["params"]["data"]
+        async with connect(url(server)) as ws:
+            await recv(ws)
+            await call(ws, "session.attach", {"session_id": sid, "offset": len(got)}, 2)
+            assert (await recv(ws))["result"]["status"] == "attached"
+            seen, end = await until_terminal(ws)
+            rest = "".join(m["params"]["data"] for m in seen if m["method"] == "process.output")
+        assert got + rest == "line1\nline2\nline3\nafter\n"
+        assert end["params"]["exit_code"] == 0
+        await call_list(server)
+
+
+async def call_list(server: CcxServer) -> None:
+    async with connect(url(server)) as ws:
+        await recv(ws)
+        await call(ws, "sessions.list", {}, 1)
+        listing = (await recv(ws))["result"]
+        assert listing and listing[0]["state"] == "exited"
+
+
+def _serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ccx_tui",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()
+    assert "listening on ws://127.0.0.1:" in line, line
+    port = int(line.split(":")[-1].split("/")[0])
+    return proc, port
+
+
+async def test_slow_client_never_stalls_the_process(data_dir: Path) -> None:
+    """Back-pressure, cc_executor's worst fault: a client stops reading while its
+    process writes 200 MB.  The process still finishes (it is never blocked), the
+    server's memory stays flat, and the client then receives every byte in order."""
+    proc, port = _serve(data_dir)
+    try:
+        server = psutil.Process(proc.pid)
+        idle_rss = server.memory_info().rss
+        size = 200 * 1024 * 1024
+        # Lines of 4 KiB: the wire format sends a frame per line, and 5 million tiny
+        # frames would make this a test of JSON speed rather than of back-pressure.
+        word = "abcdefghijklmnopqrstuvwxyz0123456789" * 113
+        command = f"yes '{word}' | head -c {size}"
+        expected = hashlib.sha256()
+        line = word.encode() + b"\n"
+        expected.update(line * (size // len(line)) + line[: size % len(line)])
+        # The client's own keepalive is off: it deliberately reads nothing for a while.
+        async with connect(
+            f"ws://127.0.0.1:{port}/ws/mcp", max_size=None, max_queue=1, ping_interval=None
+        ) as ws:
+            await recv(ws)
+            await call(ws, "execute", {"command": command}, 1)
+            await recv(ws)
+            # Stop reading.  The session must end on the server all the same.
+            sessions = data_dir / "sessions"
+            peak = 0
+            deadline = time.monotonic() + 120
+            while True:
+                peak = max(peak, server.memory_info().rss)
+                metas = list(sessions.glob("*/meta.json"))
+                if metas and json.loads(metas[0].read_text())["state"] == "exited":
+                    break
+                assert time.monotonic() < deadline, "process stalled behind a slow client"
+                await asyncio.sleep(0.05)
+            assert peak - idle_rss < 64 * 1024 * 1024, (idle_rss, peak)
+            got = hashlib.sha256()
+            total = 0
+            while True:
+                msg = await recv(ws, timeout=60)
+                method = msg.get("method")
+                if method == "process.output":
+                    data = msg["params"]["data"].encode()
+                    got.update(data)
+                    total += len(data)
+                elif method == "process.completed":
+                    assert msg["params"]["exit_code"] == 0
+                    break
+            assert total == size
+            assert got.hexdigest() == expected.hexdigest()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+
+
+def test_serve_refuses_public_address_without_token(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ccx_tui",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        timeout=30,
+        env={k: v for k, v in os.environ.items() if k != "CCX_TUI_TOKEN"},
+    )
+    assert proc.returncode == 2
+    assert b"without --token" in proc.stderr and b"Traceback" not in proc.stderr
