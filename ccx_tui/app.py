@@ -11,7 +11,6 @@ from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-from rich.terminal_theme import DEFAULT_TERMINAL_THEME
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -34,6 +33,7 @@ from ccx_tui.errors import CcxError
 from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
+from ccx_tui.widgets.palette import ANSI_THEME
 from ccx_tui.widgets.session_pane import SessionPane, pane_id
 from ccx_tui.widgets.sidebar import Sidebar
 from ccx_tui.widgets.status import state_icon, state_label
@@ -101,7 +101,7 @@ class CcxApp(App[int]):
     ) -> None:
         super().__init__()
         # Textual's default ANSI palette draws magenta like red and blue as purple.
-        self.ansi_theme_dark = DEFAULT_TERMINAL_THEME
+        self.ansi_theme_dark = ANSI_THEME
         self.engine = engine
         self.settings = settings
         self._commands = list(commands or [])
