@@ -53,6 +53,10 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     exe.add_argument("--cwd", metavar="DIR", help="directory to run in")
     exe.add_argument("--env", metavar="K=V", action="append", default=[], help="set a variable")
     exe.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+    exe.add_argument(
+        "--server", metavar="URL", help="run on a cc_executor server, e.g. ws://host:8003/ws/mcp"
+    )
+    exe.add_argument("--token", help="bearer token for --server (default $CCX_TUI_TOKEN)")
     exe.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND...")
 
     ses = _Parser(prog="ccx-tui sessions", description="List recorded sessions.")
@@ -125,7 +129,16 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
             cwd=ns.cwd,
             env=parse_env(ns.env),
             ttl=parse_seconds(ns.ttl) if ns.ttl else None,
-        ).validated()
+        )
+        if not ns.server:  # a remote cwd is the server's business
+            spec = spec.validated()
+        if ns.server:
+            import os
+
+            from ccx_tui.headless import run_remote_exec
+
+            token = ns.token or os.environ.get("CCX_TUI_TOKEN") or None
+            return asyncio.run(run_remote_exec(settings, spec, ns.server, token))
         from ccx_tui.headless import run_exec
 
         return asyncio.run(run_exec(settings, spec))

@@ -221,3 +221,111 @@ async def run_serve(settings: Settings, config: ServeConfig) -> int:
         finally:
             await server.aclose()
     return 0
+
+
+EXIT_LOST = 255
+
+
+async def run_remote_exec(
+    settings: Settings, spec: SessionSpec, url: str, token: str | None
+) -> int:
+    """`exec --server URL`: like local exec, with the process on a cc_executor server.
+
+    The socket is read continuously into a local transcript; our stdout is fed from
+    that transcript by a thread, so a slow reader of our output never stalls the
+    server.
+    """
+    import time
+    from dataclasses import replace
+
+    from ccx_tui.engine.linemux import LineMux
+    from ccx_tui.engine.remote import RemoteError, RemoteRun
+    from ccx_tui.engine.session import new_session_id
+    from ccx_tui.engine.transcript import TranscriptWriter
+
+    store = DataStore(settings.data_dir)
+    session_id = new_session_id()
+    directory = store.create_session_dir(session_id)
+    now = time.time()
+    info = SessionInfo(
+        id=session_id,
+        spec=spec,
+        state=State.RUNNING,
+        directory=directory,
+        created_at=now,
+        run=1,
+        started_at=now,
+        location=url,
+        ttl_deadline=now + spec.ttl if spec.ttl else None,
+    )
+    lock = store.lock_session(directory)
+    store.write_meta(info)
+    writer = TranscriptWriter(directory)
+    mux = LineMux(writer.write, spool_dir=str(directory))
+    copier = TranscriptCopier(info.transcript)
+    remote = RemoteRun(url, token=token, kill_grace=settings.kill_grace)
+    wake = asyncio.Event()
+    stop_signal: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        stop_signal.append(signum)
+        remote.cancel("killed")
+
+    def sink(stream: str, data: bytes) -> None:
+        mux.feed(1 if stream == "stderr" else 0, data)
+        wake.set()
+
+    async def follow() -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            await asyncio.to_thread(copier.copy_to, writer.offset)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal, signum)
+    follower = loop.create_task(follow())
+    error: str | None = None
+    try:
+        outcome = await remote.run(spec, sink)
+    except RemoteError as exc:
+        error = str(exc)
+        outcome = None
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        mux.flush()
+        mux.close()
+        writer.close()
+        await asyncio.to_thread(copier.copy_to, writer.offset)
+    if outcome is None:
+        state, code, sig, reason = State.FAILED, None, None, error
+    else:
+        state = State(outcome.state)
+        code, sig, reason = outcome.exit_code, outcome.signal, outcome.reason
+    info = replace(
+        info,
+        state=state,
+        exit_code=code,
+        signal=sig,
+        reason=reason,
+        ended_at=time.time(),
+        bytes=writer.offset,
+        lines=writer.newlines,
+        write_error=writer.error,
+        bytes_lost=writer.bytes_lost,
+        pid=None,
+    )
+    with contextlib.suppress(OSError):
+        store.write_meta(info)
+    store.unlock_session(lock)
+    if error is not None:
+        print(f"ccx-tui: {error}", file=sys.stderr)
+        return 1
+    if state is State.LOST:
+        print(f"ccx-tui: {reason}", file=sys.stderr)
+        return EXIT_LOST
+    return exit_code_for(info, stop_signal[0] if stop_signal else None)

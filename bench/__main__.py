@@ -1,0 +1,89 @@
+"""`python -m bench [--quick]`: run the suite, print a markdown table, write RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import ingest, limit, open_view, slow_client
+from bench.common import MIB, Row, machine_info, make_line_file
+
+NOT_YET = ["keys", "scale", "remote ingest", "search"]
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    file_bytes: int
+    sessions: int
+    max_sessions: int
+    ws_bytes: int
+    stall: float
+
+
+QUICK = Sizes(64 * MIB, 100, 10, 32 * MIB, 3.0)
+FULL = Sizes(1024 * MIB, 500, 50, 200 * MIB, 10.0)
+
+
+def table(rows: list[Row]) -> str:
+    head = ["scenario", "ours", "baseline", "ratio", "target", "met?"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append(
+            f"| {r.scenario} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} | {r.met} |"
+        )
+    return "\n".join(lines)
+
+
+def _guard(name: str, fn: Callable[[], list[Row]]) -> list[Row]:
+    """One failing scenario is a row saying so, not a lost run."""
+    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    try:
+        rows = fn()
+    except Exception as exc:  # report, keep going
+        rows = [Row(name, f"error: {type(exc).__name__}: {exc}", met="**no**")]
+    print(f"bench: {name} done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
+    ns = parser.parse_args(argv)
+    sizes = QUICK if ns.quick else FULL
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="ccx-bench-") as tmp:
+        work = Path(tmp)
+        source = work / "lines.txt"
+        lines = make_line_file(source, sizes.file_bytes)
+        rows += _guard("ingest", lambda: ingest.run(source, work, verify_hash=ns.quick))
+        rows += _guard("open", lambda: open_view.run(source, lines, work))
+        source.unlink()
+        rows += _guard("limit", lambda: limit.run(sizes.sessions, sizes.max_sessions, work))
+        rows += _guard("slow client", lambda: slow_client.run(sizes.ws_bytes, sizes.stall, work))
+    rows += [Row(name) for name in NOT_YET]
+
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    mode = "quick" if ns.quick else "full"
+    text = (
+        f"# ccx-tui benchmarks ({mode})\n\n{now}; {machine_info()}\n\n"
+        "Ratios compare against a baseline measured in the same run; memory is read from "
+        "the OS (wait4 ru_maxrss, psutil).\n\n"
+        f"{table(rows)}\n"
+    )
+    print(text)
+    ns.output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

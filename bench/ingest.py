@@ -1,0 +1,68 @@
+"""`ingest` and `memory`: `ccx-tui exec -- cat FILE` vs `sh -c 'cat FILE > OUT'`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from bench.common import Row, ccx, fmt_mb, fmt_ratio, fmt_s, run_timed, yes_no
+
+TIME_TARGET = 3.0
+MEMORY_TARGET = 50e6
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _transcript(data_dir: Path) -> Path:
+    found = list((data_dir / "sessions").glob("*/transcript.log"))
+    if len(found) != 1:
+        raise RuntimeError(f"expected one transcript in {data_dir}, found {len(found)}")
+    return found[0]
+
+
+def run(source: Path, work: Path, *, verify_hash: bool) -> list[Row]:
+    size = source.stat().st_size
+    out = work / "baseline.out"
+    base = run_timed(["sh", "-c", f"cat '{source}' > '{out}'"])
+    out.unlink()
+
+    idle_dir = work / "ingest-idle"
+    idle = run_timed(ccx("exec", "--data-dir", str(idle_dir), "--", "true"))
+
+    data_dir = work / "ingest"
+    ours = run_timed(ccx("exec", "--data-dir", str(data_dir), "--", f"cat '{source}'"))
+    transcript = _transcript(data_dir)
+    got = transcript.stat().st_size
+    intact = ours.returncode == 0 and got == size
+    if intact and verify_hash:
+        intact = _sha256(transcript) == _sha256(source)
+    transcript.unlink()
+
+    check = "sha256 ok" if verify_hash else "size ok"
+    note = check if intact else f"**transcript {got} of {size} bytes, rc {ours.returncode}**"
+    ratio = ours.seconds / base.seconds
+    growth = ours.maxrss_bytes - idle.maxrss_bytes
+    return [
+        Row(
+            f"ingest ({size >> 20} MiB, {note})",
+            fmt_s(ours.seconds),
+            fmt_s(base.seconds) + " (sh cat > file)",
+            fmt_ratio(ours.seconds, base.seconds),
+            f"<= {TIME_TARGET:g}x",
+            yes_no(intact and ratio <= TIME_TARGET),
+        ),
+        Row(
+            f"memory (peak RSS of exec, {size >> 20} MiB)",
+            fmt_mb(ours.maxrss_bytes),
+            fmt_mb(idle.maxrss_bytes) + " (exec true)",
+            "+" + fmt_mb(growth),
+            "+ <= 50 MB",
+            yes_no(growth <= MEMORY_TARGET),
+        ),
+    ]

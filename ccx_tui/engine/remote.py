@@ -1,0 +1,218 @@
+"""A client of cc_executor servers (upstream, or `ccx-tui serve`): one command per socket.
+
+Follows PROTOCOL.md's advice: answers `ping` with `pong`, sends `timeout: 0` and
+enforces the TTL itself (CANCEL, then closing the socket after the grace period so the
+server escalates to KILL), builds cwd and env into the command string, waits
+generously for the execute result, and reads the socket continuously (output goes
+straight to the caller's sink, which spools it to disk), so it never stalls a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+
+from ccx_tui.engine import protocol as p
+from ccx_tui.engine.session import SessionSpec
+from ccx_tui.errors import CcxError
+
+EXECUTE_DEADLINE = 60.0  # real servers take 3-15 s to start a process
+CONNECT_DEADLINE = 10.0
+
+
+class RemoteError(CcxError):
+    """The server could not be reached or refused us; the message says why."""
+
+
+class SessionLimitReached(RemoteError):
+    """The server is at its session limit (-32003, then close 1008)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOutcome:
+    """How a remote command ended: state is exited, killed, expired, failed or lost."""
+
+    state: str
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None
+    pid: int | None = None
+
+
+Sink = Callable[[str, bytes], None]  # (stream, bytes) for each piece of output
+
+
+def remote_command(spec: SessionSpec) -> str:
+    """Upstream ignores cwd and env: build them into the command line."""
+    prefix = ""
+    if spec.cwd:
+        prefix += f"cd {shlex.quote(spec.cwd)} || exit 126; "
+    for key, value in spec.env.items():
+        prefix += f"export {key}={shlex.quote(value)}; "
+    return prefix + spec.command
+
+
+class RemoteRun:
+    """Runs one SessionSpec on a server.  `cancel()` asks it to stop (CANCEL + close)."""
+
+    def __init__(self, url: str, *, token: str | None = None, kill_grace: float = 3.0) -> None:
+        self.url = url
+        self.token = token
+        self.kill_grace = kill_grace
+        self._ids = itertools.count(1)
+        self._ws: ClientConnection | None = None
+        self._stop_reason: str | None = None
+        self._stop = asyncio.Event()
+
+    def cancel(self, reason: str = "killed") -> None:
+        """Stop the remote process (safe to call at any time, from the loop thread)."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._stop.set()
+
+    async def run(self, spec: SessionSpec, sink: Sink) -> RemoteOutcome:
+        """Run to the end.  Raises RemoteError if the server cannot be used at all."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        try:
+            async with asyncio.timeout(CONNECT_DEADLINE):
+                ws = await connect(
+                    self.url,
+                    additional_headers=headers,
+                    max_size=None,
+                    open_timeout=CONNECT_DEADLINE,
+                    compression=None,
+                )
+        except InvalidStatus as exc:
+            code = exc.response.status_code
+            hint = " (check the token)" if code in (401, 403) else ""
+            raise RemoteError(f"{self.url} refused the connection: HTTP {code}{hint}") from None
+        except InvalidURI:
+            raise RemoteError(f"not a WebSocket URL: {self.url}") from None
+        except (OSError, TimeoutError) as exc:
+            detail = getattr(exc, "strerror", None) or str(exc) or "timed out"
+            raise RemoteError(f"cannot connect to {self.url}: {detail}") from None
+        self._ws = ws
+        try:
+            return await self._session(ws, spec, sink)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 2)
+
+    async def _send(self, method: str, params: dict[str, Any], *, request: bool = True) -> int:
+        assert self._ws is not None
+        msg_id = next(self._ids)
+        frame = (
+            p.encode_request(method, params, msg_id)
+            if request
+            else p.encode_notification(method, params)
+        )
+        await self._ws.send(frame)
+        return msg_id
+
+    async def _session(self, ws: ClientConnection, spec: SessionSpec, sink: Sink) -> RemoteOutcome:
+        loop = asyncio.get_running_loop()
+        execute_id: int | None = None
+        pid: int | None = None
+        started = False
+        assembler = p.OutputAssembler()
+        deadline = loop.time() + EXECUTE_DEADLINE
+        ttl_at = None
+        canceled_at: float | None = None
+        stopper = loop.create_task(self._stop.wait())
+        try:
+            while True:
+                if self._stop.is_set() and canceled_at is None:
+                    canceled_at = loop.time()
+                    if started:
+                        with contextlib.suppress(ConnectionClosed):
+                            await self._send("control", {"type": "CANCEL"})
+                wait_until = deadline if not started else None
+                if ttl_at is not None:
+                    wait_until = ttl_at if wait_until is None else min(wait_until, ttl_at)
+                if canceled_at is not None:
+                    grace_end = canceled_at + self.kill_grace
+                    wait_until = grace_end if wait_until is None else min(wait_until, grace_end)
+                receiver = loop.create_task(ws.recv())
+                timeout = None if wait_until is None else max(0.0, wait_until - loop.time())
+                done, _ = await asyncio.wait(
+                    {receiver, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if receiver not in done:
+                    receiver.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                        await receiver
+                    now = loop.time()
+                    if ttl_at is not None and now >= ttl_at and canceled_at is None:
+                        self.cancel("expired")
+                    elif canceled_at is not None and now >= canceled_at + self.kill_grace:
+                        # Only closing the socket makes a server escalate to SIGKILL.
+                        return RemoteOutcome(
+                            self._final_state(), reason="closed after grace", pid=pid
+                        )
+                    elif not started and now >= deadline:
+                        raise RemoteError(
+                            f"{self.url}: no answer to execute within {EXECUTE_DEADLINE:.0f}s"
+                        )
+                    continue
+                try:
+                    frame = receiver.result()
+                except ConnectionClosed as exc:
+                    if canceled_at is not None:
+                        return RemoteOutcome(self._final_state(), pid=pid)
+                    reason = exc.rcvd.reason if exc.rcvd and exc.rcvd.reason else "connection lost"
+                    if exc.rcvd is not None and exc.rcvd.code == 1008:
+                        raise SessionLimitReached(f"{self.url}: session limit reached") from None
+                    return RemoteOutcome("lost", reason=f"{reason} ({self.url})", pid=pid)
+                msg = p.parse(frame)
+                if isinstance(msg, p.ErrorResponse):
+                    if msg.session_limit:
+                        raise SessionLimitReached(f"{self.url}: session limit reached")
+                    if msg.id is not None and msg.id == execute_id:
+                        return RemoteOutcome("failed", reason=f"server refused: {msg.message}")
+                    continue
+                if isinstance(msg, p.Result) and msg.id == execute_id:
+                    started = True
+                    if isinstance(msg.result, dict):
+                        raw_pid = msg.result.get("pid")
+                        pid = raw_pid if isinstance(raw_pid, int) else None
+                    if spec.ttl:
+                        ttl_at = loop.time() + spec.ttl
+                    continue
+                if not isinstance(msg, p.Notification):
+                    continue
+                event = p.decode_notification(msg)
+                if isinstance(event, p.Connected):
+                    execute_id = await self._send(
+                        "execute", {"command": remote_command(spec), "timeout": 0}
+                    )
+                elif isinstance(event, p.Ping):
+                    await self._send("pong", {}, request=False)
+                elif isinstance(event, p.ProcessOutput):
+                    sink(event.stream, assembler.feed(event).encode("utf-8"))
+                elif isinstance(event, p.ProcessEnded):
+                    return self._ended(event, pid)
+        finally:
+            stopper.cancel()
+
+    def _final_state(self) -> str:
+        return "expired" if self._stop_reason == "expired" else "killed"
+
+    def _ended(self, event: p.ProcessEnded, pid: int | None) -> RemoteOutcome:
+        if event.kind == "error":
+            return RemoteOutcome("failed", reason=event.error, pid=pid)
+        code = event.exit_code
+        if event.kind == "canceled" or self._stop_reason is not None:
+            sig = -code if code is not None and code < 0 else None
+            shell_code = 128 + sig if sig is not None else code
+            return RemoteOutcome(self._final_state(), exit_code=shell_code, signal=sig, pid=pid)
+        if code is not None and code < 0:
+            return RemoteOutcome("exited", exit_code=128 - code, signal=-code, pid=pid)
+        return RemoteOutcome("exited", exit_code=code, pid=pid)

@@ -1,0 +1,154 @@
+"""The cc_executor client (`exec --server`) against our server and a faithful fake of
+an upstream server, on 127.0.0.1 with real sockets and real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ccx_tui.engine.local import EngineConfig, LocalEngine
+from ccx_tui.engine.remote import RemoteRun, SessionLimitReached, remote_command
+from ccx_tui.engine.server import CcxServer, ServeConfig
+from ccx_tui.engine.session import SessionSpec
+from tests.fake_upstream import FakeUpstream
+
+CCX = [sys.executable, "-m", "ccx_tui"]
+
+
+def collect() -> tuple[dict[str, bytearray], object]:
+    out: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+
+    def sink(stream: str, data: bytes) -> None:
+        out[stream] += data
+
+    return out, sink
+
+
+async def test_against_fake_upstream_with_quirks() -> None:
+    """Pings answered while a slow start and a quiet process run; chunks of a 150,000
+    character line and 'Loading...' come back whole; the exit code is right."""
+    command = "sleep 1; printf 'Loading...\\n'; head -c 150000 /dev/zero | tr '\\0' z; echo; exit 5"
+    async with FakeUpstream(ping_interval=0.2, pong_timeout=0.6, start_delay=0.5) as fake:
+        out, sink = collect()
+        outcome = await RemoteRun(fake.url).run(SessionSpec(command), sink)  # type: ignore[arg-type]
+        assert fake.pongs >= 2
+    assert outcome.state == "exited" and outcome.exit_code == 5
+    assert bytes(out["stdout"]) == b"Loading...\n" + b"z" * 150000 + b"\n"
+
+
+async def test_cwd_and_env_are_built_into_the_command(tmp_path: Path) -> None:
+    spec = SessionSpec('pwd; echo "$GREETING"', cwd=str(tmp_path), env={"GREETING": "hi there"})
+    async with FakeUpstream() as fake:
+        out, sink = collect()
+        outcome = await RemoteRun(fake.url).run(spec, sink)  # type: ignore[arg-type]
+    assert outcome.exit_code == 0
+    assert bytes(out["stdout"]) == f"{tmp_path}\nhi there\n".encode()
+    assert remote_command(SessionSpec("ls", cwd="/no such")).startswith("cd '/no such' ||")
+
+
+async def test_ttl_cancels_then_closes_so_the_server_kills() -> None:
+    """Upstream's CANCEL is only SIGTERM; a process that ignores it dies when we close
+    the socket after the grace period.  The outcome is `expired`."""
+    async with FakeUpstream(kill_grace=0.3) as fake:
+        out, sink = collect()
+        run = RemoteRun(fake.url, kill_grace=0.5)
+        spec = SessionSpec("trap '' TERM; echo up; sleep 1000", ttl=0.5)
+        outcome = await asyncio.wait_for(run.run(spec, sink), 30)  # type: ignore[arg-type]
+    assert outcome.state == "expired"
+    assert bytes(out["stdout"]) == b"up\n"
+
+
+async def test_session_limit_is_a_clear_error() -> None:
+    async with FakeUpstream(max_sessions=0) as fake:
+        with pytest.raises(SessionLimitReached, match="session limit"):
+            await RemoteRun(fake.url).run(SessionSpec("true"), lambda s, d: None)
+
+
+async def test_dropped_connection_ends_as_lost() -> None:
+    async with FakeUpstream() as fake:
+        run = RemoteRun(fake.url)
+        task = asyncio.create_task(run.run(SessionSpec("echo up; sleep 1000"), lambda s, d: None))
+        deadline = asyncio.get_running_loop().time() + 20
+        while not fake.pids:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        fake.drop_all()
+        outcome = await asyncio.wait_for(task, 20)
+    assert outcome.state == "lost"
+
+
+async def test_against_our_own_server(tmp_path: Path) -> None:
+    async with LocalEngine(EngineConfig(data_dir=tmp_path / "srv", kill_grace=0.3)) as engine:
+        async with CcxServer(engine, ServeConfig(port=0, token="tok")) as server:
+            url = f"ws://127.0.0.1:{server.port}/ws/mcp"
+            out, sink = collect()
+            outcome = await RemoteRun(url, token="tok").run(
+                SessionSpec("printf 'a\\377b\\n'; echo e >&2; exit 2"), sink
+            )  # type: ignore[arg-type]
+            assert outcome.exit_code == 2
+            assert bytes(out["stdout"]) == "a\ufffdb\n".encode()
+            assert bytes(out["stderr"]) == b"e\n"
+            from ccx_tui.engine.remote import RemoteError
+
+            with pytest.raises(RemoteError, match="HTTP 401"):
+                await RemoteRun(url, token="wrong").run(SessionSpec("true"), sink)  # type: ignore[arg-type]
+
+
+def test_exec_server_cli(tmp_path: Path) -> None:
+    """`ccx-tui exec --server` has local exec's output and exit codes, and records the
+    transcript locally; an unreachable server is a one-line error, not a hang."""
+    serve = subprocess.Popen(
+        [*CCX, "serve", "--port", "0", "--data-dir", str(tmp_path / "srv")],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert serve.stderr is not None
+        line = serve.stderr.readline().decode()
+        url = line.split("listening on ")[1].split()[0]
+        data = str(tmp_path / "cli")
+        run = subprocess.run(
+            [
+                *CCX,
+                "exec",
+                "--data-dir",
+                data,
+                "--server",
+                url,
+                "--",
+                "sh",
+                "-c",
+                "seq 1 3; echo oops >&2; exit 4",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
+        assert (run.returncode, run.stdout, run.stderr) == (4, b"1\n2\n3\n", b"oops\n")
+        ttl = subprocess.run(
+            [*CCX, "exec", "--data-dir", data, "--server", url, "--ttl", "0.5", "--", "sleep 100"],
+            capture_output=True,
+            timeout=60,
+        )
+        assert ttl.returncode == 124
+        listing = json.loads(
+            subprocess.run(
+                [*CCX, "sessions", "--data-dir", data, "--json"], capture_output=True, timeout=30
+            ).stdout
+        )
+        assert [s["state"] for s in listing] == ["exited", "expired"]
+        assert listing[0]["location"] == url
+        assert Path(listing[0]["transcript"]).read_bytes() == b"1\n2\n3\noops\n"
+        dead = subprocess.run(
+            [*CCX, "exec", "--data-dir", data, "--server", "ws://127.0.0.1:9/ws/mcp", "--", "true"],
+            capture_output=True,
+            timeout=60,
+        )
+        assert dead.returncode == 1
+        assert b"cannot connect" in dead.stderr and b"Traceback" not in dead.stderr
+    finally:
+        serve.terminate()
+        serve.wait(20)
