@@ -50,7 +50,7 @@ def run(source: Path, work: Path, *, verify_hash: bool) -> list[Row]:
     growth = ours.maxrss_bytes - idle.maxrss_bytes
     return [
         Row(
-            f"ingest ({size >> 20} MiB, {note})",
+            f"ingest ({size >> 20} MiB, {note}; `exec -- true` alone {idle.seconds:.2f} s)",
             fmt_s(ours.seconds),
             fmt_s(base.seconds) + " (sh cat > file)",
             fmt_ratio(ours.seconds, base.seconds),

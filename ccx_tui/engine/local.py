@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -27,7 +26,7 @@ from ccx_tui.engine.events import (
     Subscriber,
 )
 from ccx_tui.engine.linemux import LineMux
-from ccx_tui.engine.process import OutputProtocol, kill_tree, signal_tree, spawn
+from ccx_tui.engine.runner import LocalProc, OnData, OnEof, Proc
 from ccx_tui.engine.session import (
     SessionInfo,
     SessionSpec,
@@ -92,6 +91,7 @@ class _Record:
         self.changed = asyncio.Event()  # replaced (after being set) on every change
         self.error_reported = False
         self.lock_fd: int | None = None
+        self.proc: Proc | None = None
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checking after every change."""
@@ -127,6 +127,7 @@ class LocalEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.max_live_seen = 0
+        self._held = False  # the far side said it is full: wait for one of ours to end
         """High-water mark of live sessions, for tests and benchmarks."""
 
     async def __aenter__(self) -> LocalEngine:
@@ -265,18 +266,20 @@ class LocalEngine:
     async def pause(self, session_id: str) -> None:
         """SIGSTOP the session's process tree."""
         rec = self._find(session_id)
-        if rec.info.state is not State.RUNNING or rec.pid is None:
+        if rec.info.state is not State.RUNNING or rec.proc is None:
             raise InvalidTransition(f"cannot pause a {rec.info.state.value} session")
-        await asyncio.to_thread(signal_tree, rec.pid, rec.pid, rec.marker, signal.SIGSTOP)
+        assert rec.proc is not None
+        await rec.proc.pause()
         if rec.info.state is State.RUNNING:
             self._set(rec, State.PAUSED)
 
     async def resume(self, session_id: str) -> None:
         """SIGCONT the session's process tree."""
         rec = self._find(session_id)
-        if rec.info.state is not State.PAUSED or rec.pid is None:
+        if rec.info.state is not State.PAUSED or rec.proc is None:
             raise InvalidTransition(f"cannot resume a {rec.info.state.value} session")
-        await asyncio.to_thread(signal_tree, rec.pid, rec.pid, rec.marker, signal.SIGCONT)
+        assert rec.proc is not None
+        await rec.proc.resume()
         if rec.info.state is State.PAUSED:
             self._set(rec, State.RUNNING)
 
@@ -308,8 +311,8 @@ class LocalEngine:
         """SIGKILL every live session's tree, synchronously: the last resort when the
         event loop is gone (normally `aclose` has already done the polite thing)."""
         for rec in self._records.values():
-            if rec.info.state.live:
-                signal_tree(rec.pid, rec.pid, rec.marker, signal.SIGKILL)
+            if rec.info.state.live and isinstance(rec.proc, LocalProc):
+                rec.proc.kill_now()
 
     # -- internals --------------------------------------------------------------------
 
@@ -365,6 +368,8 @@ class LocalEngine:
         """Start queued sessions while slots are free (synchronous: no races)."""
         if self._closed:
             return
+        if self._held:
+            return
         live = sum(1 for r in self._records.values() if r.info.state.live)
         while self._queue and live < self.config.max_sessions:
             rec = self._records[self._queue.popleft()]
@@ -385,6 +390,8 @@ class LocalEngine:
         finally:
             rec.ended.set()
             rec.notify()
+            if rec.info.state.final:
+                self._held = False  # one of ours ended: a slot may be free out there
             self._pump()
             await self._retention()
 
@@ -419,24 +426,18 @@ class LocalEngine:
             mux.flush_partial()
             self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
 
-        def on_data(fd: int, data: bytes) -> None:
-            mux.feed(fd - 1, data)
+        def on_data(stream: int, data: bytes) -> None:
+            mux.feed(stream, data)
             if mux.has_partial and not partial_timer:
                 partial_timer.append(loop.call_later(PARTIAL_LINE_DELAY, flush_partial))
             self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
 
-        def on_eof(fd: int) -> None:
-            mux.eof(fd - 1)
+        def on_eof(stream: int) -> None:
+            mux.eof(stream)
             self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
 
         try:
-            transport, proto = await spawn(
-                [spec.shell, "-c", spec.command],
-                cwd=spec.cwd,
-                env=spec.env,
-                marker=rec.marker,
-                protocol=lambda: OutputProtocol(on_data, on_eof),
-            )
+            proc = await self._launch(rec, on_data, on_eof)
         except OSError as exc:
             writer.close()
             mux.close()
@@ -448,38 +449,26 @@ class LocalEngine:
                 ended_at=time.time(),
             )
             return False
-        rec.pid = transport.get_pid()
+        rec.proc = proc
+        rec.pid = proc.pid
         now = time.time()
         deadline = now + spec.ttl if spec.ttl else None
         self._set(rec, rec.info.state, pid=rec.pid, started_at=now, ttl_deadline=deadline)
         if spec.ttl:
             rec.ttl_handle = asyncio.get_running_loop().call_later(spec.ttl, self._expire, rec)
         try:
-            await proto.exited
-            try:
-                async with asyncio.timeout(self.config.exit_drain):
-                    await proto.pipes_closed
-            except TimeoutError:
-                pass
+            ending = await proc.wait()
         finally:
             if rec.ttl_handle is not None:
                 rec.ttl_handle.cancel()
                 rec.ttl_handle = None
-            # Leftovers (background jobs, setsid daemons) die with their session.
-            await asyncio.shield(
-                kill_tree(rec.pid, rec.pid, rec.marker, grace=min(self.config.kill_grace, 1.0))
-            )
-            if not proto.pipes_closed.done():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await proto.pipes_closed
-            transport.close()
             for handle in partial_timer:
                 handle.cancel()
             mux.flush()
             mux.close()
             writer.close()
-        code = transport.get_returncode()
+            rec.proc = None
+        code = ending.returncode
         sig = -code if code is not None and code < 0 else None
         exit_code = 128 + sig if sig is not None else code
         ended: dict[str, Any] = {
@@ -494,6 +483,11 @@ class LocalEngine:
             write_error=writer.error,
             bytes_lost=writer.bytes_lost,
         )
+        if ending.requeue and rec.kill_state is None and not self._closed:
+            rec.restart = False
+            rec.writer = None
+            self._requeue(rec, ending.reason or "the far side is full")
+            return False
         if rec.restart and not self._closed:
             rec.restart = False
             rec.writer = None
@@ -509,13 +503,32 @@ class LocalEngine:
             return True
         rec.restart = False
         rec.writer = None
-        if rec.kill_state is State.EXPIRED:
+        if ending.state is not None and rec.kill_state is None:
+            self._set(rec, ending.state, reason=ending.reason, **ended)
+        elif rec.kill_state is State.EXPIRED:
             self._set(rec, State.EXPIRED, reason=f"TTL of {spec.ttl:g}s ran out", **ended)
         elif rec.kill_state is State.KILLED:
             self._set(rec, State.KILLED, reason=rec.kill_reason, **ended)
         else:
             self._set(rec, State.EXITED, **ended)
         return False
+
+    async def _launch(self, rec: _Record, on_data: OnData, on_eof: OnEof) -> Proc:
+        """Start the session's process (overridden by engines that run elsewhere)."""
+        return await LocalProc.start(
+            rec.info.spec,
+            rec.marker,
+            on_data,
+            on_eof,
+            exit_drain=self.config.exit_drain,
+            leftover_grace=min(self.config.kill_grace, 1.0),
+        )
+
+    def _requeue(self, rec: _Record, reason: str) -> None:
+        """Back to the front of the queue; retried when one of ours ends."""
+        self._set(rec, State.QUEUED, reason=reason, pid=None)
+        self._queue.appendleft(rec.info.id)
+        self._held = True
 
     def _write(self, rec: _Record, stream: int, data: bytes) -> None:
         writer = rec.writer
@@ -533,14 +546,12 @@ class LocalEngine:
             self._spawn_task(self._terminate(rec, force=False))
 
     async def _terminate(self, rec: _Record, *, force: bool) -> None:
-        if rec.pid is None:
-            # Still spawning: wait until the pid is known, or the run ended.
-            await rec.wait_until(lambda: rec.pid is not None or not rec.info.state.live)
-            if rec.pid is None:
+        if rec.proc is None:
+            # Still starting: wait until it runs, or the run ended.
+            await rec.wait_until(lambda: rec.proc is not None or not rec.info.state.live)
+            if rec.proc is None:
                 return
-        await asyncio.shield(
-            kill_tree(rec.pid, rec.pid, rec.marker, grace=self.config.kill_grace, force=force)
-        )
+        await rec.proc.terminate(force=force, grace=self.config.kill_grace)
 
     async def _retention(self) -> None:
         infos = [self._snapshot(r) for r in self._records.values()]

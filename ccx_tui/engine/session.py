@@ -49,6 +49,7 @@ _ALLOWED: dict[State, frozenset[State]] = {
             State.LOST,
             State.INTERRUPTED,
             State.RUNNING,
+            State.QUEUED,  # a remote server at its session limit: wait again
         }
     ),
     State.PAUSED: frozenset(

@@ -1,0 +1,121 @@
+"""What an engine runs a session with: a local process tree, or a remote command.
+
+`LocalEngine` owns limits, queue, TTLs, transcripts and states; a `Proc` only starts,
+stops and reports.  Output arrives through `on_data(stream, bytes)` (0 stdout,
+1 stderr) and `on_eof(stream)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ccx_tui.engine.process import OutputProtocol, kill_tree, signal_tree, spawn
+from ccx_tui.engine.session import SessionSpec, State
+
+OnData = Callable[[int, bytes], None]
+OnEof = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a run ended: a return code (negative for a signal), or a state of its own."""
+
+    returncode: int | None
+    state: State | None = None  # LOST or FAILED decided by the runner
+    reason: str | None = None
+    requeue: bool = False  # the far side is full: queue the session again
+
+
+class Proc(Protocol):
+    pid: int | None
+
+    async def wait(self) -> Ending:
+        """Wait for the end; all output has been delivered when this returns."""
+        ...
+
+    async def terminate(self, *, force: bool, grace: float) -> None:
+        """Stop it: TERM, grace, KILL (or at once with `force`)."""
+        ...
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+
+class LocalProc:
+    """A process tree on this machine (see process.py)."""
+
+    def __init__(
+        self,
+        transport: asyncio.SubprocessTransport,
+        proto: OutputProtocol,
+        marker: str,
+        *,
+        exit_drain: float,
+        leftover_grace: float,
+    ) -> None:
+        self.transport = transport
+        self.proto = proto
+        self.marker = marker
+        self.pid: int | None = transport.get_pid()
+        self._exit_drain = exit_drain
+        self._leftover_grace = leftover_grace
+
+    @classmethod
+    async def start(
+        cls,
+        spec: SessionSpec,
+        marker: str,
+        on_data: OnData,
+        on_eof: OnEof,
+        *,
+        exit_drain: float,
+        leftover_grace: float,
+    ) -> LocalProc:
+        """Spawn it; raises OSError if the shell cannot be started."""
+        transport, proto = await spawn(
+            [spec.shell, "-c", spec.command],
+            cwd=spec.cwd,
+            env=spec.env,
+            marker=marker,
+            protocol=lambda: OutputProtocol(
+                lambda fd, data: on_data(fd - 1, data), lambda fd: on_eof(fd - 1)
+            ),
+        )
+        return cls(transport, proto, marker, exit_drain=exit_drain, leftover_grace=leftover_grace)
+
+    async def wait(self) -> Ending:
+        proto = self.proto
+        try:
+            await proto.exited
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._exit_drain):
+                    await proto.pipes_closed
+        finally:
+            # Leftovers (background jobs, setsid daemons) die with their session.
+            await asyncio.shield(
+                kill_tree(self.pid, self.pid, self.marker, grace=self._leftover_grace)
+            )
+            if not proto.pipes_closed.done():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await proto.pipes_closed
+            self.transport.close()
+        return Ending(self.transport.get_returncode())
+
+    async def terminate(self, *, force: bool, grace: float) -> None:
+        await asyncio.shield(kill_tree(self.pid, self.pid, self.marker, grace=grace, force=force))
+
+    async def pause(self) -> None:
+        await asyncio.to_thread(signal_tree, self.pid, self.pid, self.marker, signal.SIGSTOP)
+
+    async def resume(self) -> None:
+        await asyncio.to_thread(signal_tree, self.pid, self.pid, self.marker, signal.SIGCONT)
+
+    def kill_now(self) -> None:
+        signal_tree(self.pid, self.pid, self.marker, signal.SIGKILL)
