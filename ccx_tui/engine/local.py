@@ -195,7 +195,7 @@ class LocalEngine:
             spec = replace(spec, ttl=self.config.default_ttl)
         if spec.shell == "/bin/sh" and self.config.shell != "/bin/sh":
             spec = replace(spec, shell=self.config.shell)
-        spec = spec.validated()
+        spec = self._validate(spec)
         session_id = new_session_id()
         directory = await asyncio.to_thread(self.store.create_session_dir, session_id)
         info = SessionInfo(
@@ -373,7 +373,7 @@ class LocalEngine:
         live = sum(1 for r in self._records.values() if r.info.state.live)
         while self._queue and live < self.config.max_sessions:
             rec = self._records[self._queue.popleft()]
-            self._set(rec, State.RUNNING, started_at=time.time())
+            self._set(rec, State.RUNNING, started_at=time.time(), reason=None)
             live += 1
             self._spawn_task(self._run(rec))
 
@@ -512,6 +512,10 @@ class LocalEngine:
         else:
             self._set(rec, State.EXITED, **ended)
         return False
+
+    def _validate(self, spec: SessionSpec) -> SessionSpec:
+        """Check the spec where it will run (here: the local cwd must exist)."""
+        return spec.validated()
 
     async def _launch(self, rec: _Record, on_data: OnData, on_eof: OnEof) -> Proc:
         """Start the session's process (overridden by engines that run elsewhere)."""

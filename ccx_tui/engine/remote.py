@@ -71,6 +71,17 @@ class RemoteRun:
         self._ws: ClientConnection | None = None
         self._stop_reason: str | None = None
         self._stop = asyncio.Event()
+        self.pid: int | None = None
+        self.started = asyncio.Event()
+
+    async def control(self, kind: str) -> None:
+        """Send PAUSE / RESUME (the reply is read by the running session loop)."""
+        if self._ws is None or not self.started.is_set():
+            raise RemoteError("the remote process has not started yet")
+        try:
+            await self._send("control", {"type": kind})
+        except ConnectionClosed:
+            raise RemoteError("connection lost") from None
 
     def cancel(self, reason: str = "killed") -> None:
         """Stop the remote process (safe to call at any time, from the loop thread)."""
@@ -183,6 +194,8 @@ class RemoteRun:
                     if isinstance(msg.result, dict):
                         raw_pid = msg.result.get("pid")
                         pid = raw_pid if isinstance(raw_pid, int) else None
+                    self.pid = pid
+                    self.started.set()
                     if spec.ttl:
                         ttl_at = loop.time() + spec.ttl
                     continue

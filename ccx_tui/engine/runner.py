@@ -32,7 +32,8 @@ class Ending:
 
 
 class Proc(Protocol):
-    pid: int | None
+    @property
+    def pid(self) -> int | None: ...
 
     async def wait(self) -> Ending:
         """Wait for the end; all output has been delivered when this returns."""

@@ -1,0 +1,164 @@
+"""RemoteEngine: sessions on one cc_executor server, with the local engine's semantics.
+
+Limits, queue, TTL, kill escalation, restart, transcripts (on local disk) and events
+are LocalEngine's; only the process lives on the server.  A server at its session
+limit puts the session back in the queue until one of ours ends.  A background probe
+of `GET /health` says whether the server is reachable (with backoff when it is not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import urllib.error
+import urllib.request
+from dataclasses import replace
+from urllib.parse import urlsplit, urlunsplit
+
+from ccx_tui.engine.local import EngineConfig, LocalEngine, _Record
+from ccx_tui.engine.remote import RemoteError, RemoteRun, SessionLimitReached
+from ccx_tui.engine.runner import Ending, OnData, OnEof, Proc
+from ccx_tui.engine.session import SessionSpec, State
+from ccx_tui.errors import InvalidCommand
+
+PROBE_EVERY = 10.0
+BACKOFF_MAX = 60.0
+
+
+def health_url(ws_url: str) -> str:
+    parts = urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return urlunsplit((scheme, parts.netloc, "/health", "", ""))
+
+
+class RemoteProc:
+    """One command on the server, as a Proc."""
+
+    def __init__(self, run: RemoteRun, task: asyncio.Task[object], on_eof: OnEof) -> None:
+        self.run = run
+        self.task = task
+        self._on_eof = on_eof
+
+    @property
+    def pid(self) -> int | None:
+        return self.run.pid
+
+    async def wait(self) -> Ending:
+        try:
+            outcome = await asyncio.shield(self.task)
+        except SessionLimitReached as exc:
+            return Ending(None, requeue=True, reason=f"{exc}; waiting for a slot")
+        except RemoteError as exc:
+            return Ending(None, State.FAILED, str(exc))
+        finally:
+            self._on_eof(0)
+            self._on_eof(1)
+        assert not isinstance(outcome, BaseException)
+        state = getattr(outcome, "state", "exited")
+        signal = getattr(outcome, "signal", None)
+        code = getattr(outcome, "exit_code", None)
+        returncode = -signal if signal else code
+        if state == "lost":
+            return Ending(returncode, State.LOST, getattr(outcome, "reason", None))
+        if state == "failed":
+            return Ending(returncode, State.FAILED, getattr(outcome, "reason", None))
+        return Ending(returncode)
+
+    async def terminate(self, *, force: bool, grace: float) -> None:
+        self.run.kill_grace = 0.0 if force else grace
+        self.run.cancel("killed")
+        await asyncio.wait({self.task})
+
+    async def pause(self) -> None:
+        await self.run.control("PAUSE")
+
+    async def resume(self) -> None:
+        await self.run.control("RESUME")
+
+
+class RemoteEngine(LocalEngine):
+    """Sessions on the cc_executor server at `url` (transcripts in the local data dir)."""
+
+    def __init__(self, config: EngineConfig, url: str, *, token: str | None = None) -> None:
+        super().__init__(replace(config, load_history=False))
+        self.url = url
+        self.location = url
+        self.token = token
+        self.status = "connecting"
+        """connecting / connected / unreachable: REASON (retrying in Ns)."""
+        self._probe: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await super().open()
+        self._probe = asyncio.get_running_loop().create_task(self._watch())
+
+    async def aclose(self, reason: str = "ccx-tui exited") -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        await super().aclose(reason)
+
+    def _validate(self, spec: SessionSpec) -> SessionSpec:
+        # The directory is the server's; only what we can judge here is checked.
+        if not spec.command.strip():
+            raise InvalidCommand("empty command")
+        if spec.ttl is not None and not spec.ttl > 0:
+            raise InvalidCommand(f"bad TTL: {spec.ttl}")
+        return spec
+
+    async def _launch(self, rec: _Record, on_data: OnData, on_eof: OnEof) -> Proc:
+        run = RemoteRun(self.url, token=self.token, kill_grace=self.config.kill_grace)
+        spec = replace(rec.info.spec, ttl=None)  # the engine enforces the TTL itself
+
+        def sink(stream: str, data: bytes) -> None:
+            on_data(1 if stream == "stderr" else 0, data)
+
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(run.run(spec, sink))
+        self._spawn_task(self._note_pid(rec, run, task))
+        return RemoteProc(run, task, on_eof)
+
+    async def _note_pid(self, rec: _Record, run: RemoteRun, task: asyncio.Task[object]) -> None:
+        """The server's pid arrives with the execute result, after the launch."""
+        started = asyncio.ensure_future(run.started.wait())
+        await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if run.started.is_set() and rec.info.state.live and rec.proc is not None:
+            rec.pid = run.pid
+            self._set(rec, rec.info.state, pid=run.pid)
+
+    async def _watch(self) -> None:
+        delay = PROBE_EVERY
+        while True:
+            try:
+                health = await asyncio.to_thread(self._get_health)
+                live = health.get("active_sessions")
+                limit = health.get("max_sessions")
+                self.status = "connected" + (f" ({live}/{limit})" if limit else "")
+                delay = PROBE_EVERY
+                if self._held and (limit is None or live != limit):
+                    self._held = False  # the server has room again
+                    self._pump()
+            except Exception as exc:  # any failure is a status, never a crash
+                delay = min(BACKOFF_MAX, delay * 2 if self.status.startswith("unre") else 5.0)
+                self.status = f"unreachable: {_reason(exc)} (retrying in {delay:.0f}s)"
+            await asyncio.sleep(delay)
+
+    def _get_health(self) -> dict[str, object]:
+        request = urllib.request.Request(health_url(self.url))
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            data = json.loads(response.read(65536))
+        return data if isinstance(data, dict) else {}
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        reason = exc.reason
+        return getattr(reason, "strerror", None) or str(reason)
+    return str(exc) or type(exc).__name__
+
+
+__all__ = ["RemoteEngine", "RemoteProc", "health_url"]
