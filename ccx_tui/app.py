@@ -27,6 +27,7 @@ from ccx_tui.engine.events import (
     SessionUpdated,
 )
 from ccx_tui.engine.local import LocalEngine
+from ccx_tui.engine.remote_engine import RemoteEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.usage import TreeUsage, UsageSampler
 from ccx_tui.errors import CcxError
@@ -96,6 +97,7 @@ class CcxApp(App[int]):
         *,
         settings: Settings,
         commands: list[str] | None = None,
+        remotes: list[RemoteEngine] | None = None,
         clock: Callable[[], float] = time.time,
         sample_usage: bool = True,
     ) -> None:
@@ -103,6 +105,8 @@ class CcxApp(App[int]):
         # Textual's default ANSI palette draws magenta like red and blue as purple.
         self.ansi_theme_dark = ANSI_THEME
         self.engine = engine
+        self.remotes = list(remotes or [])
+        self.engines: list[LocalEngine] = [engine, *self.remotes]
         self.settings = settings
         self._commands = list(commands or [])
         self._clock = clock
@@ -122,12 +126,14 @@ class CcxApp(App[int]):
         yield Footer()
 
     async def on_mount(self) -> None:
-        await self.engine.open()
+        for engine in self.engines:
+            await engine.open()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 loop.add_signal_handler(signum, self._on_signal)
-        self._engine_events()
+        for engine in self.engines:
+            self._engine_events(engine)
         for command in self._commands:
             await self._start(SessionSpec(command))
         self._sync_empty()
@@ -135,18 +141,18 @@ class CcxApp(App[int]):
         self.set_interval(1.0, self._tick)
 
     async def on_unmount(self) -> None:
-        await self.engine.aclose()
+        await asyncio.gather(*(engine.aclose() for engine in self.engines))
 
     # -- the one place engine events become UI updates --------------------------------
 
     @work(group="engine", exit_on_error=True)
-    async def _engine_events(self) -> None:
-        sub = self.engine.subscribe()
+    async def _engine_events(self, engine: LocalEngine) -> None:
+        sub = engine.subscribe()
         try:
             while (event := await sub.get()) is not None:
                 await self._apply(event)
         finally:
-            self.engine.unsubscribe(sub)
+            engine.unsubscribe(sub)
 
     async def _apply(self, event: Event) -> None:
         if isinstance(event, OutputAppended):
@@ -226,6 +232,14 @@ class CcxApp(App[int]):
             with contextlib.suppress(Exception):
                 pane.view.focus()
 
+    def _engine_of(self, session_id: str) -> LocalEngine:
+        """The engine that runs (or ran) the session: local, or one per server."""
+        for engine in self.remotes:
+            with contextlib.suppress(CcxError):
+                engine.get(session_id)
+                return engine
+        return self.engine
+
     def _current(self) -> str | None:
         wanted, when = self._wanted_tab
         recent = time.monotonic() - when < TAB_SETTLE and wanted[2:] in self._open
@@ -259,9 +273,16 @@ class CcxApp(App[int]):
         infos = []
         for session_id in self._open:
             with contextlib.suppress(CcxError):
-                infos.append(self.engine.get(session_id))
+                infos.append(self._engine_of(session_id).get(session_id))
         sidebar.sessions = tuple(infos)
         sidebar.stats = self.engine.stats
+        sidebar.servers = tuple(
+            (
+                remote.url,
+                f"{remote.status}; running {remote.stats.live}, queued {remote.stats.queued}",
+            )
+            for remote in self.remotes
+        )
         sidebar.selected = self._current()
 
     def _tick(self) -> None:
@@ -274,7 +295,7 @@ class CcxApp(App[int]):
             pane = self._pane(session_id)
             if pane is not None:
                 with contextlib.suppress(CcxError):
-                    pane.info = self.engine.get(session_id)
+                    pane.info = self._engine_of(session_id).get(session_id)
         if self._sample_usage and self.engine.stats.live:
             self._sample()
 
@@ -294,18 +315,26 @@ class CcxApp(App[int]):
 
     # -- actions ----------------------------------------------------------------------
 
-    async def _start(self, spec: SessionSpec) -> None:
+    async def _start(self, spec: SessionSpec, location: str = "local") -> None:
+        engine = next((e for e in self.engines if e.location == location), self.engine)
         try:
-            await self.engine.start(spec)
+            await engine.start(spec)
         except CcxError as exc:
             self.notify(f"cannot start {spec.command!r}: {exc}", severity="error")
 
     def action_create(self) -> None:
         def created(result: tuple[SessionSpec, str] | None) -> None:
             if result is not None:
-                self.run_worker(self._start(result[0]), group="actions")
+                self.run_worker(self._start(*result), group="actions")
 
-        self.push_screen(CreateSessionDialog(cwd=str(Path.cwd()), ttl=self.settings.ttl), created)
+        self.push_screen(
+            CreateSessionDialog(
+                cwd=str(Path.cwd()),
+                ttl=self.settings.ttl,
+                locations=[e.location for e in self.engines],
+            ),
+            created,
+        )
 
     def _selected(self) -> str | None:
         session_id = self._current()
@@ -317,26 +346,29 @@ class CcxApp(App[int]):
         session_id = self._selected()
         if session_id is None:
             return
-        info = self.engine.get(session_id)
+        engine = self._engine_of(session_id)
+        info = engine.get(session_id)
         if info.state.final:
             self.notify(f"{info.spec.title} has already ended ({state_label(info)})")
             return
-        self.run_worker(self.engine.kill(session_id, force=now), group="actions")
+        self.run_worker(engine.kill(session_id, force=now), group="actions")
 
     def action_restart(self) -> None:
         session_id = self._selected()
         if session_id is not None:
-            self.run_worker(self._guard(self.engine.restart(session_id)), group="actions")
+            engine = self._engine_of(session_id)
+            self.run_worker(self._guard(engine.restart(session_id)), group="actions")
 
     def action_pause(self) -> None:
         session_id = self._selected()
         if session_id is None:
             return
-        state = self.engine.get(session_id).state
+        engine = self._engine_of(session_id)
+        state = engine.get(session_id).state
         if state is State.PAUSED:
-            self.run_worker(self._guard(self.engine.resume(session_id)), group="actions")
+            self.run_worker(self._guard(engine.resume(session_id)), group="actions")
         elif state is State.RUNNING:
-            self.run_worker(self._guard(self.engine.pause(session_id)), group="actions")
+            self.run_worker(self._guard(engine.pause(session_id)), group="actions")
         else:
             self.notify(f"cannot pause a {state.value} session", severity="warning")
 
@@ -350,13 +382,14 @@ class CcxApp(App[int]):
         session_id = self._selected()
         if session_id is None:
             return
-        info = self.engine.get(session_id)
+        engine = self._engine_of(session_id)
+        info = engine.get(session_id)
 
         async def close(confirmed: bool | None) -> None:
             if not confirmed:
                 return
             if not info.state.final:
-                await self.engine.kill(session_id, reason="tab closed")
+                await engine.kill(session_id, reason="tab closed")
             await self._close_tab(session_id)
 
         if info.state.final:
@@ -399,8 +432,7 @@ class CcxApp(App[int]):
         self.push_screen(HelpScreen())
 
     def action_quit_app(self) -> None:
-        stats = self.engine.stats
-        busy = stats.live + stats.queued
+        busy = sum(e.stats.live + e.stats.queued for e in self.engines)
         if not busy:
             self.run_worker(self._stop_all_and_exit(), group="actions")
             return
@@ -424,9 +456,9 @@ class CcxApp(App[int]):
         if self._quitting:
             return
         self._quitting = True
-        if self.engine.stats.live:
+        if any(e.stats.live for e in self.engines):
             self.notify("stopping sessions…", timeout=10)
-        await self.engine.aclose()
+        await asyncio.gather(*(engine.aclose() for engine in self.engines))
         self.exit(0)
 
 
@@ -462,14 +494,33 @@ class ViewerApp(App[int]):
         self.push_screen(HelpScreen())
 
 
-def make_app(settings: Settings, commands: list[str] | None = None, **kwargs: object) -> CcxApp:
+def make_app(
+    settings: Settings,
+    commands: list[str] | None = None,
+    *,
+    connect: list[str] | None = None,
+    token: str | None = None,
+    **kwargs: object,
+) -> CcxApp:
     """The app factory (tests and screenshots build the app through it)."""
     engine = LocalEngine(settings.engine_config())
-    return CcxApp(engine, settings=settings, commands=commands, **kwargs)  # type: ignore[arg-type]
+    remotes = [RemoteEngine(settings.engine_config(), url, token=token) for url in (connect or [])]
+    return CcxApp(
+        engine,
+        settings=settings,
+        commands=commands,
+        remotes=remotes,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
-def run_app(settings: Settings, commands: list[str]) -> int:
-    app = make_app(settings, commands)
+def run_app(
+    settings: Settings,
+    commands: list[str],
+    connect: list[str] | None = None,
+    token: str | None = None,
+) -> int:
+    app = make_app(settings, commands, connect=connect, token=token)
     try:
         code = app.run()
     finally:

@@ -45,6 +45,14 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     main.add_argument("--max-sessions", metavar="N", help="live sessions at once (default 16)")
     main.add_argument("--ttl", metavar="SECONDS", help="default time limit for each session")
     main.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+    main.add_argument(
+        "--connect",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="a cc_executor server to run sessions on (repeatable)",
+    )
+    main.add_argument("--token", help="bearer token for --connect (default $CCX_TUI_TOKEN)")
     main.add_argument("command", nargs="*", help="commands to start, one session each")
 
     exe = _Parser(prog="ccx-tui exec", description="Run one command as a recorded session.")
@@ -161,9 +169,12 @@ def _run_app(ns: argparse.Namespace) -> int:
         kill_grace=ns.kill_grace,
     )
     commands = [c for c in ns.command if c.strip()]
+    import os
+
     from ccx_tui.app import run_app
 
-    return run_app(settings, commands)
+    token = ns.token or os.environ.get("CCX_TUI_TOKEN") or None
+    return run_app(settings, commands, connect=ns.connect, token=token)
 
 
 def _serve(ns: argparse.Namespace) -> int:

@@ -233,3 +233,36 @@ async def test_quick_tab_switches_stay_where_they_land(data_dir: Path) -> None:
         await pilot.press("1", "2")
         await pilot.pause(0.1)
         assert current(app) == app._open[1]
+
+
+async def test_remote_sessions_side_by_side(data_dir: Path) -> None:
+    """--connect: the create dialog offers the server; a remote session gets a tab with
+    its output like a local one, and the sidebar shows the server's status."""
+    from textual.widgets import Select
+
+    from tests.fake_upstream import FakeUpstream
+
+    async with FakeUpstream() as fake:
+        app = make_app(
+            Settings(data_dir=data_dir, kill_grace=0.3),
+            ["echo local-one"],
+            connect=[fake.url],
+            sample_usage=False,
+        )
+        async with app.run_test(size=SIZE) as pilot:
+            await until(lambda: len(app._open) == 1)
+            await pilot.press("c")
+            dialog = app.screen
+            assert isinstance(dialog, CreateSessionDialog)
+            dialog.query_one("#command", Input).value = "echo from-the-server; sleep 1000"
+            dialog.query_one(Select).value = fake.url
+            await pilot.press("enter")
+            await until(lambda: len(app._open) == 2, what="remote tab")
+            remote_id = app._open[1]
+            assert app._engine_of(remote_id) is app.remotes[0]
+            await until(lambda: "from-the-server" in screen_text(app), what="remote output")
+            await until(lambda: "connected" in screen_text(app), what="server status")
+            await pilot.press("x")
+            await until(lambda: app.remotes[0].get(remote_id).state is State.KILLED)
+            await pilot.press("q")
+            await until(lambda: not app.is_running)
