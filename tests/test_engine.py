@@ -351,19 +351,22 @@ async def test_history_loads_finished_sessions(make_engine) -> None:
 
 async def test_retention_deletes_oldest_finished_never_live(make_engine) -> None:
     """Past the byte limit the oldest finished transcripts go; a live session stays even
-    when it is the oldest and alone exceeds what is left."""
-    async with make_engine(retention_bytes=50_000) as engine:
+    when it is the oldest.  (30,001 live + 4 x 20,000 finished against 60,000: the three
+    oldest finished go, the newest stays.)  Retention runs after a session ends, so the
+    test waits for it rather than racing it."""
+    async with make_engine(retention_bytes=60_000) as engine:
         live = await engine.start(SessionSpec("head -c 30000 /dev/zero; echo; sleep 1000"))
         await until(lambda: engine.get(live.id).bytes == 30001)
         done = []
         for _ in range(4):
             info = await engine.start(SessionSpec("head -c 20000 /dev/zero"))
             done.append(await engine.wait(info.id))
+        gone = {d.id for d in done[:3]}
+        await until(lambda: not gone & {s.id for s in engine.sessions()}, what="retention")
         kept = {s.id for s in engine.sessions()}
         assert live.id in kept and live.directory.exists()
-        assert done[0].id not in kept and not done[0].directory.exists()
+        assert all(not d.directory.exists() for d in done[:3])
         assert done[-1].id in kept and done[-1].directory.exists()
-        assert sum(s.bytes for s in engine.sessions()) <= 50_000 + 30_001
     async with make_engine(retention_bytes=25_000) as engine:
         # on the next start the (now finished) oldest goes first
         assert live.id not in {s.id for s in engine.sessions()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ class Proc(Protocol):
     async def pause(self) -> None: ...
 
     async def resume(self) -> None: ...
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 class LocalProc:
@@ -98,10 +107,13 @@ class LocalProc:
                 async with asyncio.timeout(self._exit_drain):
                     await proto.pipes_closed
         finally:
-            # Leftovers (background jobs, setsid daemons) die with their session.
-            await asyncio.shield(
-                kill_tree(self.pid, self.pid, self.marker, grace=self._leftover_grace)
-            )
+            # Background jobs left in the group die with their session.  (Only a
+            # kill also hunts processes that left the group on purpose: scanning
+            # every process at each exit made many short sessions slow.)
+            if self.pid is not None and _group_alive(self.pid):
+                await asyncio.shield(
+                    kill_tree(self.pid, self.pid, self.marker, grace=self._leftover_grace)
+                )
             if not proto.pipes_closed.done():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
