@@ -489,6 +489,23 @@ class ViewerApp(App[int]):
         view = self.query_one(TranscriptView)
         view.focus()
         self.set_interval(0.25, view.refresh_source)
+        self.set_interval(0.25, self._status)
+        self._status()
+
+    def _status(self) -> None:
+        """Where we are: 'TITLE · line 120-155 of 2000000 · following'."""
+        from ccx_tui.widgets.transcript_view import TranscriptView
+
+        view = self.query_one(TranscriptView)
+        total = view.line_count
+        if view.showing_tail:
+            where = "indexing…"
+        else:
+            first = min(total, int(view.scroll_y) + 1)
+            last = min(total, int(view.scroll_y) + view.scrollable_content_region.height)
+            where = f"line {first}-{last} of {total}"
+        follow = "following" if view.following else f"↓ {view.new_lines} new (f to follow)"
+        self.query_one("#viewer-title", Static).update(f"{self.title} · {where} · {follow}")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

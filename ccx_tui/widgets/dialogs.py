@@ -34,7 +34,8 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
             padding: 1 2;
         }
         Label.field { margin-top: 0; }
-        #error { color: $error; height: auto; margin-top: 1; }
+        #error { color: $error; height: auto; margin-top: 1; display: none; }
+        #error.shown { display: block; }
         #buttons { height: auto; margin-top: 1; align-horizontal: right; }
         Button { margin-left: 1; }
     }
@@ -88,7 +89,9 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
         try:
             spec = self._spec()
         except CcxError as exc:
-            self.query_one("#error", Static).update(f"✘ {exc}")
+            error = self.query_one("#error", Static)
+            error.update(f"✘ {exc}")
+            error.add_class("shown")
             return
         location = "local"
         if len(self._locations) > 1:

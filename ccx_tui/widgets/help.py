@@ -70,13 +70,14 @@ class HelpScreen(ModalScreen[None]):
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for group, keys in KEYS:
+        for i, (group, keys) in enumerate(KEYS):
+            if i:
+                table.add_row("", "")
             table.add_row(f"[b u]{group}[/]", "")
             for key, text in keys:
                 table.add_row(key, text)
-            table.add_row("", "")
         with VerticalScroll(id="help"):
-            yield Static("[b]ccx-tui keys[/b]\n")
+            yield Static("[b]ccx-tui keys[/b]  [dim](Escape or ? closes)[/dim]\n")
             yield Static(table)
 
     def action_close(self) -> None:
