@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import ingest, limit, open_view, slow_client
+from bench import ingest, keys, limit, open_view, remote, scale, slow_client
 from bench.common import MIB, Row, machine_info, make_line_file
 
-NOT_YET = ["keys", "scale", "remote ingest", "search"]
+NOT_YET = ["search"]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
@@ -25,10 +25,15 @@ class Sizes:
     max_sessions: int
     ws_bytes: int
     stall: float
+    scale_sessions: int
+    scale_seconds: float
+    key_reps: int
+    remote_bytes: int  # 4 KiB lines
+    remote_short_bytes: int  # 64-byte lines: one JSON frame each, so kept smaller
 
 
-QUICK = Sizes(64 * MIB, 100, 10, 32 * MIB, 3.0)
-FULL = Sizes(1024 * MIB, 500, 50, 200 * MIB, 10.0)
+QUICK = Sizes(64 * MIB, 100, 10, 32 * MIB, 3.0, 40, 5.0, 5, 64 * MIB, 16 * MIB)
+FULL = Sizes(1024 * MIB, 500, 50, 200 * MIB, 10.0, 200, 30.0, 10, 1024 * MIB, 64 * MIB)
 
 
 def table(rows: list[Row]) -> str:
@@ -70,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         source.unlink()
         rows += _guard("limit", lambda: limit.run(sizes.sessions, sizes.max_sessions, work))
         rows += _guard("slow client", lambda: slow_client.run(sizes.ws_bytes, sizes.stall, work))
+        rows += _guard("keys", lambda: keys.run(sizes.key_reps, work))
+        rows += _guard("scale", lambda: scale.run(sizes.scale_sessions, sizes.scale_seconds, work))
+        rows += _guard(
+            "remote ingest",
+            lambda: remote.run(
+                sizes.remote_bytes, sizes.remote_short_bytes, work, verify_hash=ns.quick
+            ),
+        )
     rows += [Row(name) for name in NOT_YET]
 
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")

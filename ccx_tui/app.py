@@ -36,6 +36,7 @@ from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.palette import ANSI_THEME
 from ccx_tui.widgets.session_pane import SessionPane, pane_id
+from ccx_tui.widgets.session_tabs import SessionTabs
 from ccx_tui.widgets.sidebar import Sidebar
 from ccx_tui.widgets.status import state_icon, state_label
 
@@ -59,9 +60,6 @@ PALETTE = [
     ("Keys", "Show every key (?)", "help"),
     ("Quit ccx-tui", "Kill running sessions and quit (q)", "quit_app"),
 ]
-
-
-TAB_SETTLE = 0.5  # seconds a key's tab choice overrides stale TabbedContent messages
 
 
 def tab_label(info: SessionInfo) -> str:
@@ -114,14 +112,13 @@ class CcxApp(App[int]):
         self._sampler = UsageSampler()
         self._open: list[str] = []  # session ids in tab order
         self._usage: dict[str, TreeUsage] = {}
-        self._wanted_tab = ("", 0.0)
         self._quitting = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
             with Vertical(id="main"):
                 yield Static(EMPTY_TEXT, id="empty")
-                yield TabbedContent(id="tabs")
+                yield SessionTabs(id="tabs")
             yield Sidebar(id="sidebar")
         yield Footer()
 
@@ -241,28 +238,16 @@ class CcxApp(App[int]):
         return self.engine
 
     def _current(self) -> str | None:
-        wanted, when = self._wanted_tab
-        recent = time.monotonic() - when < TAB_SETTLE and wanted[2:] in self._open
-        active = wanted if recent else self.query_one(TabbedContent).active
+        active = self.query_one(TabbedContent).active
         if active and active.startswith("s-"):
             return active[2:]
         return None
 
     def _activate(self, session_id: str) -> None:
-        """Switch tabs by key.  TabbedContent relays the change through messages; one
-        from an earlier switch can arrive after a later one and switch back, so the
-        choice is remembered and re-applied for a moment (see `_tab_activated`)."""
-        self._wanted_tab = (pane_id(session_id), time.monotonic())
         self.query_one(TabbedContent).active = pane_id(session_id)
 
     @on(TabbedContent.TabActivated)
-    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        wanted, when = self._wanted_tab
-        tabs = self.query_one(TabbedContent)
-        recent = time.monotonic() - when < TAB_SETTLE
-        if recent and wanted != tabs.active and wanted[2:] in self._open:
-            tabs.active = wanted  # a stale switch: keep the one the last key chose
-            return
+    def _tab_activated(self) -> None:
         self._focus_view()
         self._refresh_sidebar()
 

@@ -228,7 +228,7 @@ async def test_quick_tab_switches_stay_where_they_land(data_dir: Path) -> None:
             for _ in range(turns):
                 await asyncio.sleep(0)
             app.action_previous_tab()
-            await pilot.pause(0.6)  # past the app's settle window: the real widget state
+            await pilot.pause(0.3)
             assert app.query_one(TabbedContent).active == f"s-{app._open[2]}", turns
         await pilot.press("1", "2")
         await pilot.pause(0.1)

@@ -152,3 +152,28 @@ def test_exec_server_cli(tmp_path: Path) -> None:
     finally:
         serve.terminate()
         serve.wait(20)
+
+
+async def test_network_blip_is_survived_against_our_server(tmp_path: Path) -> None:
+    """With `ccx-tui serve` the client asks for a detachable session; when its socket
+    dies mid-run it reconnects, reattaches and replays from the last checkpoint: the
+    process is not lost and the output arrives exactly once, in order."""
+    command = "for i in $(seq 1 40); do echo line-$i; sleep 0.02; done; exit 3"
+    async with LocalEngine(EngineConfig(data_dir=tmp_path / "srv", kill_grace=0.3)) as engine:
+        async with CcxServer(engine, ServeConfig(port=0)) as server:
+            url = f"ws://127.0.0.1:{server.port}/ws/mcp"
+            out, sink = collect()
+            run = RemoteRun(url)
+            task = asyncio.create_task(run.run(SessionSpec(command), sink))  # type: ignore[arg-type]
+            deadline = asyncio.get_running_loop().time() + 20
+            while out["stdout"].count(b"\n") < 5:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.01)
+            assert run._ws is not None
+            run._ws.transport.abort()  # the network goes away, no close frame
+            outcome = await asyncio.wait_for(task, 30)
+            assert outcome.state == "exited", outcome
+            assert engine.sessions()[-1].state.value == "exited"  # never killed
+    assert outcome.state == "exited" and outcome.exit_code == 3
+    expected = "".join(f"line-{i}\n" for i in range(1, 41)).encode()
+    assert bytes(out["stdout"]) == expected

@@ -26,6 +26,7 @@ from ccx_tui.errors import CcxError
 
 EXECUTE_DEADLINE = 60.0  # real servers take 3-15 s to start a process
 CONNECT_DEADLINE = 10.0
+REATTACH_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)  # about 16 s of retries after a blip
 
 
 class RemoteError(CcxError):
@@ -89,12 +90,11 @@ class RemoteRun:
             self._stop_reason = reason
         self._stop.set()
 
-    async def run(self, spec: SessionSpec, sink: Sink) -> RemoteOutcome:
-        """Run to the end.  Raises RemoteError if the server cannot be used at all."""
+    async def _connect(self) -> ClientConnection:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
             async with asyncio.timeout(CONNECT_DEADLINE):
-                ws = await connect(
+                return await connect(
                     self.url,
                     additional_headers=headers,
                     max_size=None,
@@ -110,12 +110,46 @@ class RemoteRun:
         except (OSError, TimeoutError) as exc:
             detail = getattr(exc, "strerror", None) or str(exc) or "timed out"
             raise RemoteError(f"cannot connect to {self.url}: {detail}") from None
-        self._ws = ws
+
+    async def run(self, spec: SessionSpec, sink: Sink) -> RemoteOutcome:
+        """Run to the end.  Raises RemoteError if the server cannot be used at all."""
+        self._ws = await self._connect()
         try:
-            return await self._session(ws, spec, sink)
+            return await self._session(spec, sink)
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 2)
+                await asyncio.wait_for(self._ws.close(), 2)
+
+    async def _reattach(self, session: str, offset: int) -> bool:
+        """After a network blip: reconnect and replay from `offset` (a checkpoint)."""
+        for delay in REATTACH_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                ws = await self._connect()
+            except RemoteError:
+                continue
+            try:
+                async with asyncio.timeout(CONNECT_DEADLINE):
+                    await ws.recv()  # connected
+                    frame = p.encode_request(
+                        "session.attach", {"session_id": session, "offset": offset}, 0
+                    )
+                    await ws.send(frame)
+                    while True:
+                        reply = p.parse(await ws.recv())
+                        if isinstance(reply, (p.Result, p.ErrorResponse)) and reply.id == 0:
+                            break
+            except (ConnectionClosed, TimeoutError):
+                continue
+            if isinstance(reply, p.Result):
+                if self._ws is not None:  # the lost one: already closed, just tidy up
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self._ws.close(), 1)
+                self._ws = ws
+                return True
+            await ws.close()
+            return False
+        return False
 
     async def _send(self, method: str, params: dict[str, Any], *, request: bool = True) -> int:
         assert self._ws is not None
@@ -128,7 +162,7 @@ class RemoteRun:
         await self._ws.send(frame)
         return msg_id
 
-    async def _session(self, ws: ClientConnection, spec: SessionSpec, sink: Sink) -> RemoteOutcome:
+    async def _session(self, spec: SessionSpec, sink: Sink) -> RemoteOutcome:
         loop = asyncio.get_running_loop()
         execute_id: int | None = None
         pid: int | None = None
@@ -138,6 +172,24 @@ class RemoteRun:
         ttl_at = None
         canceled_at: float | None = None
         stopper = loop.create_task(self._stop.wait())
+        # With a ccx-tui server the session survives a network blip: output is held
+        # until the server's next checkpoint, then replayed from there if we reattach.
+        resumable = False
+        remote_session: str | None = None
+        checkpoint = 0
+        pending: list[tuple[str, bytes]] = []
+
+        def emit(stream: str, data: bytes) -> None:
+            if resumable:
+                pending.append((stream, data))
+            else:
+                sink(stream, data)
+
+        def commit() -> None:
+            for stream, data in pending:
+                sink(stream, data)
+            pending.clear()
+
         try:
             while True:
                 if self._stop.is_set() and canceled_at is None:
@@ -151,7 +203,8 @@ class RemoteRun:
                 if canceled_at is not None:
                     grace_end = canceled_at + self.kill_grace
                     wait_until = grace_end if wait_until is None else min(wait_until, grace_end)
-                receiver = loop.create_task(ws.recv())
+                assert self._ws is not None
+                receiver = loop.create_task(self._ws.recv())
                 timeout = None if wait_until is None else max(0.0, wait_until - loop.time())
                 done, _ = await asyncio.wait(
                     {receiver, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -177,7 +230,15 @@ class RemoteRun:
                     frame = receiver.result()
                 except ConnectionClosed as exc:
                     if canceled_at is not None:
+                        commit()
                         return RemoteOutcome(self._final_state(), pid=pid)
+                    blip = exc.rcvd is None or exc.rcvd.code != 1008
+                    if resumable and remote_session and blip:
+                        if await self._reattach(remote_session, checkpoint):
+                            pending.clear()  # the server replays it from the checkpoint
+                            assembler = p.OutputAssembler()
+                            continue
+                    commit()
                     reason = exc.rcvd.reason if exc.rcvd and exc.rcvd.reason else "connection lost"
                     if exc.rcvd is not None and exc.rcvd.code == 1008:
                         raise SessionLimitReached(f"{self.url}: session limit reached") from None
@@ -192,6 +253,8 @@ class RemoteRun:
                 if isinstance(msg, p.Result) and msg.id == execute_id:
                     started = True
                     if isinstance(msg.result, dict):
+                        session = msg.result.get("session")
+                        remote_session = session if isinstance(session, str) else None
                         raw_pid = msg.result.get("pid")
                         pid = raw_pid if isinstance(raw_pid, int) else None
                     self.pid = pid
@@ -203,15 +266,25 @@ class RemoteRun:
                     continue
                 event = p.decode_notification(msg)
                 if isinstance(event, p.Connected):
-                    execute_id = await self._send(
-                        "execute", {"command": remote_command(spec), "timeout": 0}
-                    )
+                    params: dict[str, Any] = {"command": remote_command(spec), "timeout": 0}
+                    if "attach" in event.capabilities:  # a ccx-tui server: ask to detach
+                        params["detachable"] = True
+                        resumable = True
+                    execute_id = await self._send("execute", params)
                 elif isinstance(event, p.Ping):
                     await self._send("pong", {}, request=False)
                 elif isinstance(event, p.ProcessOutput):
-                    sink(event.stream, assembler.feed(event).encode("utf-8"))
+                    emit(event.stream, assembler.feed(event).encode("utf-8"))
                 elif isinstance(event, p.ProcessEnded):
+                    commit()
                     return self._ended(event, pid)
+                elif isinstance(event, p.OtherNotification) and event.method == (
+                    "stream.checkpoint"
+                ):
+                    offset = event.params.get("offset")
+                    if isinstance(offset, int):
+                        checkpoint = offset
+                        commit()
         finally:
             stopper.cancel()
 

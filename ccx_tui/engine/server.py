@@ -74,6 +74,13 @@ class _Feed:
         self._lines[stream] = rest
         return frames
 
+    @property
+    def idle(self) -> bool:
+        """Nothing held back: every byte fed so far has gone out in frames."""
+        if any(self._lines.values()):
+            return False
+        return all(not d.getstate()[0] for d in self._decoders.values())
+
     def flush(self) -> list[str]:
         frames: list[str] = []
         for stream, decoder in self._decoders.items():
@@ -447,6 +454,11 @@ class _Connection:
                     if pos < end:
                         stop = min(end, pos + READ_BYTES)
                         pos = await self._send_range(fd, info, pos, stop, feed)
+                        if self.detachable and feed.idle:
+                            # Extension: a point a reattaching client can resume from.
+                            await self.send(
+                                p.encode_notification("stream.checkpoint", {"offset": pos})
+                            )
                         continue
                     if info.state.final:
                         break

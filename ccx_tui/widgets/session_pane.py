@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.widgets import Static, TabPane
@@ -52,11 +52,11 @@ class SessionPane(TabPane):
     def on_mount(self) -> None:
         self._render_status()
 
-    def _on_descendant_focus(self, event: object) -> None:
+    def _on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # TabPane would post Focused here, and TabbedContent re-activates the pane that
         # sent it: a late one, after a quick `]` `[`, switched back to the old tab (and
         # `x` then killed the wrong session).  The app decides which tab is active.
-        pass
+        event.prevent_default()  # handlers run along the MRO: skip TabPane's
 
     def watch_info(self) -> None:
         self._render_status()
