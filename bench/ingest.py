@@ -26,6 +26,22 @@ def _transcript(data_dir: Path) -> Path:
     return found[0]
 
 
+def take_transcript(
+    data_dir: Path, source: Path, ok: bool, *, verify_hash: bool
+) -> tuple[bool, int]:
+    """Check the one transcript in `data_dir` against `source`, then delete it.
+
+    Returns (intact, its size); `ok` is whether the command itself succeeded.
+    """
+    transcript = _transcript(data_dir)
+    got = transcript.stat().st_size
+    intact = ok and got == source.stat().st_size
+    if intact and verify_hash:
+        intact = _sha256(transcript) == _sha256(source)
+    transcript.unlink()
+    return intact, got
+
+
 def run(source: Path, work: Path, *, verify_hash: bool) -> list[Row]:
     size = source.stat().st_size
     out = work / "baseline.out"
@@ -37,12 +53,7 @@ def run(source: Path, work: Path, *, verify_hash: bool) -> list[Row]:
 
     data_dir = work / "ingest"
     ours = run_timed(ccx("exec", "--data-dir", str(data_dir), "--", f"cat '{source}'"))
-    transcript = _transcript(data_dir)
-    got = transcript.stat().st_size
-    intact = ours.returncode == 0 and got == size
-    if intact and verify_hash:
-        intact = _sha256(transcript) == _sha256(source)
-    transcript.unlink()
+    intact, got = take_transcript(data_dir, source, ours.returncode == 0, verify_hash=verify_hash)
 
     check = "sha256 ok" if verify_hash else "size ok"
     note = check if intact else f"**transcript {got} of {size} bytes, rc {ours.returncode}**"

@@ -20,7 +20,7 @@ from bench.common import (
     run_timed,
     yes_no,
 )
-from bench.ingest import _sha256, _transcript
+from bench.ingest import _transcript, take_transcript
 from bench.slow_client import _Server
 
 TARGET_RATIO = 2.0
@@ -55,12 +55,7 @@ def _case(source: Path, work: Path, tag: str, label: str, verify_hash: bool) -> 
         server.close()
     for stale in (server.data_dir / "sessions").glob("*/transcript.log"):
         stale.unlink()  # the server's own copy; only the client's is checked
-    transcript = _transcript(client_dir)
-    got = transcript.stat().st_size
-    intact = ours.returncode == 0 and got == size
-    if intact and verify_hash:
-        intact = _sha256(transcript) == _sha256(source)
-    transcript.unlink()
+    intact, got = take_transcript(client_dir, source, ours.returncode == 0, verify_hash=verify_hash)
 
     check = "sha256 ok" if verify_hash else "size ok"
     note = check if intact else f"**client transcript {got} of {size} bytes, rc {ours.returncode}**"
