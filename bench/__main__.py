@@ -16,6 +16,7 @@ from bench.common import MIB, Row, machine_info, make_line_file
 
 NOT_YET = ["search"]
 RESULTS = Path(__file__).with_name("RESULTS.md")
+QUICK_RESULTS = Path(__file__).with_name("out") / "RESULTS-quick.md"  # never the real table
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,12 @@ def _guard(name: str, fn: Callable[[], list[Row]]) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown file to write (default bench/RESULTS.md; --quick: bench/out/)",
+    )
     ns = parser.parse_args(argv)
     sizes = QUICK if ns.quick else FULL
 
@@ -94,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{table(rows)}\n"
     )
     print(text)
-    ns.output.write_text(text)
+    output = ns.output or (QUICK_RESULTS if ns.quick else RESULTS)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
     return 0
 
 
