@@ -204,45 +204,62 @@ class RemoteRun:
                     grace_end = canceled_at + self.kill_grace
                     wait_until = grace_end if wait_until is None else min(wait_until, grace_end)
                 assert self._ws is not None
-                receiver = loop.create_task(self._ws.recv())
-                timeout = None if wait_until is None else max(0.0, wait_until - loop.time())
-                done, _ = await asyncio.wait(
-                    {receiver, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if receiver not in done:
-                    receiver.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                        await receiver
-                    now = loop.time()
-                    if ttl_at is not None and now >= ttl_at and canceled_at is None:
-                        self.cancel("expired")
-                    elif canceled_at is not None and now >= canceled_at + self.kill_grace:
-                        # Only closing the socket makes a server escalate to SIGKILL.
-                        return RemoteOutcome(
-                            self._final_state(), reason="closed after grace", pid=pid
-                        )
-                    elif not started and now >= deadline:
-                        raise RemoteError(
-                            f"{self.url}: no answer to execute within {EXECUTE_DEADLINE:.0f}s"
-                        )
-                    continue
-                try:
-                    frame = receiver.result()
-                except ConnectionClosed as exc:
+                frame: str | bytes | None = None
+                closed: ConnectionClosed | None = None
+                if wait_until is None or loop.time() < wait_until:
+                    # Fast path: a frame already buffered needs no task and no wait
+                    # (one per frame made the client the bottleneck of big outputs).
+                    try:
+                        async with asyncio.timeout(0):
+                            frame = await self._ws.recv()
+                    except TimeoutError:
+                        pass
+                    except ConnectionClosed as exc:
+                        closed = exc
+                if frame is None and closed is None:
+                    receiver = loop.create_task(self._ws.recv())
+                    timeout = None if wait_until is None else max(0.0, wait_until - loop.time())
+                    done, _ = await asyncio.wait(
+                        {receiver, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if receiver not in done:
+                        receiver.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                            await receiver
+                        now = loop.time()
+                        if ttl_at is not None and now >= ttl_at and canceled_at is None:
+                            self.cancel("expired")
+                        elif canceled_at is not None and now >= canceled_at + self.kill_grace:
+                            # Only closing the socket makes a server escalate to SIGKILL.
+                            return RemoteOutcome(
+                                self._final_state(), reason="closed after grace", pid=pid
+                            )
+                        elif not started and now >= deadline:
+                            raise RemoteError(
+                                f"{self.url}: no answer to execute within {EXECUTE_DEADLINE:.0f}s"
+                            )
+                        continue
+                    try:
+                        frame = receiver.result()
+                    except ConnectionClosed as exc:
+                        closed = exc
+                if closed is not None:
                     if canceled_at is not None:
                         commit()
                         return RemoteOutcome(self._final_state(), pid=pid)
-                    blip = exc.rcvd is None or exc.rcvd.code != 1008
+                    blip = closed.rcvd is None or closed.rcvd.code != 1008
                     if resumable and remote_session and blip:
                         if await self._reattach(remote_session, checkpoint):
                             pending.clear()  # the server replays it from the checkpoint
                             assembler = p.OutputAssembler()
                             continue
                     commit()
-                    reason = exc.rcvd.reason if exc.rcvd and exc.rcvd.reason else "connection lost"
-                    if exc.rcvd is not None and exc.rcvd.code == 1008:
+                    rcvd = closed.rcvd
+                    reason = rcvd.reason if rcvd and rcvd.reason else "connection lost"
+                    if rcvd is not None and rcvd.code == 1008:
                         raise SessionLimitReached(f"{self.url}: session limit reached") from None
                     return RemoteOutcome("lost", reason=f"{reason} ({self.url})", pid=pid)
+                assert frame is not None
                 msg = p.parse(frame)
                 if isinstance(msg, p.ErrorResponse):
                     if msg.session_limit:
