@@ -26,6 +26,7 @@ from ccx_tui.errors import CcxError
 
 EXECUTE_DEADLINE = 60.0  # real servers take 3-15 s to start a process
 CONNECT_DEADLINE = 10.0
+BURST_BYTES = 256 * 1024
 REATTACH_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)  # about 16 s of retries after a blip
 
 
@@ -178,17 +179,31 @@ class RemoteRun:
         remote_session: str | None = None
         checkpoint = 0
         pending: list[tuple[str, bytes]] = []
+        pending_bytes = 0
 
         def emit(stream: str, data: bytes) -> None:
-            if resumable:
-                pending.append((stream, data))
-            else:
-                sink(stream, data)
+            # Held, then handed over in runs per stream: one sink call (one write to
+            # the transcript) per burst instead of one per line.
+            nonlocal pending_bytes
+            pending.append((stream, data))
+            pending_bytes += len(data)
+            if not resumable and pending_bytes >= BURST_BYTES:
+                commit()
 
         def commit() -> None:
+            nonlocal pending_bytes
+            run: list[bytes] = []
+            current = ""
             for stream, data in pending:
-                sink(stream, data)
+                if stream != current and run:
+                    sink(current, b"".join(run))
+                    run = []
+                current = stream
+                run.append(data)
+            if run:
+                sink(current, b"".join(run))
             pending.clear()
+            pending_bytes = 0
 
         try:
             while True:
@@ -217,6 +232,8 @@ class RemoteRun:
                     except ConnectionClosed as exc:
                         closed = exc
                 if frame is None and closed is None:
+                    if not resumable:
+                        commit()  # nothing more buffered: hand over what we have
                     receiver = loop.create_task(self._ws.recv())
                     timeout = None if wait_until is None else max(0.0, wait_until - loop.time())
                     done, _ = await asyncio.wait(
@@ -231,6 +248,7 @@ class RemoteRun:
                             self.cancel("expired")
                         elif canceled_at is not None and now >= canceled_at + self.kill_grace:
                             # Only closing the socket makes a server escalate to SIGKILL.
+                            commit()
                             return RemoteOutcome(
                                 self._final_state(), reason="closed after grace", pid=pid
                             )
