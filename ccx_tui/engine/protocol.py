@@ -23,7 +23,6 @@ SESSION_LIMIT = -32003
 ALREADY_RUNNING = -32602
 INTERNAL = -32603
 METHOD_NOT_FOUND = -32601
-UNAUTHORIZED = -32004  # ours: a bad or missing token (upstream has no auth)
 
 Id = int | str | None
 

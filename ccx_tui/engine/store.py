@@ -177,19 +177,6 @@ class DataStore:
         return deleted
 
 
-def dir_size(path: Path) -> int:
-    total = 0
-    try:
-        for entry in os.scandir(path):
-            try:
-                total += entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return total
-
-
 def interrupted(info: SessionInfo) -> SessionInfo:
     return replace(
         info,
