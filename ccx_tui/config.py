@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ccx_tui.engine.local import EngineConfig
@@ -97,7 +97,5 @@ class Settings:
             retention_bytes=self.retention_bytes,
         )
         if overrides:
-            from dataclasses import replace
-
             config = replace(config, **overrides)  # type: ignore[arg-type]
         return config

@@ -9,15 +9,30 @@ import json
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ccx_tui.config import Settings
 from ccx_tui.engine.events import OutputAppended, SessionUpdated
+from ccx_tui.engine.linemux import LineMux
 from ccx_tui.engine.local import LocalEngine
-from ccx_tui.engine.server import ServeConfig
-from ccx_tui.engine.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.session import SessionInfo, SessionSpec, State, new_session_id
 from ccx_tui.engine.store import DataStore
-from ccx_tui.engine.transcript import META, SIDECAR_NAME, STDERR, read_segments
+from ccx_tui.engine.transcript import (
+    META,
+    SIDECAR_NAME,
+    STDERR,
+    TranscriptWriter,
+    read_segments,
+)
+
+if TYPE_CHECKING:  # the server (and websockets) load only for `serve`
+    from ccx_tui.engine.server import ServeConfig
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 EXIT_TTL = 124
 EXIT_CANNOT_RUN = 127
@@ -83,6 +98,31 @@ def exit_code_for(info: SessionInfo, stop_signal: int | None) -> int:
     return 1
 
 
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
+    """Call `handler(signum)` on SIGINT/SIGTERM/SIGHUP while the block runs."""
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, handler, signum)
+    try:
+        yield
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+def report(info: SessionInfo, stop_signal: list[int]) -> int:
+    """Say what went wrong on stderr (if anything); return `exec`'s exit status."""
+    if info.state is State.FAILED:
+        print(f"ccx-tui: {info.reason}", file=sys.stderr)
+    if info.write_error:
+        print(
+            f"ccx-tui: {info.write_error}; {info.bytes_lost} bytes of output were not kept",
+            file=sys.stderr,
+        )
+    return exit_code_for(info, stop_signal[0] if stop_signal else None)
+
+
 async def run_exec(settings: Settings, spec: SessionSpec) -> int:
     """Run one session, echo its output as it arrives, return the exit status."""
     config = settings.engine_config(max_sessions=1, load_history=False)
@@ -101,9 +141,7 @@ async def run_exec(settings: Settings, spec: SessionSpec) -> int:
                 tasks.add(engine_task)
 
         tasks: set[asyncio.Task[None]] = set()
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(signum, on_signal, signum)
-        try:
+        with on_stop_signals(on_signal):
             copied = 0
             while True:
                 event = await sub.get()
@@ -119,17 +157,7 @@ async def run_exec(settings: Settings, spec: SessionSpec) -> int:
                         break
             await asyncio.to_thread(copier.copy_to, info.bytes)
             await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                loop.remove_signal_handler(signum)
-    if info.state is State.FAILED:
-        print(f"ccx-tui: {info.reason}", file=sys.stderr)
-    if info.write_error:
-        print(
-            f"ccx-tui: {info.write_error}; {info.bytes_lost} bytes of output were not kept",
-            file=sys.stderr,
-        )
-    return exit_code_for(info, stop_signal[0] if stop_signal else None)
+    return report(info, stop_signal)
 
 
 def _when(ts: float | None) -> str:
@@ -185,8 +213,6 @@ def list_sessions(settings: Settings, *, as_json: bool) -> int:
 
 def _with_size(info: SessionInfo) -> SessionInfo:
     """A live session's metadata lags; its transcript's size does not."""
-    from dataclasses import replace
-
     size = info.transcript.stat().st_size
     return replace(info, bytes=max(size, info.bytes))
 
@@ -195,32 +221,30 @@ async def run_serve(settings: Settings, config: ServeConfig) -> int:
     """Serve until SIGTERM/SIGINT/SIGHUP; live sessions are killed on the way out."""
     from ccx_tui.engine.server import CcxServer
 
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(signum, stop.set)
-    async with LocalEngine(settings.engine_config()) as engine:
-        server = CcxServer(engine, config)
-        try:
-            await server.start()
-        except OSError as exc:
+    with on_stop_signals(lambda _signum: stop.set()):
+        async with LocalEngine(settings.engine_config()) as engine:
+            server = CcxServer(engine, config)
+            try:
+                await server.start()
+            except OSError as exc:
+                print(
+                    f"ccx-tui serve: cannot listen on {config.host}:{config.port}: "
+                    f"{exc.strerror or exc}",
+                    file=sys.stderr,
+                )
+                return 1
             print(
-                f"ccx-tui serve: cannot listen on {config.host}:{config.port}: "
-                f"{exc.strerror or exc}",
+                f"ccx-tui serve: listening on ws://{config.host}:{server.port}/ws/mcp"
+                f"{' (token required)' if config.token else ''}",
                 file=sys.stderr,
+                flush=True,
             )
-            return 1
-        print(
-            f"ccx-tui serve: listening on ws://{config.host}:{server.port}/ws/mcp"
-            f"{' (token required)' if config.token else ''}",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            await stop.wait()
-        finally:
-            await server.aclose()
-    return 0
+            try:
+                await stop.wait()
+            finally:
+                await server.aclose()
+        return 0
 
 
 EXIT_LOST = 255
@@ -235,13 +259,7 @@ async def run_remote_exec(
     that transcript by a thread, so a slow reader of our output never stalls the
     server.
     """
-    import time
-    from dataclasses import replace
-
-    from ccx_tui.engine.linemux import LineMux
-    from ccx_tui.engine.remote import RemoteError, RemoteRun
-    from ccx_tui.engine.session import new_session_id
-    from ccx_tui.engine.transcript import TranscriptWriter
+    from ccx_tui.engine.remote import RemoteError, RemoteRun  # websockets: only here
 
     store = DataStore(settings.data_dir)
     session_id = new_session_id()
@@ -282,18 +300,15 @@ async def run_remote_exec(
             wake.clear()
             await asyncio.to_thread(copier.copy_to, writer.offset)
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(signum, on_signal, signum)
     follower = loop.create_task(follow())
     error: str | None = None
     try:
-        outcome = await remote.run(spec, sink)
+        with on_stop_signals(on_signal):
+            outcome = await remote.run(spec, sink)
     except RemoteError as exc:
         error = str(exc)
         outcome = None
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(signum)
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
@@ -328,4 +343,4 @@ async def run_remote_exec(
     if state is State.LOST:
         print(f"ccx-tui: {reason}", file=sys.stderr)
         return EXIT_LOST
-    return exit_code_for(info, stop_signal[0] if stop_signal else None)
+    return report(info, stop_signal)
