@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
@@ -357,9 +357,9 @@ class CcxApp(App[int]):
         else:
             self.notify(f"cannot pause a {state.value} session", severity="warning")
 
-    async def _guard(self, action: object) -> None:
+    async def _guard(self, action: Awaitable[object]) -> None:
         try:
-            await action  # type: ignore[misc]
+            await action
         except CcxError as exc:
             self.notify(str(exc), severity="error")
 

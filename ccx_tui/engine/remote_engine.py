@@ -17,7 +17,7 @@ from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 from ccx_tui.engine.local import EngineConfig, LocalEngine, _Record
-from ccx_tui.engine.remote import RemoteError, RemoteRun, SessionLimitReached
+from ccx_tui.engine.remote import RemoteError, RemoteOutcome, RemoteRun, SessionLimitReached
 from ccx_tui.engine.runner import Ending, OnData, OnEof, Proc
 from ccx_tui.engine.session import SessionSpec, State
 from ccx_tui.errors import InvalidCommand
@@ -35,7 +35,7 @@ def health_url(ws_url: str) -> str:
 class RemoteProc:
     """One command on the server, as a Proc."""
 
-    def __init__(self, run: RemoteRun, task: asyncio.Task[object], on_eof: OnEof) -> None:
+    def __init__(self, run: RemoteRun, task: asyncio.Task[RemoteOutcome], on_eof: OnEof) -> None:
         self.run = run
         self.task = task
         self._on_eof = on_eof
@@ -54,15 +54,11 @@ class RemoteProc:
         finally:
             self._on_eof(0)
             self._on_eof(1)
-        assert not isinstance(outcome, BaseException)
-        state = getattr(outcome, "state", "exited")
-        signal = getattr(outcome, "signal", None)
-        code = getattr(outcome, "exit_code", None)
-        returncode = -signal if signal else code
-        if state == "lost":
-            return Ending(returncode, State.LOST, getattr(outcome, "reason", None))
-        if state == "failed":
-            return Ending(returncode, State.FAILED, getattr(outcome, "reason", None))
+        returncode = -outcome.signal if outcome.signal else outcome.exit_code
+        if outcome.state == "lost":
+            return Ending(returncode, State.LOST, outcome.reason)
+        if outcome.state == "failed":
+            return Ending(returncode, State.FAILED, outcome.reason)
         return Ending(returncode)
 
     async def terminate(self, *, force: bool, grace: float) -> None:
@@ -115,11 +111,15 @@ class RemoteEngine(LocalEngine):
         def sink(stream: str, data: bytes) -> None:
             on_data(1 if stream == "stderr" else 0, data)
 
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(run.run(spec, sink))
+        task: asyncio.Task[RemoteOutcome] = asyncio.get_running_loop().create_task(
+            run.run(spec, sink)
+        )
         self._spawn_task(self._note_pid(rec, run, task))
         return RemoteProc(run, task, on_eof)
 
-    async def _note_pid(self, rec: _Record, run: RemoteRun, task: asyncio.Task[object]) -> None:
+    async def _note_pid(
+        self, rec: _Record, run: RemoteRun, task: asyncio.Task[RemoteOutcome]
+    ) -> None:
         """The server's pid arrives with the execute result, after the launch."""
         started = asyncio.ensure_future(run.started.wait())
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)

@@ -410,23 +410,15 @@ class _Connection:
         sid = self.session_id
         if sid is None or self.engine.get(sid).state.final:
             raise _RpcError(p.NO_PROCESS, "No process is running")
-        info = self.engine.get(sid)
-        if kind == "PAUSE":
-            await self.engine.pause(sid)
+        if kind in _PAUSE_RESUME:
+            status = _PAUSE_RESUME[kind]
+            action = self.engine.pause if kind == "PAUSE" else self.engine.resume
+            await action(sid)
+            pid = self.engine.get(sid).pid
             await self.send(
-                p.encode_notification(
-                    "process.paused", p.process_params("paused", info.pid, info.pid)
-                )
+                p.encode_notification(f"process.{status}", p.process_params(status, pid, pid))
             )
-            return {"status": "paused"}
-        if kind == "RESUME":
-            await self.engine.resume(sid)
-            await self.send(
-                p.encode_notification(
-                    "process.resumed", p.process_params("resumed", info.pid, info.pid)
-                )
-            )
-            return {"status": "resumed"}
+            return {"status": status}
         self.canceled = True
         self.server._spawn(self.engine.kill(sid, reason="canceled by client"))
         return {"status": "canceled"}
@@ -498,6 +490,9 @@ class _Connection:
             )
         code = -info.signal if info.signal else (info.exit_code or 0)
         return p.encode_completed(pid, pid, code, info.elapsed())
+
+
+_PAUSE_RESUME = {"PAUSE": "paused", "RESUME": "resumed"}
 
 
 class _RpcError(Exception):

@@ -91,6 +91,7 @@ class Sidebar(VerticalScroll):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.can_focus = False
+        self._pending = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="limits")
@@ -100,21 +101,31 @@ class Sidebar(VerticalScroll):
         self._render_all()
 
     def watch_stats(self) -> None:
-        self._render_all()
+        self._schedule()
 
     def watch_sessions(self) -> None:
-        self._render_all()
+        self._schedule()
 
     def watch_usage(self) -> None:
-        self._render_all()
+        self._schedule()
 
     def watch_now(self) -> None:
-        self._render_all()
+        self._schedule()
 
     def watch_selected(self) -> None:
-        self._render_all()
+        self._schedule()
+
+    def watch_servers(self) -> None:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        # The app sets several of these at once: render once for all of them.
+        if self.is_mounted and not self._pending:
+            self._pending = True
+            self.call_after_refresh(self._render_all)
 
     def _render_all(self) -> None:
+        self._pending = False
         if not self.is_mounted:
             return
         limits = Text(no_wrap=True)
