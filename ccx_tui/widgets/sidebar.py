@@ -122,7 +122,7 @@ class Sidebar(VerticalScroll):
         # The app sets several of these at once: render once for all of them.
         if self.is_mounted and not self._pending:
             self._pending = True
-            self.call_after_refresh(self._render_all)
+            self.call_later(self._render_all)
 
     def _render_all(self) -> None:
         self._pending = False
