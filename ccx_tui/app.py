@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent
 
-from ccx_tui.config import Settings
+from ccx_tui.config import DeclaredSession, ServerTarget, Settings
 from ccx_tui.engine.events import (
     Event,
     OutputAppended,
@@ -96,6 +96,7 @@ class CcxApp(App[int]):
         settings: Settings,
         commands: list[str] | None = None,
         remotes: list[RemoteEngine] | None = None,
+        declared: list[DeclaredSession] | None = None,
         clock: Callable[[], float] = time.time,
         sample_usage: bool = True,
     ) -> None:
@@ -107,6 +108,7 @@ class CcxApp(App[int]):
         self.engines: list[LocalEngine] = [engine, *self.remotes]
         self.settings = settings
         self._commands = list(commands or [])
+        self._declared = list(declared or [])
         self._clock = clock
         self._sample_usage = sample_usage
         self._sampler = UsageSampler()
@@ -131,6 +133,8 @@ class CcxApp(App[int]):
                 loop.add_signal_handler(signum, self._on_signal)
         for engine in self.engines:
             self._engine_events(engine)
+        for item in self._declared:
+            await self._start(item.spec, item.server or "local", autostart=item.autostart)
         for command in self._commands:
             await self._start(SessionSpec(command))
         self._sync_empty()
@@ -300,10 +304,15 @@ class CcxApp(App[int]):
 
     # -- actions ----------------------------------------------------------------------
 
-    async def _start(self, spec: SessionSpec, location: str = "local") -> None:
-        engine = next((e for e in self.engines if e.location == location), self.engine)
+    async def _start(
+        self, spec: SessionSpec, location: str = "local", *, autostart: bool = True
+    ) -> None:
+        engine = next((e for e in self.engines if location in (e.location, e.name)), None)
+        if engine is None:
+            self.notify(f"cannot start {spec.command!r}: no server {location!r}", severity="error")
+            return
         try:
-            await engine.start(spec)
+            await engine.start(spec, autostart=autostart)
         except CcxError as exc:
             self.notify(f"cannot start {spec.command!r}: {exc}", severity="error")
 
@@ -502,16 +511,25 @@ def make_app(
     *,
     connect: list[str] | None = None,
     token: str | None = None,
+    servers: list[ServerTarget] | None = None,
+    declared: list[DeclaredSession] | None = None,
     **kwargs: object,
 ) -> CcxApp:
-    """The app factory (tests and screenshots build the app through it)."""
+    """The app factory (tests and screenshots build the app through it).
+
+    `connect` URLs share `token`; `servers` carry their own token and name.
+    """
     engine = LocalEngine(settings.engine_config())
-    remotes = [RemoteEngine(settings.engine_config(), url, token=token) for url in (connect or [])]
+    targets = [ServerTarget(url, token) for url in (connect or [])] + list(servers or [])
+    remotes = [
+        RemoteEngine(settings.engine_config(), t.url, token=t.token, name=t.name) for t in targets
+    ]
     return CcxApp(
         engine,
         settings=settings,
         commands=commands,
         remotes=remotes,
+        declared=declared,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -519,10 +537,11 @@ def make_app(
 def run_app(
     settings: Settings,
     commands: list[str],
-    connect: list[str] | None = None,
-    token: str | None = None,
+    *,
+    servers: list[ServerTarget] | None = None,
+    declared: list[DeclaredSession] | None = None,
 ) -> int:
-    app = make_app(settings, commands, connect=connect, token=token)
+    app = make_app(settings, commands, servers=servers, declared=declared)
     try:
         code = app.run()
     finally:

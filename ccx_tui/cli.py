@@ -172,9 +172,11 @@ def _run_app(ns: argparse.Namespace) -> int:
     import os
 
     from ccx_tui.app import run_app
+    from ccx_tui.config import ServerTarget
 
     token = ns.token or os.environ.get("CCX_TUI_TOKEN") or None
-    return run_app(settings, commands, connect=ns.connect, token=token)
+    servers = [ServerTarget(url, token) for url in ns.connect]
+    return run_app(settings, commands, servers=servers)
 
 
 def _serve(ns: argparse.Namespace) -> int:

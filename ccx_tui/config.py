@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ccx_tui.engine.local import EngineConfig
+from ccx_tui.engine.session import SessionSpec
 from ccx_tui.engine.store import DEFAULT_RETENTION, default_data_dir
 from ccx_tui.errors import ConfigError
 
@@ -50,6 +51,24 @@ def parse_positive_int(text: str, what: str) -> int:
     if value < 1:
         raise ConfigError(f"bad {what}: {text!r} (must be at least 1)")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTarget:
+    """A cc_executor server to run sessions on (from --connect or a [[server]] table)."""
+
+    url: str
+    token: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredSession:
+    """A session declared in a config file or Procfile; started at once if `autostart`."""
+
+    spec: SessionSpec
+    autostart: bool = True
+    server: str | None = None  # a [[server]] name to run it on; None: locally
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,7 @@ class LocalEngine:
     """
 
     location = "local"
+    name = "local"
 
     def __init__(self, config: EngineConfig) -> None:
         if config.max_sessions < 1:
@@ -184,10 +185,12 @@ class LocalEngine:
 
     # -- actions ----------------------------------------------------------------------
 
-    async def start(self, spec: SessionSpec) -> SessionInfo:
+    async def start(self, spec: SessionSpec, *, autostart: bool = True) -> SessionInfo:
         """Create a session and run it now, or queue it if the limit is reached.
 
-        Raises InvalidCommand for a bad spec (nothing is created then).
+        With `autostart=False` it is only created (state `created`, run 0) until
+        `restart()` starts it.  Raises InvalidCommand for a bad spec (nothing is
+        created then).
         """
         if self._closed:
             raise InvalidTransition("the engine is closed")
@@ -201,16 +204,20 @@ class LocalEngine:
         info = SessionInfo(
             id=session_id,
             spec=spec,
-            state=State.QUEUED,
+            state=State.QUEUED if autostart else State.CREATED,
             directory=directory,
             created_at=time.time(),
-            run=1,
+            run=1 if autostart else 0,
             location=self.location,
         )
         rec = _Record(info)
+        self._records[session_id] = rec
+        if not autostart:
+            self._save(rec)
+            self._emit(SessionAdded(info))
+            return self._snapshot(rec)
         rec.ended.clear()
         rec.lock_fd = self.store.lock_session(directory)
-        self._records[session_id] = rec
         self._save(rec)
         self._emit(SessionAdded(info))
         self._queue.append(session_id)

@@ -76,10 +76,13 @@ class RemoteProc:
 class RemoteEngine(LocalEngine):
     """Sessions on the cc_executor server at `url` (transcripts in the local data dir)."""
 
-    def __init__(self, config: EngineConfig, url: str, *, token: str | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig, url: str, *, token: str | None = None, name: str | None = None
+    ) -> None:
         super().__init__(replace(config, load_history=False))
         self.url = url
         self.location = url
+        self.name = name or url
         self.token = token
         self.status = "connecting"
         """connecting / connected / unreachable: REASON (retrying in Ns)."""

@@ -26,6 +26,7 @@ class State(StrEnum):
     EXPIRED = "expired"
     INTERRUPTED = "interrupted"
     LOST = "lost"  # a remote session whose connection dropped
+    CREATED = "created"  # declared (autostart = false) and never started yet
 
     @property
     def live(self) -> bool:
@@ -66,6 +67,12 @@ def check_transition(old: State, new: State) -> None:
         raise InvalidTransition(f"cannot go from {old.value} to {new.value}")
 
 
+RESTART_POLICIES = ("never", "on-failure", "always")
+"""When a session that ended on its own is run again automatically."""
+DEFAULT_MAX_RESTARTS = 10
+DEFAULT_RESTART_DELAY = 1.0
+
+
 _id_lock = threading.Lock()
 _last_ms = 0
 _seq = 0
@@ -98,6 +105,12 @@ class SessionSpec:
     ttl: float | None = None
     name: str | None = None
     shell: str = "/bin/sh"
+    restart: str = "never"
+    """One of RESTART_POLICIES."""
+    max_restarts: int = DEFAULT_MAX_RESTARTS
+    """Automatic restarts in a row before giving up."""
+    restart_delay: float = DEFAULT_RESTART_DELAY
+    """Seconds before the first automatic restart; doubles for each one in a row."""
 
     def validated(self) -> SessionSpec:
         """Return a copy with cwd made absolute; raise InvalidCommand for bad values."""
@@ -113,6 +126,13 @@ class SessionSpec:
                 raise InvalidCommand(f"bad environment variable: {key!r}")
         if self.ttl is not None and not (self.ttl > 0 and self.ttl < float("inf")):
             raise InvalidCommand(f"bad TTL: {self.ttl} (must be a positive number of seconds)")
+        if self.restart not in RESTART_POLICIES:
+            choices = ", ".join(RESTART_POLICIES)
+            raise InvalidCommand(f"bad restart policy: {self.restart!r} (use {choices})")
+        if self.max_restarts < 0:
+            raise InvalidCommand(f"bad max_restarts: {self.max_restarts} (must be 0 or more)")
+        if not (0 <= self.restart_delay < float("inf")):
+            raise InvalidCommand(f"bad restart_delay: {self.restart_delay} (seconds, 0 or more)")
         return replace(self, cwd=cwd, env=dict(self.env))
 
     @property
@@ -138,6 +158,9 @@ class SessionSpec:
             ttl=data.get("ttl"),
             name=data.get("name"),
             shell=str(data.get("shell") or "/bin/sh"),
+            restart=str(data.get("restart") or "never"),
+            max_restarts=int(data.get("max_restarts", DEFAULT_MAX_RESTARTS)),
+            restart_delay=float(data.get("restart_delay", DEFAULT_RESTART_DELAY)),
         )
 
 
@@ -163,6 +186,8 @@ class SessionInfo:
     write_error: str | None = None
     bytes_lost: int = 0
     location: str = "local"
+    restarts: int = 0  # automatic restarts in a row (reset by a user's restart)
+    restart_at: float | None = None  # time.time() of the next automatic restart, if due
 
     @property
     def transcript(self) -> Path:

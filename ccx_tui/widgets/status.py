@@ -13,6 +13,7 @@ _ICONS: dict[State, tuple[str, str]] = {
     State.FAILED: ("⚠", "$error"),
     State.INTERRUPTED: ("↯", "$text-muted"),
     State.LOST: ("⇣", "$error"),
+    State.CREATED: ("○", "$text-muted"),
 }
 
 
@@ -29,6 +30,8 @@ def state_label(info: SessionInfo) -> str:
         if info.signal is not None:
             return f"signal {info.signal}"
         return f"exit {info.exit_code}"
+    if info.state is State.CREATED:
+        return "not started (r to start)"
     return info.state.value
 
 
