@@ -4,6 +4,12 @@ All bookkeeping happens on the event loop thread in synchronous steps, so the
 number of live sessions can never exceed `max_sessions`: a slot is taken (state
 `running`) in the same step that dequeues a session, and given back only after the
 session's whole process tree is gone.  A restart keeps its slot.
+
+A session's restart policy (`SessionSpec.restart`) may run it again after a run ends on
+its own: it stays in its final state (so the user sees "exit 1") with `restart_at` set
+until a timer requeues it as a new run, with exponential backoff up to
+`max_restarts` in a row.  A user's kill, a lost connection or closing the engine never
+restarts anything.
 """
 
 from __future__ import annotations
@@ -47,6 +53,11 @@ _NEW_RUN: dict[str, Any] = {  # what a new run of a session forgets of the last
     "pid": None,
 }
 PARTIAL_LINE_DELAY = 0.1  # an unfinished line is shown after this long
+MAX_RESTART_DELAY = 60.0
+"""The automatic-restart backoff never waits longer than this (seconds)."""
+STABLE_SECONDS = 10.0
+"""A run that lasted this long was healthy: the next failure starts the backoff over."""
+_MAX_DOUBLINGS = 32  # 2.0 ** n overflows for a large n; the delay is capped long before
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +103,8 @@ class _Record:
         self.error_reported = False
         self.lock_fd: int | None = None
         self.proc: Proc | None = None
+        self.restart_handle: asyncio.TimerHandle | None = None  # an automatic restart due
+        self.end_reason: str | None = None  # the run's own reason, under the restart note
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checking after every change."""
@@ -142,6 +155,8 @@ class LocalEngine:
         """Load history from the data directory and apply the retention limit."""
         if self.config.load_history:
             for info in await asyncio.to_thread(self.store.load_history):
+                if info.restart_at is not None:  # its ccx-tui died before the restart
+                    info = replace(info, restart_at=None, reason="restart cancelled")
                 self._records[info.id] = _Record(info)
         await self._retention()
 
@@ -228,9 +243,14 @@ class LocalEngine:
         """Kill a session: TERM, grace period, KILL (or KILL at once with `force`).
 
         Returns when its whole process tree is gone.  A queued session is just
-        dequeued.  Raises UnknownSession; does nothing to a finished session.
+        dequeued; a pending automatic restart is cancelled.  Raises UnknownSession;
+        does nothing else to a finished session.
         """
         rec = self._find(session_id)
+        if rec.restart_handle is not None:
+            why = "restart cancelled" if reason == "killed" else f"restart cancelled ({reason})"
+            self._cancel_restart(rec, why)
+            return
         if rec.info.state is State.QUEUED:
             self._queue.remove(rec.info.id)
             rec.restart = False
@@ -248,11 +268,14 @@ class LocalEngine:
     async def restart(self, session_id: str) -> SessionInfo:
         """Run the session's command again as a new run (killing the current one).
 
-        A live session keeps its slot; a finished one is queued.
+        A live session keeps its slot; a finished one is queued (at once, even if an
+        automatic restart was due later).  Resets the count of automatic restarts.
         """
         rec = self._find(session_id)
         state = rec.info.state
         if state is State.QUEUED:
+            if rec.info.restarts:
+                self._set(rec, State.QUEUED, restarts=0)
             return self._snapshot(rec)
         if state.live:
             rec.restart = True
@@ -262,12 +285,10 @@ class LocalEngine:
             await self._terminate(rec, force=False)
             await rec.wait_until(lambda: not (rec.restart and rec.info.state.live))
             return self._snapshot(rec)
-        self._set(rec, State.QUEUED, run=rec.info.run + 1, started_at=None, **_NEW_RUN)
-        rec.ended.clear()
-        if rec.lock_fd is None:
-            rec.lock_fd = self.store.lock_session(rec.info.directory)
-        self._queue.append(rec.info.id)
-        self._pump()
+        if rec.restart_handle is not None:
+            rec.restart_handle.cancel()
+            rec.restart_handle = None
+        self._queue_new_run(rec, restarts=0)
         return self._snapshot(rec)
 
     async def pause(self, session_id: str) -> None:
@@ -291,16 +312,23 @@ class LocalEngine:
             self._set(rec, State.RUNNING)
 
     async def wait(self, session_id: str) -> SessionInfo:
-        """Wait until the session is final (not merely between two runs)."""
+        """Wait until the session is final: not between two runs, and no automatic
+        restart pending.  Safe to cancel; raises UnknownSession."""
         rec = self._find(session_id)
-        await rec.wait_until(lambda: rec.info.state.final and rec.ended.is_set())
+        await rec.wait_until(
+            lambda: rec.info.state.final and rec.ended.is_set() and rec.restart_handle is None
+        )
         return self._snapshot(rec)
 
     async def aclose(self, reason: str = "ccx-tui exited") -> None:
-        """Kill every live session (TERM, grace, KILL), drop the queue, stop tasks."""
+        """Kill every live session (TERM, grace, KILL), drop the queue, cancel pending
+        automatic restarts, stop tasks."""
         if self._closed:
             return
         self._closed = True
+        for rec in self._records.values():
+            if rec.restart_handle is not None:
+                self._cancel_restart(rec, f"restart cancelled ({reason})")
         for session_id in list(self._queue):
             with contextlib.suppress(UnknownSession):
                 await self.kill(session_id, reason=reason)
@@ -355,12 +383,16 @@ class LocalEngine:
             pass  # a full disk must not stop the engine; the transcript error shows it
 
     def _set(self, rec: _Record, state: State, **changes: Any) -> None:
-        check_transition(rec.info.state, state)
+        """Change the session's info, save and announce it (keeping the state is no
+        transition, so a final session can still be updated)."""
+        if state is not rec.info.state:
+            check_transition(rec.info.state, state)
         rec.info = replace(rec.info, state=state, **changes)
         live = sum(1 for r in self._records.values() if r.info.state.live)
         self.max_live_seen = max(self.max_live_seen, live)
         self._save(rec)
-        if state.final and rec.lock_fd is not None:
+        # A session waiting to restart is not done: it stays ours until then.
+        if state.final and rec.info.restart_at is None and rec.lock_fd is not None:
             self.store.unlock_session(rec.lock_fd)
             rec.lock_fd = None
         self._emit(SessionUpdated(self._snapshot(rec)))
@@ -411,11 +443,8 @@ class LocalEngine:
         try:
             writer = TranscriptWriter(info.directory, newlines=info.lines)
         except OSError as exc:
-            self._set(
-                rec,
-                State.FAILED,
-                reason=f"cannot open transcript: {exc.strerror}",
-                ended_at=time.time(),
+            self._finish(
+                rec, State.FAILED, f"cannot open transcript: {exc.strerror}", ended_at=time.time()
             )
             return False
         rec.writer = writer
@@ -449,11 +478,8 @@ class LocalEngine:
             writer.close()
             mux.close()
             detail = exc.strerror or str(exc)
-            self._set(
-                rec,
-                State.FAILED,
-                reason=f"cannot start {spec.shell}: {detail}",
-                ended_at=time.time(),
+            self._finish(
+                rec, State.FAILED, f"cannot start {spec.shell}: {detail}", ended_at=time.time()
             )
             return False
         rec.proc = proc
@@ -505,20 +531,71 @@ class LocalEngine:
                 started_at=time.time(),
                 bytes=writer.offset,
                 lines=writer.newlines,
+                restarts=0,  # only a user restarts a live session
                 **_NEW_RUN,
             )
             return True
         rec.restart = False
         rec.writer = None
         if ending.state is not None and rec.kill_state is None:
-            self._set(rec, ending.state, reason=ending.reason, **ended)
+            self._finish(rec, ending.state, ending.reason, **ended)
         elif rec.kill_state is State.EXPIRED:
-            self._set(rec, State.EXPIRED, reason=f"TTL of {spec.ttl:g}s ran out", **ended)
+            self._finish(rec, State.EXPIRED, f"TTL of {spec.ttl:g}s ran out", **ended)
         elif rec.kill_state is State.KILLED:
-            self._set(rec, State.KILLED, reason=rec.kill_reason, **ended)
+            self._finish(rec, State.KILLED, rec.kill_reason, **ended)
         else:
-            self._set(rec, State.EXITED, **ended)
+            self._finish(rec, State.EXITED, None, **ended)
         return False
+
+    def _finish(self, rec: _Record, state: State, reason: str | None, **ended: Any) -> None:
+        """End the run in final `state`, scheduling an automatic restart if the
+        session's policy asks for one and its count allows it."""
+        info = rec.info
+        spec = info.spec
+        restarts = info.restarts
+        ended_at = ended["ended_at"]
+        if info.started_at is not None and ended_at - info.started_at >= STABLE_SECONDS:
+            restarts = 0  # a healthy run: the backoff starts over
+        restart_at = None
+        rec.end_reason = reason
+        if not self._closed and wants_restart(spec.restart, state, ended.get("exit_code")):
+            if restarts < spec.max_restarts:
+                delay = restart_delay(spec.restart_delay, restarts)
+                restart_at = time.time() + delay
+                rec.restart_handle = asyncio.get_running_loop().call_later(
+                    delay, self._auto_restart, rec
+                )
+                note = f"restarting in {delay:.3g}s (restart {restarts + 1} of {spec.max_restarts})"
+                reason = _joined(reason, note)
+            elif restarts:
+                reason = _joined(reason, f"gave up after {_restarts(restarts)}")
+        self._set(rec, state, reason=reason, restarts=restarts, restart_at=restart_at, **ended)
+
+    def _auto_restart(self, rec: _Record) -> None:
+        """The backoff is over: queue the session's next run (timer callback)."""
+        rec.restart_handle = None
+        if self._closed or not rec.info.state.final:
+            return
+        n = rec.info.restarts + 1
+        reason = f"automatic restart {n} of {rec.info.spec.max_restarts}"
+        self._queue_new_run(rec, restarts=n, reason=reason)
+
+    def _cancel_restart(self, rec: _Record, why: str) -> None:
+        """Drop a pending automatic restart; the session stays in its final state."""
+        if rec.restart_handle is not None:
+            rec.restart_handle.cancel()
+            rec.restart_handle = None
+        self._set(rec, rec.info.state, restart_at=None, reason=_joined(rec.end_reason, why))
+
+    def _queue_new_run(self, rec: _Record, **changes: Any) -> None:
+        """Queue a finished session as its next run."""
+        new_run = {**_NEW_RUN, "restart_at": None, **changes}
+        self._set(rec, State.QUEUED, run=rec.info.run + 1, started_at=None, **new_run)
+        rec.ended.clear()
+        if rec.lock_fd is None:
+            rec.lock_fd = self.store.lock_session(rec.info.directory)
+        self._queue.append(rec.info.id)
+        self._pump()
 
     def _validate(self, spec: SessionSpec) -> SessionSpec:
         """Check the spec where it will run (here: the local cwd must exist)."""
@@ -566,12 +643,41 @@ class LocalEngine:
 
     async def _retention(self) -> None:
         infos = [self._snapshot(r) for r in self._records.values()]
-        live = {r.info.id for r in self._records.values() if not r.info.state.final}
+        live = {  # a session waiting to restart is kept like a live one
+            r.info.id
+            for r in self._records.values()
+            if not r.info.state.final or r.restart_handle is not None
+        }
         deleted = await asyncio.to_thread(
             self.store.enforce_retention, self.config.retention_bytes, infos, live
         )
         for session_id in deleted:
             rec = self._records.get(session_id)
-            if rec is not None and rec.info.state.final:
+            if rec is not None and rec.info.state.final and rec.restart_handle is None:
                 del self._records[session_id]
                 self._emit(SessionRemoved(session_id))
+
+
+def wants_restart(policy: str, state: State, exit_code: int | None) -> bool:
+    """Whether a run that ended in `state` is run again under restart `policy`.
+
+    Only a run that ended on its own counts: killed, lost and interrupted never do.
+    """
+    if state is State.EXITED:
+        return policy == "always" or (policy == "on-failure" and exit_code != 0)
+    if state in (State.FAILED, State.EXPIRED):
+        return policy in ("always", "on-failure")
+    return False
+
+
+def restart_delay(first: float, restarts: int) -> float:
+    """Seconds before automatic restart number `restarts + 1`: doubling, capped."""
+    return min(first * 2.0 ** min(restarts, _MAX_DOUBLINGS), MAX_RESTART_DELAY)
+
+
+def _restarts(n: int) -> str:
+    return f"{n} restart" if n == 1 else f"{n} restarts"
+
+
+def _joined(reason: str | None, note: str) -> str:
+    return f"{reason}; {note}" if reason else note

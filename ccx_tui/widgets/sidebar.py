@@ -11,7 +11,14 @@ from textual.widgets import Static
 from ccx_tui.engine.local import EngineStats
 from ccx_tui.engine.session import SessionInfo
 from ccx_tui.engine.usage import TreeUsage
-from ccx_tui.widgets.status import duration, size, state_icon, state_label
+from ccx_tui.widgets.status import (
+    duration,
+    restart_badge,
+    restart_note,
+    size,
+    state_icon,
+    state_label,
+)
 
 BAR_WIDTH = 10
 _COLOURS = {
@@ -37,10 +44,14 @@ def session_row(info: SessionInfo, now: float, usage: TreeUsage | None, selected
     text.append(info.spec.title, style="bold" if selected else "")
     text.append("\n   ")
     text.append(state_label(info), style=_COLOURS.get(colour, ""))
+    if badge := restart_badge(info):
+        text.append(f" {badge}", style="yellow")
     if info.started_at is not None:
         text.append(f"  {duration(info.elapsed(now))}", style="bright_black")
     if info.location != "local":
         text.append(f"  @{info.location}", style="cyan")
+    if note := restart_note(info, now):
+        text.append(f"\n   {note}", style="red" if info.restart_at is None else "yellow")
     remaining = info.ttl_remaining(now)
     if remaining is not None and info.spec.ttl:
         text.append("\n   ttl ")

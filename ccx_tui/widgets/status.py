@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ccx_tui.engine.session import SessionInfo, State
 
 _ICONS: dict[State, tuple[str, str]] = {
@@ -33,6 +35,22 @@ def state_label(info: SessionInfo) -> str:
     if info.state is State.CREATED:
         return "not started (r to start)"
     return info.state.value
+
+
+def restart_badge(info: SessionInfo) -> str:
+    """'↻3' after three automatic restarts in a row, else ''."""
+    return f"↻{info.restarts}" if info.restarts > 0 else ""
+
+
+def restart_note(info: SessionInfo, now: float) -> str | None:
+    """'restart in 4s' while an automatic restart is due, 'gave up after 10 restarts'
+    once the policy's maximum is spent, else None."""
+    if info.restart_at is not None:
+        return f"restart in {duration(math.ceil(max(0.0, info.restart_at - now)))}"
+    spec = info.spec
+    if info.state.final and spec.restart != "never" and 0 < spec.max_restarts <= info.restarts:
+        return f"gave up after {info.restarts} restart{'s' if info.restarts != 1 else ''}"
+    return None
 
 
 def duration(seconds: float) -> str:
