@@ -7,15 +7,19 @@ import asyncio
 import shlex
 import signal
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from ccx_tui import __version__
-from ccx_tui.config import Settings, parse_env, parse_seconds
+from ccx_tui.config import Settings, parse_env, parse_seconds, resolve_servers, server_token
+from ccx_tui.config_file import ConfigFile, FileDefaults, load_config, load_procfile
 from ccx_tui.engine.session import SessionSpec
-from ccx_tui.errors import CcxError
+from ccx_tui.errors import CcxError, ConfigError
 
 EXIT_USAGE = 2
 SUBCOMMANDS = ("exec", "sessions", "view", "serve")
+AUTO_CONFIG = "ccx.toml"
+"""Read from the current directory when present, unless --config or --no-config."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,15 +34,26 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
-        help="where transcripts live (default $CCX_TUI_DATA_DIR or ~/.local/share/ccx-tui)",
+        help="where transcripts live (default $CCX_TUI_DATA_DIR, the config file's "
+        "data_dir, or ~/.local/share/ccx-tui)",
     )
+    files = parser.add_mutually_exclusive_group()
+    files.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"a ccx.toml of defaults, [[session]] and [[server]] tables "
+        f"(default ./{AUTO_CONFIG} if present)",
+    )
+    files.add_argument("--no-config", action="store_true", help=f"do not read ./{AUTO_CONFIG}")
 
 
 def build_parsers() -> dict[str, argparse.ArgumentParser]:
     main = _Parser(
         prog="ccx-tui",
-        description="Run and watch many commands at once. Subcommands: "
-        "exec, sessions, view (see `ccx-tui SUBCOMMAND --help`).",
+        description="Run and watch many commands at once: the positional commands, the "
+        "[[session]] tables of ccx.toml and the entries of a Procfile. Settings come from "
+        "flags, then CCX_TUI_* variables, then the config file. Subcommands: exec, "
+        "sessions, view, serve (see `ccx-tui SUBCOMMAND --help`).",
     )
     main.add_argument("--version", action="version", version=f"ccx-tui {__version__}")
     _common(main)
@@ -53,6 +68,11 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
         help="a cc_executor server to run sessions on (repeatable)",
     )
     main.add_argument("--token", help="bearer token for --connect (default $CCX_TUI_TOKEN)")
+    main.add_argument(
+        "--procfile",
+        metavar="PATH",
+        help="start each NAME: COMMAND line of this Procfile as a session, in its directory",
+    )
     main.add_argument("command", nargs="*", help="commands to start, one session each")
 
     exe = _Parser(prog="ccx-tui exec", description="Run one command as a recorded session.")
@@ -62,9 +82,16 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     exe.add_argument("--env", metavar="K=V", action="append", default=[], help="set a variable")
     exe.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
     exe.add_argument(
-        "--server", metavar="URL", help="run on a cc_executor server, e.g. ws://host:8003/ws/mcp"
+        "--server",
+        metavar="URL|NAME",
+        help="run on a cc_executor server: a URL like ws://host:8003/ws/mcp, "
+        "or the name of a [[server]] in the config file",
     )
-    exe.add_argument("--token", help="bearer token for --server (default $CCX_TUI_TOKEN)")
+    exe.add_argument(
+        "--token",
+        help="bearer token for --server "
+        "(default: a named [[server]]'s token_env; for a URL, $CCX_TUI_TOKEN)",
+    )
     exe.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND...")
 
     ses = _Parser(prog="ccx-tui sessions", description="List recorded sessions.")
@@ -131,7 +158,10 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         if not command.strip():
             sys.stderr.write("ccx-tui exec: error: empty command (usage: ccx-tui exec -- CMD)\n")
             return EXIT_USAGE
-        settings = Settings.resolve(data_dir=ns.data_dir, kill_grace=ns.kill_grace)
+        config = _load_config(ns)
+        settings = Settings.resolve(
+            data_dir=ns.data_dir, kill_grace=ns.kill_grace, file=_file_defaults(config)
+        )
         spec = SessionSpec(
             command=command,
             cwd=ns.cwd,
@@ -141,42 +171,73 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         if not ns.server:  # a remote cwd is the server's business
             spec = spec.validated()
         if ns.server:
-            import os
-
             from ccx_tui.headless import run_remote_exec
 
-            token = ns.token or os.environ.get("CCX_TUI_TOKEN") or None
-            return asyncio.run(run_remote_exec(settings, spec, ns.server, token))
+            url, token = _exec_server(ns.server, ns.token, config)
+            return asyncio.run(run_remote_exec(settings, spec, url, token))
         from ccx_tui.headless import run_exec
 
         return asyncio.run(run_exec(settings, spec))
     if name == "serve":
         return _serve(ns)
+    settings = Settings.resolve(data_dir=ns.data_dir, file=_file_defaults(_load_config(ns)))
     if name == "sessions":
         from ccx_tui.headless import list_sessions
 
-        return list_sessions(Settings.resolve(data_dir=ns.data_dir), as_json=ns.json)
+        return list_sessions(settings, as_json=ns.json)
     from ccx_tui.app import run_viewer
 
-    return run_viewer(Settings.resolve(data_dir=ns.data_dir), ns.target)
+    return run_viewer(settings, ns.target)
+
+
+def _load_config(ns: argparse.Namespace) -> ConfigFile | None:
+    """--config PATH, else ./ccx.toml if it exists (and not --no-config), else None."""
+    if ns.config:
+        return load_config(Path(ns.config))
+    if not ns.no_config and Path(AUTO_CONFIG).is_file():
+        return load_config(Path(AUTO_CONFIG))
+    return None
+
+
+def _file_defaults(config: ConfigFile | None) -> FileDefaults | None:
+    return config.defaults if config is not None else None
+
+
+def _exec_server(
+    server: str, token: str | None, config: ConfigFile | None
+) -> tuple[str, str | None]:
+    """`exec --server`: a URL (token: --token, else $CCX_TUI_TOKEN) or a [[server]] name."""
+    if "://" in server:
+        [target] = resolve_servers([server], token)
+        return target.url, target.token
+    entries = {entry.name: entry for entry in (config.servers if config else [])}
+    if server not in entries:
+        where = f"in {config.path}" if config else f"(no --config, no ./{AUTO_CONFIG})"
+        known = f"; known: {', '.join(entries)}" if entries else ""
+        raise ConfigError(
+            f"--server {server!r}: not a ws:// URL and no [[server]] of that name {where}{known}"
+        )
+    entry = entries[server]
+    return entry.url, token or server_token(entry)
 
 
 def _run_app(ns: argparse.Namespace) -> int:
+    config = _load_config(ns)
     settings = Settings.resolve(
         data_dir=ns.data_dir,
         max_sessions=ns.max_sessions,
         ttl=ns.ttl,
         kill_grace=ns.kill_grace,
+        file=_file_defaults(config),
     )
+    declared = list(config.sessions) if config else []
+    if ns.procfile:
+        declared += load_procfile(Path(ns.procfile))
+    servers = resolve_servers(ns.connect, ns.token, config.servers if config else ())
     commands = [c for c in ns.command if c.strip()]
-    import os
+    from ccx_tui.app import run_app  # Textual: only when the app runs
 
-    from ccx_tui.app import run_app
-    from ccx_tui.config import ServerTarget
-
-    token = ns.token or os.environ.get("CCX_TUI_TOKEN") or None
-    servers = [ServerTarget(url, token) for url in ns.connect]
-    return run_app(settings, commands, servers=servers)
+    return run_app(settings, commands, servers=servers, declared=declared)
 
 
 def _serve(ns: argparse.Namespace) -> int:
@@ -211,6 +272,7 @@ def _serve(ns: argparse.Namespace) -> int:
         max_sessions=ns.max_sessions,
         ttl=ns.ttl,
         kill_grace=ns.kill_grace,
+        file=_file_defaults(_load_config(ns)),
     )
     config = ServeConfig(
         host=host,

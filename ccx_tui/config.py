@@ -1,16 +1,21 @@
-"""Settings from flags and the environment (CCX_TUI_*); no Textual here."""
+"""Settings from flags, the environment (CCX_TUI_*) and ccx.toml; no Textual here."""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ccx_tui.engine.local import EngineConfig
 from ccx_tui.engine.session import SessionSpec
 from ccx_tui.engine.store import DEFAULT_RETENTION, default_data_dir
 from ccx_tui.errors import ConfigError
+
+if TYPE_CHECKING:  # config_file imports this module
+    from ccx_tui.config_file import FileDefaults, ServerEntry
 
 
 def parse_seconds(text: str, what: str = "TTL", *, allow_zero: bool = False) -> float | None:
@@ -73,7 +78,7 @@ class DeclaredSession:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Resolved settings: flag, else CCX_TUI_* variable, else default."""
+    """Resolved settings: flag, else CCX_TUI_* variable, else config file, else default."""
 
     data_dir: Path = field(default_factory=default_data_dir)
     max_sessions: int = 16
@@ -89,22 +94,54 @@ class Settings:
         max_sessions: str | None = None,
         ttl: str | None = None,
         kill_grace: str | None = None,
+        file: FileDefaults | None = None,
     ) -> Settings:
+        """Each setting from its flag, else its CCX_TUI_* variable, else `file`, else default.
+
+        Raises ConfigError for a bad flag or variable value (the file was checked on load).
+        """
         env = os.environ
         max_raw = max_sessions or env.get("CCX_TUI_MAX_SESSIONS")
         ttl_raw = ttl or env.get("CCX_TUI_TTL")
         grace_raw = kill_grace or env.get("CCX_TUI_KILL_GRACE")
         retention_raw = env.get("CCX_TUI_RETENTION_BYTES")
+        defaults = cls()
+        if data_dir:
+            directory = Path(data_dir).expanduser()
+        elif file is not None and file.data_dir is not None and not env.get("CCX_TUI_DATA_DIR"):
+            directory = file.data_dir
+        else:
+            directory = default_data_dir()  # $CCX_TUI_DATA_DIR, else the XDG place
+        if max_raw:
+            max_value = parse_positive_int(max_raw, "max sessions")
+        elif file is not None and file.max_sessions is not None:
+            max_value = file.max_sessions
+        else:
+            max_value = defaults.max_sessions
+        if ttl_raw:
+            ttl_value = parse_seconds(ttl_raw, allow_zero=True)
+        elif file is not None and file.ttl is not None:
+            ttl_value = file.ttl or None  # 0 in the file: no TTL
+        else:
+            ttl_value = defaults.ttl
+        if grace_raw:
+            grace = parse_seconds(grace_raw, "kill grace", allow_zero=True) or 0.0
+        elif file is not None and file.kill_grace is not None:
+            grace = file.kill_grace
+        else:
+            grace = defaults.kill_grace
+        if retention_raw:
+            retention = parse_positive_int(retention_raw, "retention bytes")
+        elif file is not None and file.retention_bytes is not None:
+            retention = file.retention_bytes
+        else:
+            retention = defaults.retention_bytes
         return cls(
-            data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
-            max_sessions=parse_positive_int(max_raw, "max sessions") if max_raw else 16,
-            ttl=parse_seconds(ttl_raw, allow_zero=True) if ttl_raw else None,
-            kill_grace=(parse_seconds(grace_raw, "kill grace", allow_zero=True) or 0.0)
-            if grace_raw
-            else 3.0,
-            retention_bytes=parse_positive_int(retention_raw, "retention bytes")
-            if retention_raw
-            else DEFAULT_RETENTION,
+            data_dir=directory,
+            max_sessions=max_value,
+            ttl=ttl_value,
+            kill_grace=grace,
+            retention_bytes=retention,
         )
 
     def engine_config(self, **overrides: object) -> EngineConfig:
@@ -118,3 +155,39 @@ class Settings:
         if overrides:
             config = replace(config, **overrides)  # type: ignore[arg-type]
         return config
+
+
+def server_token(entry: ServerEntry, environ: Mapping[str, str] | None = None) -> str | None:
+    """The token of a [[server]], read from its token_env variable (None without one).
+
+    Raises ConfigError naming the server and the variable if that variable is unset or
+    empty: a server that wants a token would only refuse us later, less clearly.
+    """
+    if entry.token_env is None:
+        return None
+    value = (os.environ if environ is None else environ).get(entry.token_env)
+    if not value:
+        state = "empty" if value == "" else "not set"
+        raise ConfigError(
+            f"{entry.where} key 'token_env': ${entry.token_env} is {state} "
+            "(export the token in it, or remove token_env)"
+        )
+    return value
+
+
+def resolve_servers(
+    connect: Sequence[str],
+    token: str | None = None,
+    declared: Sequence[ServerEntry] = (),
+    environ: Mapping[str, str] | None = None,
+) -> list[ServerTarget]:
+    """Servers to connect to: `--connect` URLs, then the config file's [[server]] tables.
+
+    The URLs share `token` (the --token flag, else $CCX_TUI_TOKEN); each [[server]]
+    reads its own from its token_env variable (see `server_token`).
+    """
+    env = os.environ if environ is None else environ
+    shared = token or env.get("CCX_TUI_TOKEN") or None
+    targets = [ServerTarget(url, shared) for url in connect]
+    targets += [ServerTarget(s.url, server_token(s, env), s.name) for s in declared]
+    return targets

@@ -241,3 +241,141 @@ def test_exec_memory_does_not_grow_with_output(data_dir: Path) -> None:
     small = _peak_rss_kib(exec_args(3_000_000))
     big = _peak_rss_kib(exec_args(300_000_000))
     assert big - small < 30 * 1024, (small, big)
+
+
+# -- ccx.toml and Procfile ------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def ccx(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ccx-tui in `cwd`, with no CCX_TUI_* variables but those in `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CCX_TUI_")}
+    clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), clean.get("PYTHONPATH")]))
+    return subprocess.run(
+        [*CCX, *args], cwd=cwd, env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    return proc.stderr.strip()
+
+
+BAD_CONFIG = (
+    '[defaults]\nttl = 60\n\n[[session]]\nname = "web"\ncommand = "true"\nrestart = "sometimes"\n'
+)
+
+
+def test_a_bad_config_file_is_one_line_with_path_and_line(tmp_path: Path) -> None:
+    """A mistake in the file stops ccx-tui before the UI, saying file, line and key."""
+    config = tmp_path / "my.toml"
+    config.write_text(BAD_CONFIG)
+    error = one_line_error(ccx("--config", str(config), cwd=tmp_path))
+    assert error == (
+        f"ccx-tui: {config}:7: [session \"web\"] key 'restart': "
+        "bad value 'sometimes' (use never, on-failure, always)"
+    )
+
+
+def test_ccx_toml_in_the_current_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / "ccx.toml").write_text(BAD_CONFIG)
+    error = one_line_error(ccx(cwd=tmp_path))
+    assert error.startswith("ccx-tui: ccx.toml:7: [session \"web\"] key 'restart'")
+    # exec, sessions and serve read its [defaults] too
+    assert one_line_error(ccx("sessions", cwd=tmp_path)).startswith("ccx-tui: ccx.toml:7:")
+
+
+def test_no_config_skips_ccx_toml(tmp_path: Path) -> None:
+    """With --no-config the broken ccx.toml is not read: the error is the Procfile's."""
+    (tmp_path / "ccx.toml").write_text(BAD_CONFIG)
+    (tmp_path / "Procfile").write_text("web: true\nbad line\n")
+    error = one_line_error(ccx("--no-config", "--procfile", "Procfile", cwd=tmp_path))
+    assert error == (
+        "ccx-tui: Procfile:2: malformed line 'bad line' "
+        "(expected NAME: COMMAND, the NAME of letters, digits, _ and -)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "nope.toml"], "ccx-tui: nope.toml: no such file"),
+        (["--config", "."], "ccx-tui: .: is a directory, not a file"),
+        (["--procfile", "Nofile"], "ccx-tui: Nofile: no such file"),
+        (["--config", "a.toml", "--no-config"], "not allowed with argument --config"),
+        (["exec", "--server", "box", "--", "true"], "no [[server]] of that name"),
+    ],
+)
+def test_missing_files_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    assert message in one_line_error(ccx(*args, cwd=tmp_path))
+
+
+def test_an_unset_token_env_names_server_and_variable(tmp_path: Path) -> None:
+    (tmp_path / "ccx.toml").write_text(
+        '[[server]]\nname = "box"\nurl = "ws://127.0.0.1:1/ws/mcp"\ntoken_env = "BOX_TOKEN"\n'
+    )
+    error = one_line_error(ccx(cwd=tmp_path))
+    assert error == (
+        "ccx-tui: ccx.toml:4: [server \"box\"] key 'token_env': $BOX_TOKEN is not set "
+        "(export the token in it, or remove token_env)"
+    )
+
+
+def test_defaults_data_dir_is_shared_by_exec_and_sessions(tmp_path: Path) -> None:
+    """[defaults] data_dir (relative to the file) is where exec records and sessions looks."""
+    (tmp_path / "ccx.toml").write_text('[defaults]\ndata_dir = "state"\n')
+    assert ccx("exec", "--", "echo recorded", cwd=tmp_path).stdout == "recorded\n"
+    listing = json.loads(ccx("sessions", "--json", cwd=tmp_path).stdout)
+    assert [s["spec"]["command"] for s in listing] == ["echo recorded"]
+    assert Path(listing[0]["transcript"]).is_relative_to(tmp_path / "state")
+    assert (
+        json.loads(
+            ccx(
+                "sessions",
+                "--json",
+                "--no-config",
+                cwd=tmp_path,
+                CCX_TUI_DATA_DIR=str(tmp_path / "other"),
+            ).stdout
+        )
+        == []
+    )
+
+
+def test_exec_on_a_server_named_in_the_config(tmp_path: Path) -> None:
+    """`exec --server NAME` runs on that [[server]] with the token from its token_env,
+    against a real `ccx-tui serve`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CCX_TUI_")}
+    serve = subprocess.Popen(
+        [*CCX, "serve", "--port", "0", "--token", "s3cret", "--data-dir", str(tmp_path / "srv")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean,
+    )
+    try:
+        assert serve.stderr is not None
+        said: list[str] = []
+        for line in serve.stderr:  # ends at EOF if serve dies; pytest-timeout bounds it
+            said.append(line)
+            if "listening on " in line:
+                break
+        else:
+            raise AssertionError(f"serve did not start: {said}")
+        url = said[-1].split("listening on ")[1].split()[0]
+        (tmp_path / "ccx.toml").write_text(
+            f'[defaults]\ndata_dir = "local"\n\n[[server]]\nname = "box"\nurl = "{url}"\n'
+            'token_env = "BOX_TOKEN"\n'
+        )
+        ran = ccx(
+            "exec", "--server", "box", "--", "echo remote; exit 3", cwd=tmp_path, BOX_TOKEN="s3cret"
+        )
+        assert (ran.returncode, ran.stdout) == (3, "remote\n"), ran.stderr
+        refused = one_line_error(ccx("exec", "--server", "box", "--", "true", cwd=tmp_path))
+        assert "$BOX_TOKEN is not set" in refused
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(20)
