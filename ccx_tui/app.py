@@ -38,7 +38,9 @@ from ccx_tui.widgets.palette import ANSI_THEME
 from ccx_tui.widgets.session_pane import SessionPane, pane_id
 from ccx_tui.widgets.session_tabs import SessionTabs
 from ccx_tui.widgets.sidebar import Sidebar
-from ccx_tui.widgets.status import state_icon, state_label
+from ccx_tui.widgets.status import restart_badge, state_icon, state_label
+from ccx_tui.widgets.transcript_panel import search_status
+from ccx_tui.widgets.transcript_view import TranscriptView
 
 EMPTY_TEXT = """[b]No sessions yet.[/b]
 
@@ -65,7 +67,8 @@ PALETTE = [
 def tab_label(info: SessionInfo) -> str:
     icon, colour = state_icon(info)
     title = info.spec.title.replace("[", r"\[")
-    return f"[{colour}]{icon}[/] {title}"
+    badge = restart_badge(info)
+    return f"[{colour}]{icon}[/] {title}" + (f" [$warning]{badge}[/]" if badge else "")
 
 
 class CcxApp(App[int]):
@@ -179,6 +182,8 @@ class CcxApp(App[int]):
 
     def _toast(self, info: SessionInfo) -> None:
         title = info.spec.title
+        if info.restart_at is not None and info.restarts:
+            return  # a crash loop shows in the tab and sidebar; one toast, not one a run
         if info.state is State.EXITED and info.exit_code != 0:
             self.notify(f"{title}: {state_label(info)}", severity="error")
         elif info.state in (State.KILLED, State.EXPIRED, State.FAILED, State.LOST):
@@ -469,17 +474,16 @@ class ViewerApp(App[int]):
         super().__init__()
         self.path = path
         self.title = title
+        self._search_note = ""
 
     def compose(self) -> ComposeResult:
-        from ccx_tui.widgets.transcript_view import TranscriptView
+        from ccx_tui.widgets.transcript_panel import TranscriptPanel
 
-        yield TranscriptView(self.path, follow=True, id="viewer")
+        yield TranscriptPanel(self.path, title=self.path.name, follow=True, id="viewer")
         yield Static(self.title, id="viewer-title")
         yield Footer()
 
     def on_mount(self) -> None:
-        from ccx_tui.widgets.transcript_view import TranscriptView
-
         view = self.query_one(TranscriptView)
         view.focus()
         self.set_interval(0.25, view.refresh_source)
@@ -488,8 +492,6 @@ class ViewerApp(App[int]):
 
     def _status(self) -> None:
         """Where we are: 'TITLE · line 120-155 of 2000000 · following'."""
-        from ccx_tui.widgets.transcript_view import TranscriptView
-
         view = self.query_one(TranscriptView)
         total = view.line_count
         if view.showing_tail:
@@ -499,7 +501,14 @@ class ViewerApp(App[int]):
             last = min(total, int(view.scroll_y) + view.scrollable_content_region.height)
             where = f"line {first}-{last} of {total}"
         follow = "following" if view.following else f"↓ {view.new_lines} new (f to follow)"
-        self.query_one("#viewer-title", Static).update(f"{self.title} · {where} · {follow}")
+        parts = [self.title, where, follow]
+        if view.searcher is not None:
+            parts.append(self._search_note)
+        self.query_one("#viewer-title", Static).update(" · ".join(parts))
+
+    def on_transcript_view_search_changed(self, event: TranscriptView.SearchChanged) -> None:
+        self._search_note = search_status(event)
+        self._status()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -8,6 +8,8 @@ CcxError                  base; its message is one line fit for a user
 |   +-- InvalidCommand    empty command, missing cwd, bad env or TTL
 |   +-- InvalidTransition the session's state forbids the action
 +-- TranscriptError       a transcript cannot be opened or read
++-- SearchError           a search query is empty or not a valid regex
++-- ExportError           a transcript cannot be saved where the user asked
 """
 
 from __future__ import annotations
@@ -43,3 +45,11 @@ class InvalidTransition(SessionError):
 
 class TranscriptError(CcxError):
     """A transcript file cannot be opened or read."""
+
+
+class ExportError(CcxError):
+    """Saving a transcript (or its filtered lines) to a file failed."""
+
+
+class SearchError(CcxError):
+    """A search query cannot be used: it is empty or not a valid regular expression."""

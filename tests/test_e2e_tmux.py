@@ -58,8 +58,9 @@ class Tmux:
             raise TmuxError(f"tmux {' '.join(args[:1])} failed: {proc.stderr.strip()}")
         return proc.stdout
 
-    def start(self, argv: list[str]) -> None:
-        """Run `argv` in a WIDTHxHEIGHT pane with a fixed environment; record its exit."""
+    def start(self, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
+        """Run `argv` in a WIDTHxHEIGHT pane with a fixed environment (plus `extra_env`);
+        record its exit."""
         env = {
             "HOME": str(self.home),
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -67,6 +68,7 @@ class Tmux:
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",
             "PYTHONPATH": str(REPO),
+            **(extra_env or {}),
         }
         # `env -i` so no CCX_TUI_* (or anything else) leaks in from the caller's shell;
         # the `sh` around it writes the app's exit status where the test can read it.
@@ -276,5 +278,55 @@ def test_view_big_file(tmux: Tmux, tmp_path: Path) -> None:
     assert rows(screen)[1].split()[:2] == ["line", "2"]
     tmux.send("G")
     tmux.wait_screen(bottom_is_last_line, "line 200000 at the bottom again")
+    tmux.send("q")
+    assert tmux.wait_exit() == 0
+
+
+def test_search_filter_and_pager_in_view(tmux: Tmux, tmp_path: Path) -> None:
+    """In `ccx-tui view` of a 200,000-line file: `/` finds 200 error lines over the whole
+    file (smart case), Enter and `n` step through them (`match i/N`), `e` opens $PAGER at
+    the cursor's line and comes back, `&` shows only the matching lines with their
+    numbers, Esc shows everything again."""
+    log = tmp_path / "big.log"
+    log.write_bytes(
+        b"".join(
+            b"ERROR code=%d\n" % i if i % 1000 == 500 else b"line %d\n" % i
+            for i in range(1, 200_001)
+        )
+    )
+    pager_args = tmp_path / "pager-args"
+    (tmp_path / "bin").mkdir()
+    pager = tmp_path / "bin" / "less"  # a stand-in `less` that records how it was called
+    pager.write_text(f'#!/bin/sh\necho "$@" > {pager_args}\n')
+    pager.chmod(0o755)
+    tmux.start(ccx("view", str(log)), extra_env={"PAGER": str(pager)})
+    tmux.wait_screen(lambda s: "line 200000" in s, "the end of the file")
+
+    tmux.send("/")
+    tmux.wait_for_screen("regex (smart case)")  # the bar has the keyboard now
+    tmux.send("-l", "error code=")
+    tmux.wait_for_screen("200 matching lines")
+    tmux.send("Enter")  # from the top of the screen on: wraps to the first match
+    screen = tmux.wait_for_screen("match 1/200")
+    assert "ERROR code=500" in screen
+    tmux.send("n")
+    screen = tmux.wait_for_screen("match 2/200")
+    assert "ERROR code=1500" in screen
+
+    tmux.send("e")
+    tmux.wait_screen(lambda s: pager_args.exists(), "the pager to run")
+    assert pager_args.read_text().split() == ["+1500", str(log)]
+    tmux.wait_for_screen("match 2/200")  # back in the app, at the same place
+
+    tmux.send("&")
+    screen = tmux.wait_screen(
+        lambda s: "ERROR code=1500" in s and "ERROR code=2500" in s, "only matching lines"
+    )
+    shown = [row for row in rows(screen)[: HEIGHT - 3] if row.strip()]
+    assert all("ERROR code=" in row for row in shown), screen
+    assert any(row.split()[:2] == ["1500", "ERROR"] for row in shown), screen
+
+    tmux.send("Escape")
+    screen = tmux.wait_screen(lambda s: "match" not in s and "line 1499" in s, "all lines")
     tmux.send("q")
     assert tmux.wait_exit() == 0

@@ -76,6 +76,16 @@ class TranscriptReader:
     def file_size(self) -> int:
         return os.fstat(self._fd).st_size
 
+    def fileno(self) -> int:
+        """The descriptor the reader reads (for positional reads of byte ranges)."""
+        return self._fd
+
+    @property
+    def last_byte(self) -> bytes:
+        """The last indexed byte (a newline for an empty file)."""
+        with self._lock:
+            return self._last
+
     @property
     def indexed_size(self) -> int:
         """Bytes indexed so far; lines are served from this prefix only."""

@@ -116,3 +116,16 @@ def line_streams(offsets: Sequence[int], segments: Sequence[Segment]) -> list[in
         i = bisect_right(starts, offset) - 1
         out.append(segments[i].stream if i >= 0 else STDOUT)
     return out
+
+
+def line_times(offsets: Sequence[int], segments: Sequence[Segment]) -> list[float | None]:
+    """When each line arrived (its first byte's segment time), given the lines' start
+    offsets (ascending); None where the sidecar has no time (before the first record,
+    or a file without a sidecar)."""
+    starts = [seg.offset for seg in segments]
+    out: list[float | None] = []
+    for offset in offsets:
+        i = bisect_right(starts, offset) - 1
+        when = segments[i].time if i >= 0 else 0.0
+        out.append(when or None)
+    return out

@@ -1,8 +1,9 @@
-"""Modal dialogs: create a session, confirm an action."""
+"""Modal dialogs: create a session, confirm an action, choose where to save."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -166,3 +167,85 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class SaveDialog(ModalScreen[Path | None]):
+    """Ask where to save; refuse a missing directory inline and ask before overwriting.
+    Dismisses with the absolute path, or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    DEFAULT_CSS = """
+    SaveDialog {
+        align: center middle;
+        #dialog {
+            width: 76;
+            height: auto;
+            border: thick $primary 60%;
+            background: $surface;
+            padding: 1 2;
+        }
+        #error { color: $error; height: auto; margin-top: 1; display: none; }
+        #error.shown { display: block; }
+        #buttons { height: auto; margin-top: 1; align-horizontal: right; }
+        Button { margin-left: 1; }
+    }
+    """
+
+    def __init__(
+        self,
+        what: str,
+        default: str,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._what = what
+        self._default = default
+        self._confirmed: Path | None = None  # asked to overwrite this one: Enter again
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(f"[b]Save {self._what}[/b]")
+            yield Label("To file", classes="field")
+            yield Input(value=self._default, id="path")
+            yield Static("", id="error")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Save", id="save", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    @on(Input.Changed)
+    def _edited(self) -> None:
+        self._confirmed = None
+        self.query_one("#error", Static).remove_class("shown")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#save")
+    def _submit(self) -> None:
+        text = self.query_one("#path", Input).value.strip()
+        path = Path(os.path.abspath(os.path.expanduser(text))) if text else None
+        if path is None:
+            self._refuse("type a file name")
+        elif path.is_dir():
+            self._refuse(f"{path} is a directory")
+        elif not path.parent.is_dir():
+            self._refuse(f"no such directory: {path.parent}")
+        elif path.exists() and self._confirmed != path:
+            self._confirmed = path
+            self._refuse(f"{path.name} exists: press Enter again to overwrite it")
+        else:
+            self.dismiss(path)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _refuse(self, reason: str) -> None:
+        error = self.query_one("#error", Static)
+        error.update(f"✘ {reason}")
+        error.add_class("shown")

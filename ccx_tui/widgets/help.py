@@ -36,6 +36,22 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("g / G", "top / bottom"),
             ("← →", "scroll long lines sideways"),
             ("f  End", "follow new output again"),
+            ("t", "timestamps: when each line arrived"),
+        ],
+    ),
+    (
+        "Search, copy, save",
+        [
+            ("/", "search the whole transcript (regex, smart case)"),
+            ("  Enter / Esc", "go to the first match / cancel the search"),
+            ("  ctrl+t ctrl+r", "case: smart, exact, ignored / regex or plain text"),
+            ("  ctrl+f  &", "filter: only the matching lines, with their numbers"),
+            ("n / N", "next / previous match (wraps around)"),
+            ("Esc", "clear the search"),
+            ("click", "put the cursor on a line (drag selects text)"),
+            ("y", "copy the selection, else the cursor's line (OSC 52)"),
+            ("s", "save the transcript (or the filtered lines) to a file"),
+            ("e", "open it in $PAGER or $EDITOR at the cursor's line"),
         ],
     ),
     (
@@ -56,7 +72,8 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen {
         align: center middle;
         #help {
-            width: 72;
+            width: 96;
+            max-width: 95%;
             height: auto;
             max-height: 90%;
             border: thick $primary 60%;

@@ -9,6 +9,7 @@ from textual.widgets import Static, TabPane
 
 from ccx_tui.engine.session import SessionInfo
 from ccx_tui.widgets.status import size, state_label
+from ccx_tui.widgets.transcript_panel import TranscriptPanel, search_status
 from ccx_tui.widgets.transcript_view import TranscriptView
 
 
@@ -23,7 +24,7 @@ class SessionPane(TabPane):
     DEFAULT_CSS = """
     SessionPane {
         padding: 0;
-        TranscriptView { height: 1fr; }
+        TranscriptPanel { height: 1fr; }
         #status {
             height: 1;
             background: $panel;
@@ -37,6 +38,8 @@ class SessionPane(TabPane):
     """The session shown (its latest snapshot)."""
     follow_note: reactive[str] = reactive("")
     """'↓ N new lines' while not following."""
+    search_note: reactive[str] = reactive("")
+    """'match i/N' while a search is active."""
 
     def __init__(self, title: str, info: SessionInfo, *, read_only: bool = False) -> None:
         super().__init__(title, id=pane_id(info.id))
@@ -46,7 +49,7 @@ class SessionPane(TabPane):
 
     def compose(self) -> ComposeResult:
         assert self.info is not None
-        yield TranscriptView(self.info.transcript, follow=True)
+        yield TranscriptPanel(self.info.transcript, title=self.info.spec.title, follow=True)
         yield Static(id="status")
 
     def on_mount(self) -> None:
@@ -63,6 +66,14 @@ class SessionPane(TabPane):
 
     def watch_follow_note(self) -> None:
         self._render_status()
+
+    def watch_search_note(self) -> None:
+        self._render_status()
+
+    @on(TranscriptView.SearchChanged)
+    def _search_changed(self, event: TranscriptView.SearchChanged) -> None:
+        searching = event.transcript_view.searcher is not None
+        self.search_note = search_status(event) if searching else ""
 
     @on(TranscriptView.FollowChanged)
     def _follow_changed(self, event: TranscriptView.FollowChanged) -> None:
@@ -85,6 +96,8 @@ class SessionPane(TabPane):
             parts.append(info.reason)
         if info.write_error:
             parts.append(f"⚠ {info.write_error} ({size(info.bytes_lost)} lost)")
+        if self.search_note:
+            parts.append(self.search_note)
         if self.follow_note:
             parts.append(self.follow_note)
         self.query_one("#status", Static).update(" · ".join(parts))

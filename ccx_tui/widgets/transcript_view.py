@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
 from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.events import Resize
-from textual.geometry import Size
+from textual.events import Click, Resize
+from textual.geometry import Offset, Size
 from textual.message import Message
 from textual.reactive import reactive, var
 from textual.scroll_view import ScrollView
+from textual.selection import Selection
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.worker import get_current_worker
 
-from ccx_tui.engine.reader import MAX_LINE_BYTES, TranscriptReader
+from ccx_tui.engine.reader import MAX_LINE_BYTES, Line, TranscriptReader
 from ccx_tui.engine.transcript import (
     META,
     SIDECAR_NAME,
@@ -30,7 +32,11 @@ from ccx_tui.engine.transcript import (
     TRANSCRIPT_NAME,
     read_segments,
 )
-from ccx_tui.widgets.ansi import UNKNOWN, line_streams, line_text
+from ccx_tui.errors import TranscriptError
+from ccx_tui.widgets.ansi import UNKNOWN, line_streams, line_text, line_times
+
+if TYPE_CHECKING:
+    from ccx_tui.engine.search import Query, Searcher
 
 CACHE_LINES = 512
 """Rendered lines kept (LRU); far more than a screen, so a window is read once."""
@@ -43,8 +49,14 @@ TAIL_LINES = 256
 FRAME = 1 / 30
 """How often coalesced `refresh_source` calls may start a new indexing pass."""
 HSCROLL = 4
+SEARCH_STEP = 32 * 1024 * 1024
+"""Bytes scanned per search worker step, between cancellation checks and progress."""
+MAX_COPY_LINES = 100_000
+"""A mouse selection copies at most this many lines (the clipboard is not a file)."""
+TIME_WIDTH = 9  # "HH:MM:SS "
 
-_Rendered = tuple[Strip, Style]  # the uncropped line, and the style to pad it with
+# The uncropped line, the style to pad it with, and when it arrived (None: unknown).
+_Rendered = tuple[Strip, Style, float | None]
 
 
 class TranscriptView(ScrollView, can_focus=True):
@@ -67,6 +79,9 @@ class TranscriptView(ScrollView, can_focus=True):
         Binding("g,home", "top", "Top", show=False),
         Binding("G,end", "follow", "Bottom", show=False),
         Binding("f", "follow", "Follow"),
+        Binding("n", "next_match", "Next match", show=False),
+        Binding("N", "previous_match", "Previous match", show=False),
+        Binding("t", "toggle_timestamps", "Times", show=False),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -74,6 +89,8 @@ class TranscriptView(ScrollView, can_focus=True):
         "transcript-view--meta",
         "transcript-view--cut",
         "transcript-view--gutter",
+        "transcript-view--match",
+        "transcript-view--cursor",
     }
 
     DEFAULT_CSS = """
@@ -85,6 +102,8 @@ class TranscriptView(ScrollView, can_focus=True):
         & > .transcript-view--meta { color: $text-muted; text-style: italic; }
         & > .transcript-view--cut { color: $text-muted; text-style: dim italic; }
         & > .transcript-view--gutter { color: $text-muted; }
+        & > .transcript-view--match { background: $warning 45%; }
+        & > .transcript-view--cursor { background: $accent 35%; }
     }
     """
 
@@ -93,7 +112,13 @@ class TranscriptView(ScrollView, can_focus=True):
     new_lines: var[int] = var(0, init=False)
     """Lines that arrived since following stopped (0 while following)."""
     show_line_numbers: reactive[bool] = reactive(False)
-    """Show a gutter with 1-based line numbers."""
+    """Show a gutter with 1-based line numbers (always shown while filtering)."""
+    show_timestamps: reactive[bool] = reactive(False)
+    """Show when each line arrived (from the `chunks.bin` sidecar)."""
+    cursor_line: var[int | None] = var(None, init=False)
+    """The highlighted line (0-based): the current match, or a clicked line."""
+    filtering: var[bool] = var(False, init=False)
+    """Show only the lines that match the search (set through `set_filter`)."""
 
     class FollowChanged(Message):
         """`following` or `new_lines` changed (e.g. to show "↓ 1234 new lines")."""
@@ -115,6 +140,50 @@ class TranscriptView(ScrollView, can_focus=True):
                 isinstance(message, TranscriptView.FollowChanged)
                 and message.transcript_view is self.transcript_view
             )
+
+    class SearchChanged(Message):
+        """The search's results or the current match changed (for `match i/N`)."""
+
+        def __init__(
+            self,
+            transcript_view: TranscriptView,
+            *,
+            total: int,
+            index: int | None,
+            scanning: bool,
+            capped: bool,
+        ) -> None:
+            super().__init__()
+            self.transcript_view = transcript_view
+            self.total = total
+            """Matching lines found so far."""
+            self.index = index
+            """1-based number of the current match, None if the cursor is on none."""
+            self.scanning = scanning
+            """The scan has not reached the end of the file yet."""
+            self.capped = capped
+            """More matches than are kept: navigation covers the first ones only."""
+
+        @property
+        def control(self) -> TranscriptView:
+            return self.transcript_view
+
+        def can_replace(self, message: Message) -> bool:
+            return (
+                isinstance(message, TranscriptView.SearchChanged)
+                and message.transcript_view is self.transcript_view
+            )
+
+    class _Searched(Message, bubble=False):
+        """From the search worker: more of the file is scanned for search `gen`."""
+
+        def __init__(self, gen: int, done: bool) -> None:
+            super().__init__()
+            self.gen = gen
+            self.done = done
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, TranscriptView._Searched) and message.gen == self.gen
 
     class _Indexed(Message, bubble=False):
         """From the indexing worker: more of the file is indexed (`done`: pass over)."""
@@ -164,6 +233,14 @@ class TranscriptView(ScrollView, can_focus=True):
         self._restarted = False  # set by the worker: the reader started over
         self._first_pass = False
         self._styles: dict[int, Style] | None = None  # by stream; -1: the cut marker
+        self._query: Query | None = None
+        self._searcher: Searcher | None = None
+        self._search_gen = 0  # bumped per search: stale worker messages are dropped
+        self._scanning: Searcher | None = None  # the searcher a worker is scanning
+        self._scan_wanted = False  # new output arrived during a scan: scan again after
+        self._filter_count = 0  # rows shown while filtering: a snapshot of the matches
+        self._jump_pending = 0  # n/N found nothing yet while the scan goes on
+        self._seen_generation = 0  # the searcher's; a new one means it started over
         self.set_reactive(TranscriptView.following, follow)
 
     def on_mount(self) -> None:
@@ -184,6 +261,7 @@ class TranscriptView(ScrollView, can_focus=True):
             self._closed = True
             if not self._indexing:
                 self._reader.close()  # else the worker closes it when it stops
+        self._searcher = None
 
     def on_resize(self, event: Resize) -> None:
         if self.following:
@@ -201,6 +279,14 @@ class TranscriptView(ScrollView, can_focus=True):
     def watch_show_line_numbers(self) -> None:
         self._update_virtual_size()
         self.refresh()
+
+    def watch_show_timestamps(self) -> None:
+        self._update_virtual_size()
+        self.refresh()
+
+    def watch_cursor_line(self) -> None:
+        self.refresh()
+        self._post_search()
 
     def watch_show_horizontal_scrollbar(self) -> None:
         # The scrollbar that appears with a wide line moves the bottom up a row.
@@ -224,6 +310,39 @@ class TranscriptView(ScrollView, can_focus=True):
             self._sync(quiet=first_pass)
         elif message.done:
             self._leave_tail()
+        if message.done and self._searcher is not None:
+            self._start_scan()  # the search covers what was just appended
+
+    @on(_Searched)
+    def _searched(self, message: _Searched) -> None:
+        searcher = self._searcher
+        if self._closed or message.gen != self._search_gen or searcher is None:
+            return
+        if self.filtering:
+            count = searcher.kept
+            if count != self._filter_count or searcher.generation != self._seen_generation:
+                self._seen_generation = searcher.generation
+                self._filter_count = count
+                self._cache.clear()  # rows moved if the scan started over
+                self._update_virtual_size()
+                self.refresh()
+                if self.following:
+                    self._scroll_bottom()
+        if self._jump_pending:
+            step, self._jump_pending = self._jump_pending, 0
+            self.goto_match(step)
+        if message.done and self._scan_wanted:
+            self._scan_wanted = False
+            self._start_scan()
+        self._post_search()
+
+    def on_click(self, event: Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or self._tail is not None:
+            return
+        row = round(self.scroll_y) + offset.y
+        if row < self._rows:
+            self.cursor_line = self._line_of(row)
 
     def action_scroll_by(self, x: int, y: int) -> None:
         self.scroll_relative(x=x, y=y, animate=False)
@@ -241,6 +360,15 @@ class TranscriptView(ScrollView, can_focus=True):
         else:
             self.following = True
 
+    def action_next_match(self) -> None:
+        self.goto_match(1)
+
+    def action_previous_match(self) -> None:
+        self.goto_match(-1)
+
+    def action_toggle_timestamps(self) -> None:
+        self.show_timestamps = not self.show_timestamps
+
     # -- public -------------------------------------------------------------------------
 
     @property
@@ -257,6 +385,131 @@ class TranscriptView(ScrollView, can_focus=True):
     def cached_lines(self) -> int:
         """Rendered lines held in memory (at most `CACHE_LINES`)."""
         return len(self._cache)
+
+    @property
+    def searcher(self) -> Searcher | None:
+        """The current search (its `matches` are the matching line numbers)."""
+        return self._searcher
+
+    def search(self, query: Query | None) -> None:
+        """Find and highlight `query` over the whole file in a worker (None: stop).
+
+        Matches stream in (`SearchChanged`); output appended later is searched too.
+        Raises `TranscriptError` if the file cannot be opened.
+        """
+        from ccx_tui.engine.search import Searcher
+
+        self._search_gen += 1
+        self._jump_pending = 0
+        self._scan_wanted = False
+        if query is None:
+            self.set_filter(False)  # while the old matches can still place the cursor
+        self._searcher = Searcher(self.path, query) if query else None
+        self._query = query
+        self._cache.clear()
+        if self._searcher is not None:
+            self._filter_count = 0
+            self._start_scan()
+        self._update_virtual_size()
+        self.refresh()
+        self._post_search()
+
+    def set_filter(self, on: bool) -> bool:
+        """Show only matching lines (with their numbers), or all lines again, keeping
+        the cursor's (else the top) line in place.  False if there is no search."""
+        if on and self._searcher is None:
+            return False
+        if on == self.filtering:
+            return True
+        rows = self._rows
+        top = round(self.scroll_y)
+        anchor = self.cursor_line
+        if anchor is None:
+            anchor = self._line_of(min(top, rows - 1)) if rows and self._tail is None else 0
+        screen_offset = self._row_of(anchor) - top
+        self.filtering = on
+        if on:
+            assert self._searcher is not None
+            self._filter_count = self._searcher.kept
+        self._cache.clear()
+        self._update_virtual_size()
+        self.refresh()
+        if self.following:
+            self._scroll_bottom()
+        else:
+            y = max(self._row_of(anchor) - max(screen_offset, 0), 0)
+            # force: the scrollbar that allows scrolling appears only with the next layout
+            self.scroll_to(y=y, animate=False, immediate=True, force=True)
+        return True
+
+    def goto_match(self, step: int) -> None:
+        """Move the cursor to the next (step 1) or previous (-1) match, wrapping around
+        at the ends; waits for the scan if it has found none there yet."""
+        searcher = self._searcher
+        if searcher is None:
+            return
+        if self.cursor_line is not None:
+            ref = self.cursor_line
+        else:  # from the screen: the first match on it or after, or the last before
+            top = round(self.scroll_y)
+            bottom = top + self.scrollable_content_region.height - 1
+            row = top if step > 0 else min(bottom, self._rows - 1)
+            ref = self._line_of(max(row, 0)) - step if self._rows else -1
+        line = searcher.next_match(ref) if step > 0 else searcher.previous_match(ref)
+        if line is None:
+            if step > 0 and self._scanning is searcher:
+                self._jump_pending = step  # more may come: try again when it does
+                return
+            kept = searcher.kept
+            if not kept:
+                return
+            line = searcher.match_at(0 if step > 0 else kept - 1)  # wrap around
+        self.cursor_line = line
+        self.following = False
+        row = self._row_of(line)
+        self.scroll_to(
+            y=max(row - self.scrollable_content_region.height // 2, 0),
+            animate=False,
+            immediate=True,
+            force=True,
+        )
+
+    def match_index(self) -> int | None:
+        """1-based number of the match under the cursor, if it is on one."""
+        searcher, line = self._searcher, self.cursor_line
+        if searcher is None or line is None:
+            return None
+        index = searcher.index_of(line)
+        return None if index is None else index + 1
+
+    def current_line(self) -> int | None:
+        """The cursor's line, else the last line on screen; None if nothing is shown."""
+        if self.cursor_line is not None:
+            return self.cursor_line
+        if not self._rows or self._tail is not None:
+            return None
+        bottom = round(self.scroll_y) + self.scrollable_content_region.height - 1
+        return self._line_of(min(bottom, self._rows - 1))
+
+    def line_plain(self, number: int, max_bytes: int = 1024 * 1024) -> str | None:
+        """Line `number`'s text as shown (colour codes removed), or None if it has none."""
+        lines = self._reader.lines(number, number + 1, max_bytes)
+        return line_text(lines[0].data).plain if lines else None
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The text under a mouse selection (at most `MAX_COPY_LINES` lines)."""
+        if self._tail is not None or not self._rows:
+            return None
+        first = selection.start.y if selection.start is not None else 0
+        last = selection.end.y if selection.end is not None else self._rows - 1
+        last = min(last, self._rows - 1, first + MAX_COPY_LINES - 1)
+        texts = [line_text(ln.data).plain for ln in self._read_rows(range(first, last + 1))]
+        start = Offset(selection.start.x, 0) if selection.start is not None else None
+        end = Offset(selection.end.x, last - first) if selection.end is not None else None
+        return Selection(start, end).extract("\n".join(texts)), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        self.refresh()
 
     def refresh_source(self) -> None:
         """Pick up data appended to the file (call on new output; cheap and coalesced).
@@ -279,14 +532,31 @@ class TranscriptView(ScrollView, can_focus=True):
         rendered = self._cache.get(index)
         if rendered is None:
             rendered = self._load_window(index, scroll_y + self.scrollable_content_region.height)
-        strip, pad = rendered
+        strip, pad, when = rendered
         gutter = self._gutter_width
         body = strip.crop_extend(scroll_x, scroll_x + width - gutter, pad)
+        body = body.apply_offsets(scroll_x, index)  # lets the mouse select text
+        selection = self.text_selection
+        if selection is not None and (span := selection.get_span(index)) is not None:
+            start, end = span
+            cuts = [max(start - scroll_x, 0), body.cell_length if end < 0 else end - scroll_x]
+            before, chosen, after = body.divide([*cuts, body.cell_length])
+            chosen = _post_style(chosen, self.screen.get_component_rich_style("screen--selection"))
+            body = Strip.join([before, chosen, after])
+        if self.cursor_line is not None and self._tail is None:
+            if self._line_of(index) == self.cursor_line:
+                body = _post_style(body, self.get_component_rich_style("transcript-view--cursor"))
         if not gutter:
             return body
-        number = "" if self._tail is not None else str(index + 1)
         style = self.get_component_rich_style("transcript-view--gutter")
-        return Strip.join([Strip([Segment(f"{number:>{gutter - 1}} ", style)], gutter), body])
+        text = ""
+        if self.show_timestamps:
+            stamp = time.strftime("%H:%M:%S", time.localtime(when)) if when else ""
+            text = f"{stamp:>{TIME_WIDTH - 1}} "
+        if self._numbers_shown:
+            number = "" if self._tail is not None else str(self._line_of(index) + 1)
+            text += f"{number:>{gutter - len(text) - 1}} "
+        return Strip.join([Strip([Segment(text, style)], gutter), body])
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -297,11 +567,99 @@ class TranscriptView(ScrollView, can_focus=True):
 
     @property
     def _rows(self) -> int:
-        return len(self._tail) if self._tail is not None else self._line_count
+        if self._tail is not None:
+            return len(self._tail)
+        if self.filtering:
+            return self._filter_count
+        return self._line_count
+
+    @property
+    def _numbers_shown(self) -> bool:
+        return self.show_line_numbers or self.filtering
 
     @property
     def _gutter_width(self) -> int:
-        return len(str(max(self._rows, 1))) + 1 if self.show_line_numbers else 0
+        width = TIME_WIDTH if self.show_timestamps else 0
+        if self._numbers_shown:
+            width += len(str(max(self._line_count, len(self._tail or ()), 1))) + 1
+        return width
+
+    def _line_of(self, row: int) -> int:
+        """The file line shown at `row`."""
+        searcher = self._searcher
+        if self.filtering and searcher is not None and self._tail is None:
+            lines = searcher.match_lines(row, row + 1)
+            return lines[0] if lines else 0
+        return row
+
+    def _row_of(self, line: int) -> int:
+        """The row showing `line` (while filtering: the first match at or after it)."""
+        searcher = self._searcher
+        if self.filtering and searcher is not None and self._tail is None:
+            index = searcher.index_of(line)
+            if index is None:
+                after = searcher.next_match(line)
+                index = searcher.index_of(after) if after is not None else None
+            return min(self._rows - 1 if index is None else index, max(self._rows - 1, 0))
+        return line
+
+    def _read_rows(self, rows: range) -> list[Line]:
+        """The lines shown at `rows`, read in runs of consecutive line numbers."""
+        searcher = self._searcher
+        if self.filtering and searcher is not None and self._tail is None:
+            numbers = searcher.match_lines(rows.start, rows.stop)
+        else:
+            numbers = list(rows)
+        out: list[Line] = []
+        i = 0
+        while i < len(numbers):
+            j = i + 1
+            while j < len(numbers) and numbers[j] == numbers[j - 1] + 1:
+                j += 1
+            out.extend(self._reader.lines(numbers[i], numbers[j - 1] + 1, MAX_LINE_BYTES))
+            i = j
+        return out
+
+    def _post_search(self) -> None:
+        searcher = self._searcher
+        self.post_message(
+            self.SearchChanged(
+                self,
+                total=searcher.total if searcher else 0,
+                index=self.match_index(),
+                scanning=searcher is not None and self._scanning is searcher,
+                capped=bool(searcher and searcher.capped),
+            )
+        )
+
+    def _start_scan(self) -> None:
+        searcher = self._searcher
+        if searcher is None or self._closed:
+            return
+        if self._scanning is searcher:
+            self._scan_wanted = True
+            return
+        if self._scanning is not None:
+            self._scan_wanted = True  # an old search's worker is still stopping
+            return
+        self._scanning = searcher
+        self._scan(searcher, self._search_gen)
+
+    @work(thread=True, group="transcript-search", exit_on_error=False)
+    def _scan(self, searcher: Searcher, gen: int) -> None:
+        """Scan for matches in steps, posting progress, until the end of the file."""
+        worker = get_current_worker()
+        try:
+            while not worker.is_cancelled and not self._closed and gen == self._search_gen:
+                searcher.scan(SEARCH_STEP, final=True)
+                if searcher.caught_up:
+                    break
+                self.post_message(self._Searched(gen, done=False))
+        except TranscriptError:
+            pass  # the file went away: the results so far stay
+        finally:
+            self._scanning = None
+            self.post_message(self._Searched(self._search_gen, done=True))
 
     def _post_follow(self) -> None:
         self.post_message(self.FollowChanged(self, self.following, self.new_lines))
@@ -370,6 +728,8 @@ class TranscriptView(ScrollView, can_focus=True):
             self._max_width, added = 0, 0
         else:
             self._cache.discard(old_count - 1)  # the last line may have been partial
+            if self.filtering:
+                self._cache.discard(self._filter_count - 1)  # it may be the last match
             added = count - old_count
         self._line_count, self._indexed_size = count, size
         self._update_virtual_size()
@@ -390,24 +750,24 @@ class TranscriptView(ScrollView, can_focus=True):
             self.scroll_to(y=max(self.max_scroll_y - from_bottom, 0), animate=False)
 
     def _load_window(self, index: int, window_end: int) -> _Rendered:
-        """Render lines from `index` to the next cached one (or the window's end)."""
+        """Render rows from `index` to the next cached one (or the window's end)."""
         stop = index + 1
         while stop < min(window_end, self._rows) and stop not in self._cache:
             stop += 1
+        items: list[tuple[bytes, int, int, float | None]]
         if self._tail is not None:
             # tail() was asked for one byte more than shown, to tell cut lines.
             items = [
-                (data[:MAX_LINE_BYTES], UNKNOWN if len(data) > MAX_LINE_BYTES else 0, STDOUT)
+                (data[:MAX_LINE_BYTES], UNKNOWN if len(data) > MAX_LINE_BYTES else 0, STDOUT, None)
                 for data in self._tail[index:stop]
             ]
         else:
-            lines = self._reader.lines(index, stop, MAX_LINE_BYTES)
-            streams = [STDOUT] * len(lines)
-            if self._sidecar is not None and lines:
-                segments = read_segments(self._sidecar, lines[0].offset, lines[-1].offset + 1)
-                streams = line_streams([line.offset for line in lines], segments)
-            pairs = zip(lines, streams, strict=True)
-            items = [(ln.data, ln.length - len(ln.data), s) for ln, s in pairs]
+            lines = self._read_rows(range(index, stop))
+            streams, times = self._line_meta(lines)
+            items = [
+                (ln.data, ln.length - len(ln.data), stream, when)
+                for ln, stream, when in zip(lines, streams, times, strict=True)
+            ]
         if self._styles is None:  # computing styles costs more than rendering a line
             base = self.rich_style
             self._styles = {
@@ -415,15 +775,20 @@ class TranscriptView(ScrollView, can_focus=True):
                 STDERR: base + self.get_component_rich_style("transcript-view--stderr"),
                 META: base + self.get_component_rich_style("transcript-view--meta"),
                 -1: self.get_component_rich_style("transcript-view--cut"),
+                -2: self.get_component_rich_style("transcript-view--match"),
             }
         styles = self._styles
-        base, marker = styles[STDOUT], styles[-1]
+        base, marker, match = styles[STDOUT], styles[-1], styles[-2]
+        query = self._query
         console = self.app.console  # only to turn rich Text into segments
         first: _Rendered | None = None
-        for number, (data, omitted, stream) in enumerate(items, index):
+        for number, (data, omitted, stream, when) in enumerate(items, index):
             style = styles.get(stream, base)
             text = line_text(data, omitted=omitted, style=style, marker_style=marker)
-            rendered = (Strip(text.render(console), text.cell_len), style)
+            if query is not None:
+                for start, end in query.spans(text.plain):
+                    text.stylize(match, start, end)
+            rendered = (Strip(text.render(console), text.cell_len), style, when)
             self._cache.set(number, rendered)
             first = first or rendered
             if text.cell_len > self._max_width:
@@ -431,7 +796,32 @@ class TranscriptView(ScrollView, can_focus=True):
                 if not self._width_pending:  # not from inside a render: after it
                     self._width_pending = True
                     self.call_later(self._update_virtual_size)
-        return first or (Strip.blank(self.size.width, base), base)
+        return first or (Strip.blank(self.size.width, base), base, None)
+
+    def _line_meta(self, lines: list[Line]) -> tuple[list[int], list[float | None]]:
+        """Each line's stream and arrival time, from the sidecar (one read per run of
+        consecutive lines)."""
+        if self._sidecar is None or not lines:
+            return [STDOUT] * len(lines), [None] * len(lines)
+        streams: list[int] = []
+        times: list[float | None] = []
+        i = 0
+        while i < len(lines):
+            j = i + 1
+            while j < len(lines) and lines[j].number == lines[j - 1].number + 1:
+                j += 1
+            run = lines[i:j]
+            segments = read_segments(self._sidecar, run[0].offset, run[-1].offset + 1)
+            offsets = [line.offset for line in run]
+            streams += line_streams(offsets, segments)
+            times += line_times(offsets, segments)
+            i = j
+        return streams, times
+
+
+def _post_style(strip: Strip, style: Style) -> Strip:
+    """`style` over the strip's own styles (its backgrounds included)."""
+    return Strip(list(Segment.apply_style(iter(strip), post_style=style)), strip.cell_length)
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

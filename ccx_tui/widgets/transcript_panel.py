@@ -1,0 +1,236 @@
+"""A transcript view with its search bar, and the keys that act on its text:
+search, filter, copy, save, open in a pager."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult, SuspendNotSupported
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+
+from ccx_tui.engine.export import save_transcript
+from ccx_tui.errors import CcxError
+from ccx_tui.widgets.dialogs import SaveDialog
+from ccx_tui.widgets.search_bar import SearchBar
+from ccx_tui.widgets.transcript_view import TranscriptView
+
+LINE_ARGUMENT = frozenset(
+    {"less", "more", "most", "vi", "vim", "nvim", "view", "nano", "emacs", "micro", "mg", "joe"}
+)
+"""Pagers and editors that open at line N given `+N`."""
+
+
+def pager_command(path: Path, line: int | None, env: dict[str, str] | None = None) -> list[str]:
+    """argv to open `path` at 1-based `line`: $PAGER, else $EDITOR, else `less`."""
+    env = dict(os.environ) if env is None else env
+    program = env.get("PAGER") or env.get("EDITOR") or "less"
+    argv = shlex.split(program) or ["less"]
+    if line is not None and os.path.basename(argv[0]) in LINE_ARGUMENT:
+        argv.append(f"+{line}")
+    return [*argv, str(path)]
+
+
+def default_save_name(title: str, filtered: bool) -> str:
+    """A file name in the current directory from the tab title."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-.") or "transcript"
+    return os.path.join(os.getcwd(), f"{stem}{'-filtered' if filtered else ''}.log")
+
+
+class TranscriptPanel(Vertical):
+    """`TranscriptView` plus the `/` bar; owns search, filter, copy, save and open."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "search", "Search"),
+        Binding("ampersand", "filter", "Filter", show=False),
+        Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("y", "copy", "Copy", show=False),
+        Binding("s", "save", "Save", show=False),
+        Binding("e", "open_pager", "Pager", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    TranscriptPanel {
+        height: 1fr;
+        TranscriptView { height: 1fr; }
+    }
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        title: str = "transcript",
+        follow: bool = True,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        """Raises `TranscriptError` if `path` cannot be opened."""
+        super().__init__(name=name, id=id, classes=classes)
+        self.title = title
+        self._view = TranscriptView(path, follow=follow)
+
+    def compose(self) -> ComposeResult:
+        yield self._view
+        yield SearchBar()
+
+    @property
+    def view(self) -> TranscriptView:
+        return self._view
+
+    @property
+    def bar(self) -> SearchBar:
+        return self.query_one(SearchBar)
+
+    # -- search -------------------------------------------------------------------------
+
+    @on(SearchBar.Changed)
+    def _pattern_changed(self, event: SearchBar.Changed) -> None:
+        from ccx_tui.engine.search import compile_query
+
+        bar = event.bar
+        if not event.text:
+            bar.error = ""
+            self._view.search(None)
+            return
+        try:
+            query = compile_query(event.text, case=bar.case, regex=bar.regex)
+            self._view.search(query)
+        except CcxError as exc:
+            bar.error = f"✘ {exc}"
+            return
+        bar.error = ""
+        if bar.filter:
+            self._view.set_filter(True)
+
+    @on(SearchBar.Submitted)
+    def _submitted(self, event: SearchBar.Submitted) -> None:
+        self._view.focus()
+        if self._view.searcher is not None and not event.bar.error:
+            self._view.cursor_line = None  # from the top of the screen
+            self._view.goto_match(1)
+
+    @on(SearchBar.Cancelled)
+    def _cancelled(self) -> None:
+        self.action_clear_search()
+
+    @on(SearchBar.FilterToggled)
+    def _filter_toggled(self, event: SearchBar.FilterToggled) -> None:
+        if not self._view.set_filter(event.on):
+            event.bar.filter = False
+
+    @on(TranscriptView.SearchChanged)
+    def _search_changed(self, event: TranscriptView.SearchChanged) -> None:
+        self.bar.status = search_status(event)
+
+    def action_search(self) -> None:
+        self.bar.open()
+
+    def action_clear_search(self) -> None:
+        bar = self.bar
+        if not bar.has_class("shown") and self._view.searcher is None:
+            return
+        bar.close()
+        bar.filter = False
+        self._view.search(None)
+        self._view.cursor_line = None
+        self._view.focus()
+
+    def action_filter(self) -> None:
+        view = self._view
+        if view.searcher is None:
+            self.notify("search first (/), then & shows only the matching lines")
+            return
+        view.set_filter(not view.filtering)
+        self.bar.filter = view.filtering
+
+    # -- copy, save, open ---------------------------------------------------------------
+
+    def action_copy(self) -> None:
+        """Copy the mouse selection, else the cursor's (or the last shown) line."""
+        selected = self.screen.get_selected_text()
+        if selected:
+            self.app.copy_to_clipboard(selected)
+            self.notify(f"copied the selection ({len(selected)} characters)")
+            return
+        number = self._view.current_line()
+        text = self._view.line_plain(number) if number is not None else None
+        if number is None or text is None:
+            self.notify("nothing to copy yet", severity="warning")
+            return
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied line {number + 1} ({len(text)} characters)")
+
+    def action_save(self) -> None:
+        view = self._view
+        searcher = view.searcher if view.filtering else None
+        what = f"{searcher.total:,} matching lines" if searcher else "the transcript"
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                lines = list(searcher.matches) if searcher is not None else None
+                self._save(path, lines)
+
+        default = default_save_name(self.title, bool(searcher))
+        self.app.push_screen(SaveDialog(what, default), chosen)
+
+    @work(thread=True, group="save", exit_on_error=False)
+    def _save(self, path: Path, lines: list[int] | None) -> None:
+        try:
+            size = save_transcript(self._view.path, path, lines=lines)
+        except CcxError as exc:
+            self.app.call_from_thread(self.notify, f"not saved: {exc}", severity="error")
+            return
+        what = f"{len(lines):,} lines" if lines is not None else "transcript"
+        self.app.call_from_thread(self.notify, f"saved {what} ({size:,} bytes) to {path}")
+
+    def action_open_pager(self) -> None:
+        """Open the transcript (or the filtered lines) in $PAGER/$EDITOR, suspended."""
+        view = self._view
+        line = view.current_line()
+        path = view.path
+        temp: Path | None = None
+        argv = pager_command(path, None)
+        try:
+            if view.filtering and view.searcher is not None:
+                fd, name = tempfile.mkstemp(prefix="ccx-filtered-", suffix=".log")
+                os.close(fd)
+                temp = Path(name)
+                save_transcript(path, temp, lines=list(view.searcher.matches))
+                path, line = temp, None
+            argv = pager_command(path, None if line is None else line + 1)
+            with self.app.suspend():
+                done = subprocess.run(argv, check=False)
+            if done.returncode not in (0, None):
+                self.notify(f"{argv[0]} exited with {done.returncode}", severity="warning")
+        except SuspendNotSupported:
+            self.notify("cannot suspend the app in this terminal", severity="error")
+        except FileNotFoundError:
+            self.notify(f"cannot run {argv[0]!r}: not found (set $PAGER)", severity="error")
+        except (OSError, CcxError) as exc:
+            self.notify(f"cannot open a pager: {exc}", severity="error")
+        finally:
+            if temp is not None:
+                temp.unlink(missing_ok=True)
+        self.refresh(layout=True)
+
+
+def search_status(event: TranscriptView.SearchChanged) -> str:
+    """'match 3/120', '120 matches', 'searching… 40 so far', 'no matches'."""
+    total = f"{event.total:,}" + ("+" if event.capped else "")
+    if event.scanning:
+        where = f"match {event.index:,}/" if event.index is not None else ""
+        return f"{where}{total} so far, searching…"
+    if not event.total:
+        return "no matches"
+    if event.index is not None:
+        return f"match {event.index:,}/{total}"
+    return f"{total} matching line" + ("" if event.total == 1 else "s")
