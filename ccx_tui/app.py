@@ -15,6 +15,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent
 
@@ -154,7 +155,12 @@ class CcxApp(App[int]):
         sub = engine.subscribe()
         try:
             while (event := await sub.get()) is not None:
-                await self._apply(event)
+                try:
+                    await self._apply(event)
+                except NoMatches:
+                    # Only at shutdown: the widgets events go to (tabs, sidebar, the
+                    # empty note) live as long as the app and are removed when it exits.
+                    return
         finally:
             engine.unsubscribe(sub)
 
@@ -253,7 +259,9 @@ class CcxApp(App[int]):
         return None
 
     def _activate(self, session_id: str) -> None:
-        self.query_one(TabbedContent).active = pane_id(session_id)
+        # ValueError: its tab went away meanwhile (closed, or the app is shutting down).
+        with contextlib.suppress(ValueError):
+            self.query_one(TabbedContent).active = pane_id(session_id)
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self) -> None:
