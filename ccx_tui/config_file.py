@@ -383,8 +383,7 @@ def load_config(path: Path | str) -> ConfigFile:
     are errors.  Relative paths (`data_dir`, a session's `cwd`) are relative to the
     file's directory; a local session runs there by default and its cwd must exist now,
     a remote one's (`server = ...`) is the server's business and is passed on as written.
-    A session's `ttl = 0` means "no TTL of its own": the engine then applies the default
-    TTL, if any (SessionSpec cannot say "none, whatever the default").
+    A session's `ttl = 0` means no TTL at all, whatever the default.
     """
     path = Path(path)
     text = read_text(path)
@@ -518,7 +517,7 @@ def _session(
         command=command,
         cwd=cwd,
         env=table.env("env"),
-        ttl=ttl or None,
+        ttl=ttl,
         name=name,
         shell=shell,
         restart=table.choice("restart", RESTART_POLICIES, "never"),

@@ -210,6 +210,14 @@ async def test_ttl_expires_and_counts_down(make_engine) -> None:
     assert "TTL" in (done.reason or "")
 
 
+async def test_ttl_zero_means_none_whatever_the_default(make_engine) -> None:
+    """A session's ttl = 0 (a config file's way to say "no limit") outlives the default."""
+    async with make_engine(default_ttl=0.3) as engine:
+        info = await engine.start(SessionSpec("sleep 0.8", ttl=0))
+        done = await engine.wait(info.id)
+        assert done.state is State.EXITED and done.ttl_deadline is None
+
+
 async def test_default_ttl_applies(make_engine) -> None:
     async with make_engine(default_ttl=0.3) as engine:
         info = await engine.wait((await engine.start(SessionSpec("sleep 1000"))).id)

@@ -103,6 +103,7 @@ class SessionSpec:
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     ttl: float | None = None
+    """Seconds before the session expires; None: the engine's default; 0: none at all."""
     name: str | None = None
     shell: str = "/bin/sh"
     restart: str = "never"
@@ -124,7 +125,8 @@ class SessionSpec:
         for key, value in self.env.items():
             if not key or "=" in key or "\x00" in key or "\x00" in value:
                 raise InvalidCommand(f"bad environment variable: {key!r}")
-        if self.ttl is not None and not (self.ttl > 0 and self.ttl < float("inf")):
+        # 0: no TTL, even where the engine has a default one (None takes the default).
+        if self.ttl is not None and not (self.ttl >= 0 and self.ttl < float("inf")):
             raise InvalidCommand(f"bad TTL: {self.ttl} (must be a positive number of seconds)")
         if self.restart not in RESTART_POLICIES:
             choices = ", ".join(RESTART_POLICIES)
