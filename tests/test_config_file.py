@@ -162,7 +162,7 @@ def test_seconds_forms(tmp_path: Path, value: str, seconds: float) -> None:
     )
     assert config.defaults.ttl == seconds
     [item] = config.sessions
-    assert item.spec.ttl == (seconds or None)
+    assert item.spec.ttl == seconds  # 0: none at all, not the default (None)
     assert item.spec.restart_delay == seconds
 
 
