@@ -330,3 +330,53 @@ def test_search_filter_and_pager_in_view(tmux: Tmux, tmp_path: Path) -> None:
     screen = tmux.wait_screen(lambda s: "match" not in s and "line 1499" in s, "all lines")
     tmux.send("q")
     assert tmux.wait_exit() == 0
+
+
+def test_ccx_toml_sessions_and_a_crash_loop(tmux: Tmux, tmp_path: Path) -> None:
+    """`ccx-tui` in a directory with a ccx.toml: its sessions come up by name, a failing
+    one is restarted with backoff until it gives up (the tab's ↻ count and the sidebar
+    show it), an autostart = false one waits until `r`; no process is left after `q`."""
+    data = tmp_path / "data"
+    (tmux.home / "ccx.toml").write_text(
+        f"""
+[defaults]
+data_dir = "{data}"
+kill_grace = 0.5
+
+[[session]]
+name = "ticker"
+command = "printf 'TICK%s\\\\n' -OUT; sleep 1000"
+
+[[session]]
+name = "flaky"
+command = "printf 'FLAKY%s\\\\n' -RUN; exit 3"
+restart = "on-failure"
+max_restarts = 2
+restart_delay = 0.2
+
+[[session]]
+name = "later"
+command = "printf 'LATER%s\\\\n' -OUT"
+autostart = false
+"""
+    )
+    tmux.start(ccx())
+    screen = tmux.wait_screen(
+        lambda s: "gave up after 2 restarts" in s, "the crash loop to give up", timeout=20
+    )
+    tab_bar = rows(screen)[0]
+    assert "ticker" in tab_bar and "flaky ↻2" in tab_bar and "later" in tab_bar, tab_bar
+    tmux.send("2")
+    screen = tmux.wait_screen(lambda s: s.count("FLAKY-RUN") == 3, "three runs of flaky")
+    tmux.send("3")
+    tmux.wait_for_screen("not started (r to start)")
+    tmux.send("r")
+    tmux.wait_for_screen("LATER-OUT")
+    found = sessions(data)
+    ticker = next(item for item in found.values() if item["spec"]["name"] == "ticker")
+    assert marked_processes(f"{ticker['id']}.1")
+    tmux.send("q")
+    tmux.wait_for_screen("still running or queued")
+    tmux.send("y")
+    assert tmux.wait_exit() == 0
+    assert wait_gone(f"{ticker['id']}.") == []
