@@ -93,8 +93,11 @@ def test_spans_for_highlighting_skip_empty_matches() -> None:
 
 
 def test_needles_are_taken_from_the_parsed_pattern() -> None:
-    assert compile_query("ERROR [0-9]+").needles == (b"ERROR ",)
+    assert compile_query("[0-9]+ ERROR").needles == (b" ERROR",)
+    assert compile_query("ERROR [0-9]+").needles == ()  # re scans for a literal prefix itself
+    assert compile_query("error [0-9]+").needles == (b"error ",)  # but not ignoring case
     assert compile_query("timeout|refused").needles == (b"refused", b"timeout")
+    assert compile_query("Échec").needles == ("Échec".encode(),)  # spares decoding blocks
     query = compile_query("(?i:ABC)def")  # a scoped flag: fold everything
     assert query.folded and query.needles == (b"abc",)
     assert compile_query("a*|bcd").needles == ()  # `a*` needs no literal at all
@@ -132,6 +135,7 @@ GREP_PATTERNS = [
     "o+",
     "o o",
     "(ok|GET) /api",
+    "Error|timeout",
     "[^ ]{9}",
     r"\bERROR\b",
 ]
@@ -440,6 +444,9 @@ PROPERTY_PATTERNS = [
     r"\bab\b",
     "(?i:AB)c",
     "abc|cab",
+    "ERR|Rab",
+    "a ERR",
+    "éab",
 ]
 
 

@@ -122,16 +122,19 @@ def compile_query(text: str, *, case: bool | None = None, regex: bool = True) ->
             pass
         else:  # keep highlighting in step with what the byte scan counts
             text_pattern = re.compile(source, flags | re.ASCII)
-    needles, folded = _needles(source, flags)
+    needles, folded = _needles(source, flags, raw=bytes_pattern is not None)
     if folded and bytes_pattern is None:  # str.lower() is not re's Unicode case folding
         needles = ()
     return Query(text, case_sensitive, regex, text_pattern, bytes_pattern, needles, folded)
 
 
-def _needles(source: str, flags: int) -> tuple[tuple[bytes, ...], bool]:
+def _needles(source: str, flags: int, raw: bool) -> tuple[tuple[bytes, ...], bool]:
     """UTF-8 literals one of which every match must contain, and whether they are folded.
 
-    Uses the private `re._parser`; if its shape ever changes we only lose the speed-up.
+    None if the scan is better off without: for a case-sensitive pattern searched
+    `raw` (as bytes) that starts with its literal, re's own prefix scan is as fast and
+    cheaper per match.  Uses the private `re._parser`; if its shape ever changes we only
+    lose the speed-up.
     """
     try:
         walker = _Needles(import_module("re._constants"))
@@ -139,13 +142,24 @@ def _needles(source: str, flags: int) -> tuple[tuple[bytes, ...], bool]:
         found = walker.sequence(parsed)
         folded = walker.folded or bool(parsed.state.flags & re.IGNORECASE)
         needles = sorted({"".join(map(chr, n)).encode() for n in found or ()})
+        prefixed = raw and not folded and needles == [_prefix(parsed)]
     except Exception:  # an optimisation must never break a search
         return (), False
-    if not needles or min(map(len, needles)) < MIN_NEEDLE:
+    if not needles or min(map(len, needles)) < MIN_NEEDLE or prefixed:
         return (), False
     if folded:  # (ASCII patterns) bytes.lower and re's bytes IGNORECASE fold ASCII only
         needles = sorted({n.lower() for n in needles})
     return tuple(needles), folded
+
+
+def _prefix(parsed: Any) -> bytes:
+    """The literal text a parsed pattern starts with (UTF-8)."""
+    codes = []
+    for op, av in parsed:
+        if str(op) != "LITERAL":
+            break
+        codes.append(av)
+    return "".join(map(chr, codes)).encode()
 
 
 class _Needles:
@@ -225,29 +239,40 @@ def _regex_lines(
 _LOWER = bytes(range(256)).lower()  # bytes.translate with it beats bytes.lower
 
 
+_Check = Callable[[bytes, int, int], object]
+
+
 def _needle_lines(
-    block: bytes,
-    end: int,
-    query: Query,
-    check: Callable[[int, int], bool],
-    first: int,
-    out: list[int],
+    block: bytes, end: int, query: Query, check: _Check, first: int, out: list[int]
 ) -> int:
-    """`_regex_lines`, but `check(start, stop)` only sees lines holding a needle."""
-    needles = query.needles
+    """`_regex_lines`, but `check(block, start, stop)` only sees lines holding a needle."""
     hay = block.translate(_LOWER) if query.folded else block  # no slice: no extra copy
-    find, count = hay.find, block.count
-    hits = [find(n, 0, end) for n in needles]
+    find, line_end, line_start, count = hay.find, block.find, block.rfind, block.count
     pos = last = 0
     line = first
+    if len(query.needles) == 1:  # the common case, kept lean: candidates may be many
+        needle = query.needles[0]
+        hit = find(needle, 0, end)
+        while hit >= 0:
+            head = line_start(_NL, pos, hit) + 1 or pos
+            stop = line_end(_NL, hit, end)
+            line += count(_NL, last, head)
+            if check(block, head, stop):
+                out.append(line)
+            line += 1
+            pos = last = stop + 1
+            hit = find(needle, pos, end)
+        return line - first + count(_NL, last, end)
+    needles = query.needles
+    hits = [find(n, 0, end) for n in needles]
     while True:
-        hit = min((h for h in hits if h >= 0), default=-1)
+        hit = min([h for h in hits if h >= 0], default=-1)
         if hit < 0:
             break
-        head = block.rfind(_NL, pos, hit) + 1 or pos
-        stop = block.find(_NL, hit, end)
+        head = line_start(_NL, pos, hit) + 1 or pos
+        stop = line_end(_NL, hit, end)
         line += count(_NL, last, head)
-        if check(head, stop):
+        if check(block, head, stop):
             out.append(line)
         line += 1
         pos = last = stop + 1
@@ -257,15 +282,16 @@ def _needle_lines(
     return line - first + count(_NL, last, end)
 
 
-def _line_check(data: bytes, query: Query) -> Callable[[int, int], bool]:
-    """Whether the line data[start:stop] matches, by the bytes or the text pattern."""
-    rx = query.bytes_pattern
-    if rx is not None:
-        return lambda start, stop: rx.search(data, start, stop) is not None
+def _line_check(query: Query) -> _Check:
+    """A test of the line block[start:stop] (truthy: it matches) by the query's pattern."""
+    if query.bytes_pattern is not None:
+        return query.bytes_pattern.search
     search = query.text_pattern.search
-    return lambda start, stop: (
-        search(data[start:stop].decode("utf-8", "surrogateescape")) is not None
-    )
+
+    def check(block: bytes, start: int, stop: int) -> object:
+        return search(block[start:stop].decode("utf-8", "surrogateescape"))
+
+    return check
 
 
 class Searcher:
@@ -418,7 +444,7 @@ class Searcher:
         found: list[int] = []
         rx = query.bytes_pattern
         if query.needles:
-            lines = _needle_lines(data, end, query, _line_check(data, query), first, found)
+            lines = _needle_lines(data, end, query, _line_check(query), first, found)
         elif rx is None:
             text = data[:end].decode("utf-8", "surrogateescape")
             lines = _regex_lines(text, len(text), query.text_pattern, "\n", first, found)
@@ -430,7 +456,7 @@ class Searcher:
     def _search_line(self, fd: int, start: int, stop: int) -> bool:
         """Whether the one line file[start:stop] (no newline) matches; reads it whole."""
         data = os.pread(fd, min(stop - start, LONG_LINE_LIMIT), start)
-        return _line_check(data, self.query)(0, len(data))
+        return bool(_line_check(self.query)(data, 0, len(data)))
 
     def _publish(self, found: list[int], lines: int, *, tail: bool = False) -> None:
         """Record the matches among the next `lines` lines (with `tail`: the partial one)."""
