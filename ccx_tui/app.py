@@ -504,6 +504,8 @@ class ViewerApp(App[int]):
         total = view.line_count
         if view.showing_tail:
             where = "indexing…"
+        elif view.filtering:
+            where = f"only matching lines, of {total}"
         else:
             first = min(total, int(view.scroll_y) + 1)
             last = min(total, int(view.scroll_y) + view.scrollable_content_region.height)

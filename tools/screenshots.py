@@ -23,6 +23,7 @@ from ccx_tui.config import Settings  # noqa: E402
 from ccx_tui.engine import SessionInfo, SessionSpec, State  # noqa: E402
 from ccx_tui.widgets.dialogs import CreateSessionDialog  # noqa: E402
 from ccx_tui.widgets.help import HelpScreen  # noqa: E402
+from ccx_tui.widgets.search_bar import SearchBar  # noqa: E402
 from ccx_tui.widgets.session_pane import SessionPane, pane_id  # noqa: E402
 from ccx_tui.widgets.sidebar import Sidebar  # noqa: E402
 from ccx_tui.widgets.transcript_view import TranscriptView  # noqa: E402
@@ -187,8 +188,17 @@ async def shoot_viewer(workdir: Path, out: Path) -> list[Path]:
         await until(lambda: view.line_count == VIEW_LINES and not view.showing_tail, "indexed")
         await pilot.pause()
         shot = Path(app.save_screenshot(filename="view.svg", path=str(out)))
+
+        # `/` over the whole file, Enter to the first match, `n` to the next, `&` filter.
+        await pilot.press("g", "slash", *"warn .*cart")
+        bar = app.query_one(SearchBar)
+        await until(lambda: bar.status.endswith("matching lines"), "the search to finish")
+        await pilot.press("enter", "n", "ampersand")
+        await until(lambda: view.filtering and bar.status.startswith("match 2/"), "the filter")
+        await pilot.pause()
+        search_shot = Path(app.save_screenshot(filename="search.svg", path=str(out)))
         await pilot.press("q")
-    return [shot]
+    return [shot, search_shot]
 
 
 def to_png(svg: Path) -> Path | None:
