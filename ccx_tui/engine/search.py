@@ -12,19 +12,24 @@ anchors (re.MULTILINE).  How the scan stays fast (no Python loop per line):
   pattern with a non-ASCII character runs on the text decoded per block (slower,
   Unicode semantics), so `é+`, `[éè]` and folding `É` to `é` mean what they say.
 - When every match must contain one of a few literals ("needles", taken from the parsed
-  pattern: `timeout|refused`, `ERROR [0-9]+`, case-folded for smart case), blocks are
-  searched for those with `bytes.find` and the regex only checks the candidate lines:
-  `re` itself crawls on alternations and IGNORECASE.
-- Otherwise one `search` runs over the whole block; after a match the scan jumps to the
-  next line.  A match that runs over a newline (`\\s`, `[^x]` and `(?s).` can) is not
-  taken as is: its first line is searched again on its own, so it counts only if the
-  line matches by itself.
+  pattern: `timeout|refused`, `[0-9]+ ERROR`, any literal under smart case), blocks are
+  searched for those with `bytes.find` (after lower-casing the block if folded) and
+  the regex only checks the candidate lines: `re` crawls on alternations, leading
+  classes and IGNORECASE.
+- Otherwise (no literal, or a case-sensitive literal prefix that `re` scans for fast
+  itself: `ERROR [0-9]+`) one `search` runs over the block; after a match the scan
+  jumps to the next line.  A match that runs over a newline (`\\s`, `[^x]` and `(?s).`
+  can) is not taken as is: its first line is searched again on its own, so it counts
+  only if the line matches by itself.
 
 Caveats: `\\A`/`\\Z` are not line anchors (use `^`/`$`), and lookarounds may see the
-neighbouring lines.  A line longer than `LONG_LINE_LIMIT` is searched in its first
-`LONG_LINE_LIMIT` bytes only; shorter long lines are read whole, once (memory for one
-line while it is searched).  `re` holds the GIL while it searches one block, so blocks
-are kept small enough (`BLOCK_SIZE`) for the UI thread to get its turn between them.
+neighbouring lines.  Slow cases: a non-ASCII pattern ignoring case (each block is
+decoded and searched with Unicode IGNORECASE, ~60 MB/s), and patterns matching most
+lines (a little Python work per matching line).  A line longer than `LONG_LINE_LIMIT`
+is searched in its first `LONG_LINE_LIMIT` bytes only; shorter long lines are read
+whole, once (memory for one line while it is searched, and the GIL held for that one
+search).  `re` holds the GIL while it searches a block, so blocks are kept small
+(`BLOCK_SIZE`) for the UI thread to get its turn between them.
 """
 
 from __future__ import annotations
