@@ -651,8 +651,10 @@ class TranscriptView(ScrollView, can_focus=True):
         worker = get_current_worker()
         try:
             while not worker.is_cancelled and not self._closed and gen == self._search_gen:
-                searcher.scan(SEARCH_STEP, final=True)
+                searcher.scan(SEARCH_STEP)
                 if searcher.caught_up:
+                    # Then the unfinished last line too (provisionally: counted once).
+                    searcher.scan(SEARCH_STEP, final=True)
                     break
                 self.post_message(self._Searched(gen, done=False))
         except TranscriptError:
