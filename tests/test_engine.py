@@ -10,6 +10,7 @@ import shlex
 import signal
 import stat
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -17,6 +18,8 @@ import pytest
 
 from ccx_tui.engine import SessionSpec, State
 from ccx_tui.engine.events import OutputAppended, SessionUpdated
+from ccx_tui.engine.session import SessionInfo
+from ccx_tui.engine.store import DataStore, MetaWriter
 from ccx_tui.engine.transcript import STDERR, read_segments
 from ccx_tui.errors import InvalidCommand, UnknownSession
 from tests.helpers import live_markers, marked_processes, until, wait_gone
@@ -387,3 +390,40 @@ async def test_engine_close_kills_everything(make_engine) -> None:
     states = [engine.get(i.id).state for i in infos]
     assert states == [State.KILLED] * 3
     assert all(wait_gone(i.id) == [] for i in infos)
+
+
+async def test_meta_on_disk_is_the_latest_state_once_the_engine_closes(
+    make_engine, data_dir
+) -> None:
+    """meta.json is written on a thread (the event loop never waits on the disk); what a
+    closed engine leaves on disk is every session's final state."""
+    async with make_engine(max_sessions=4) as engine:
+        infos = [await engine.start(SessionSpec(f"exit {i % 3}")) for i in range(12)]
+        for info in infos:
+            await engine.wait(info.id)
+    on_disk = {i.id: i for i in DataStore(data_dir).load_history()}
+    for info in infos:
+        assert on_disk[info.id].state is State.EXITED
+        assert on_disk[info.id].exit_code == int(info.spec.command.split()[1])
+
+
+def test_meta_writer_writes_the_latest_snapshot_and_flushes(tmp_path) -> None:
+    store = DataStore(tmp_path)
+    directory = store.create_session_dir("0000000000000001")
+    writer = MetaWriter(store)
+    base = SessionInfo(
+        id="0000000000000001",
+        spec=SessionSpec("true"),
+        state=State.QUEUED,
+        directory=directory,
+        created_at=1.0,
+    )
+    for lines in range(200):
+        writer.put(replace(base, lines=lines))
+    writer.flush()
+    assert store.read_meta(directory).lines == 199
+    writer.put(replace(base, lines=500))
+    writer.close()
+    assert store.read_meta(directory).lines == 500
+    writer.put(replace(base, lines=501))  # after close: written at once
+    assert store.read_meta(directory).lines == 501

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,7 +40,7 @@ from ccx_tui.engine.session import (
     check_transition,
     new_session_id,
 )
-from ccx_tui.engine.store import DEFAULT_RETENTION, DataStore
+from ccx_tui.engine.store import DEFAULT_RETENTION, DataStore, MetaWriter
 from ccx_tui.engine.transcript import META, TranscriptWriter
 from ccx_tui.errors import InvalidTransition, UnknownSession
 
@@ -135,6 +135,10 @@ class LocalEngine:
             raise ValueError("max_sessions must be at least 1")
         self.config = config
         self.store = DataStore(config.data_dir)
+        self._meta = MetaWriter(self.store)
+        # Sessions per state, kept by _set: the limit is checked at every start and the
+        # stats read at every event, so neither may walk every session.
+        self._counts: Counter[State] = Counter()
         self._records: dict[str, _Record] = {}
         self._queue: deque[str] = deque()
         self._subscribers: set[Subscriber] = set()
@@ -158,6 +162,7 @@ class LocalEngine:
                 if info.restart_at is not None:  # its ccx-tui died before the restart
                     info = replace(info, restart_at=None, reason="restart cancelled")
                 self._records[info.id] = _Record(info)
+                self._counts[info.state] += 1
         await self._retention()
 
     # -- queries ----------------------------------------------------------------------
@@ -171,13 +176,14 @@ class LocalEngine:
 
     @property
     def stats(self) -> EngineStats:
-        running = paused = 0
-        for rec in self._records.values():
-            if rec.info.state is State.RUNNING:
-                running += 1
-            elif rec.info.state is State.PAUSED:
-                paused += 1
-        return EngineStats(running, paused, len(self._queue), self.config.max_sessions)
+        counts = self._counts
+        return EngineStats(
+            counts[State.RUNNING], counts[State.PAUSED], len(self._queue), self.config.max_sessions
+        )
+
+    @property
+    def _live(self) -> int:
+        return self._counts[State.RUNNING] + self._counts[State.PAUSED]
 
     def subscribe(self) -> Subscriber:
         """A queue of every event from now on; `unsubscribe` it when done."""
@@ -215,7 +221,8 @@ class LocalEngine:
             spec = replace(spec, shell=self.config.shell)
         spec = self._validate(spec)
         session_id = new_session_id()
-        directory = await asyncio.to_thread(self.store.create_session_dir, session_id)
+        # A mkdir and an empty file: cheaper inline than a trip to a thread.
+        directory = self.store.create_session_dir(session_id)
         info = SessionInfo(
             id=session_id,
             spec=spec,
@@ -227,6 +234,7 @@ class LocalEngine:
         )
         rec = _Record(info)
         self._records[session_id] = rec
+        self._counts[info.state] += 1
         if not autostart:
             self._save(rec)
             self._emit(SessionAdded(info))
@@ -341,6 +349,7 @@ class LocalEngine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for sub in list(self._subscribers):
             sub.close()
+        await asyncio.to_thread(self._meta.close)  # every final state is on disk
 
     def kill_all_now(self) -> None:
         """SIGKILL every live session's tree, synchronously: the last resort when the
@@ -348,6 +357,7 @@ class LocalEngine:
         for rec in self._records.values():
             if rec.info.state.live and isinstance(rec.proc, LocalProc):
                 rec.proc.kill_now()
+        self._meta.close()
 
     # -- internals --------------------------------------------------------------------
 
@@ -377,19 +387,21 @@ class LocalEngine:
             sub.put(event)
 
     def _save(self, rec: _Record) -> None:
-        try:
-            self.store.write_meta(self._snapshot(rec))
-        except OSError:
-            pass  # a full disk must not stop the engine; the transcript error shows it
+        # On the writer's thread: a rename costs about a millisecond on some disks, and
+        # a full disk must not stop the engine (the transcript's error shows it).
+        self._meta.put(self._snapshot(rec))
 
     def _set(self, rec: _Record, state: State, **changes: Any) -> None:
         """Change the session's info, save and announce it (keeping the state is no
         transition, so a final session can still be updated)."""
-        if state is not rec.info.state:
-            check_transition(rec.info.state, state)
+        old = rec.info.state
+        if state is not old:
+            check_transition(old, state)
         rec.info = replace(rec.info, state=state, **changes)
-        live = sum(1 for r in self._records.values() if r.info.state.live)
-        self.max_live_seen = max(self.max_live_seen, live)
+        if state is not old:
+            self._counts[old] -= 1
+            self._counts[state] += 1
+            self.max_live_seen = max(self.max_live_seen, self._live)
         self._save(rec)
         # A session waiting to restart is not done: it stays ours until then.
         if state.final and rec.info.restart_at is None and rec.lock_fd is not None:
@@ -409,11 +421,9 @@ class LocalEngine:
             return
         if self._held:
             return
-        live = sum(1 for r in self._records.values() if r.info.state.live)
-        while self._queue and live < self.config.max_sessions:
+        while self._queue and self._live < self.config.max_sessions:
             rec = self._records[self._queue.popleft()]
             self._set(rec, State.RUNNING, started_at=time.time(), reason=None)
-            live += 1
             self._spawn_task(self._run(rec))
 
     async def _run(self, rec: _Record) -> None:
@@ -642,6 +652,9 @@ class LocalEngine:
         await rec.proc.terminate(force=force, grace=self.config.kill_grace)
 
     async def _retention(self) -> None:
+        if sum(r.info.bytes for r in self._records.values()) <= self.config.retention_bytes:
+            return  # the common case, decided without a snapshot or a thread
+        await asyncio.to_thread(self._meta.flush)  # no write may race a deletion
         infos = [self._snapshot(r) for r in self._records.values()]
         live = {  # a session waiting to restart is kept like a live one
             r.info.id
@@ -655,6 +668,7 @@ class LocalEngine:
             rec = self._records.get(session_id)
             if rec is not None and rec.info.state.final and rec.restart_handle is None:
                 del self._records[session_id]
+                self._counts[rec.info.state] -= 1
                 self._emit(SessionRemoved(session_id))
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -188,3 +189,72 @@ def interrupted(info: SessionInfo) -> SessionInfo:
 
 def _with_directory(info: SessionInfo, directory: Path) -> SessionInfo:
     return replace(info, directory=directory)
+
+
+class MetaWriter:
+    """Writes meta.json files on a thread of its own, so the event loop never waits on
+    the disk; only each session's latest snapshot is written (older ones are skipped).
+
+    `flush()` returns once everything handed over is on disk; `close()` flushes and
+    stops the thread.  Write errors are ignored (a full disk must not stop the engine;
+    the transcript's error shows it).
+    """
+
+    def __init__(self, store: DataStore) -> None:
+        self._store = store
+        self._pending: dict[Path, SessionInfo] = {}
+        self._cond = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def put(self, info: SessionInfo) -> None:
+        with self._cond:
+            if self._closed:  # after close: write it here and now
+                self._write(info)
+                return
+            self._pending[info.directory] = info
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="ccx-meta-writer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        with self._cond:
+            while self._pending or self._busy:
+                self._cond.wait()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        with self._cond:  # in case the thread never ran
+            for info in self._pending.values():
+                self._write(info)
+            self._pending.clear()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, {}
+                self._busy = True
+            for info in batch.values():
+                self._write(info)
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _write(self, info: SessionInfo) -> None:
+        try:
+            self._store.write_meta(info)
+        except OSError:
+            pass
