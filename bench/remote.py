@@ -1,9 +1,12 @@
 """`remote ingest`: `exec --server URL -- cat FILE` via `ccx-tui serve` vs local `exec`.
 
-The wire format sends one JSON frame per line, so the scenario runs twice: once with 4 KiB
-lines (bulk throughput) and once with 64-byte lines (per-frame overhead). The timed figure is
-the `exec` client's wall time, the server already listening; the baseline is a local
-`exec -- cat FILE` of the same file in the same run.
+The client negotiates batched output (raw transcript bytes in binary frames of up to 1 MiB),
+so line length should no longer matter; the scenario still runs twice to show it: once with
+4 KiB lines and once with 64-byte lines (which upstream's one-JSON-frame-per-line format
+makes 64 times as many frames). The timed figure is the `exec` client's wall time, the
+server already listening; the baseline is a local `exec -- cat FILE` of the same file in the
+same run. The remote run writes every byte twice (the server's transcript, then the
+client's), the local one once.
 """
 
 from __future__ import annotations

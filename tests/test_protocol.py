@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ccx_tui.engine import protocol
 from ccx_tui.engine.protocol import (
+    BATCH_METHOD,
     CHUNK_CHARS,
     MAX_FRAME_CHARS,
     Connected,
@@ -22,6 +23,7 @@ from ccx_tui.engine.protocol import (
     Notification,
     OtherNotification,
     OutputAssembler,
+    OutputBatch,
     Ping,
     ProcessEnded,
     ProcessEvent,
@@ -39,6 +41,7 @@ EVENT_TYPES = (
     Ping,
     ProcessEvent,
     ProcessOutput,
+    OutputBatch,
     ProcessEnded,
     OtherNotification,
     ProtocolError,
@@ -513,6 +516,98 @@ def test_ping_with_a_huge_integer_timestamp() -> None:
     assert decode('{"method":"ping","params":{"timestamp":1e999}}') == Ping(float("inf"))
 
 
+# -- batched output (a ccx-tui extension) -----------------------------------------------
+
+
+def batch_of(header: str) -> OutputBatch:
+    batch = decode(header)
+    assert isinstance(batch, OutputBatch), batch
+    return batch
+
+
+def test_batch_header_literal_and_round_trip() -> None:
+    header = protocol.encode_batch(4096, [("stdout", 10), ("stderr", 5), ("stdout", 1)])
+    assert json.loads(header) == {
+        "jsonrpc": "2.0",
+        "method": "process.output_batch",
+        "params": {"offset": 4096, "runs": [["stdout", 10], ["stderr", 5], ["stdout", 1]]},
+    }
+    batch = batch_of(header)
+    assert batch == OutputBatch(4096, (("stdout", 10), ("stderr", 5), ("stdout", 1)))
+    assert (batch.size, batch.end) == (16, 4112)
+
+
+def test_batch_split_keeps_streams_and_invalid_utf8_exact() -> None:
+    """The payload is raw transcript bytes: invalid UTF-8, NULs and ANSI escapes come
+    through unchanged, cut into the runs' streams."""
+    payload = b"a\xffb\n" + b"\x1b[31merr\xc3\n" + b"\x00z\n"
+    batch = batch_of(protocol.encode_batch(0, [("stdout", 4), ("stderr", 10), ("stdout", 3)]))
+    assert batch.split(payload) == [
+        ("stdout", b"a\xffb\n"),
+        ("stderr", b"\x1b[31merr\xc3\n"),
+        ("stdout", b"\x00z\n"),
+    ]
+
+
+def test_batch_split_one_run_is_the_payload_itself() -> None:
+    payload = b"x\n" * 1000
+    pieces = batch_of(protocol.encode_batch(7, [("stdout", len(payload))])).split(payload)
+    assert not isinstance(pieces, ProtocolError)
+    assert pieces[0][1] is payload  # no copy of a large payload
+
+
+def test_batch_split_skips_meta_and_bytes_already_had() -> None:
+    """`meta` bytes are the server's own; `skip` drops a replay's overlap exactly."""
+    batch = OutputBatch(100, (("stdout", 3), ("meta", 1), ("stderr", 4)))
+    payload = b"ab\n\ncd\ne"
+    assert batch.split(payload) == [("stdout", b"ab\n"), ("stderr", b"cd\ne")]
+    assert batch.split(payload, skip=2) == [("stdout", b"\n"), ("stderr", b"cd\ne")]
+    assert batch.split(payload, skip=5) == [("stderr", b"d\ne")]
+    assert batch.split(payload, skip=99) == []
+
+
+@pytest.mark.parametrize("payload", [b"", b"short", b"much too long payload"])
+def test_batch_payload_of_the_wrong_size_is_an_error(payload: bytes) -> None:
+    batch = OutputBatch(0, (("stdout", 6), ("stderr", 2)))
+    assert isinstance(batch.split(payload), ProtocolError)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"offset": 0},
+        {"runs": []},
+        {"offset": -1, "runs": []},
+        {"offset": 1.5, "runs": []},
+        {"offset": True, "runs": []},
+        {"offset": "0", "runs": []},
+        {"offset": 0, "runs": {}},
+        {"offset": 0, "runs": [["stdout"]]},
+        {"offset": 0, "runs": [["stdout", 1, 2]]},
+        {"offset": 0, "runs": [["stdin", 1]]},
+        {"offset": 0, "runs": [[1, "stdout"]]},
+        {"offset": 0, "runs": [["stdout", -1]]},
+        {"offset": 0, "runs": [["stdout", 1.0]]},
+        {"offset": 0, "runs": [["stdout", False]]},
+        {"offset": 0, "runs": [["stdout", None]]},
+        {"offset": 0, "runs": [[["stdout"], 1]]},
+        {"offset": 0, "runs": [{"stdout": 1}]},
+        {"offset": 0, "runs": ["stdout"]},
+    ],
+)
+def test_malformed_batch_headers_are_protocol_errors(params: dict[str, Any]) -> None:
+    result = decode_notification(Notification(BATCH_METHOD, params))
+    assert isinstance(result, ProtocolError), result
+    assert len(result.reason) < 200
+
+
+def test_an_empty_batch_is_valid() -> None:
+    batch = decode_notification(Notification(BATCH_METHOD, {"offset": 5, "runs": []}))
+    assert batch == OutputBatch(5, ())
+    assert isinstance(batch, OutputBatch) and batch.split(b"") == []
+
+
 # -- fuzzing ------------------------------------------------------------------------------
 
 json_values = st.recursive(
@@ -539,6 +634,7 @@ METHODS = (
     "process.completed",
     "process.canceled",
     "process.error",
+    "process.output_batch",
     "task.early_completion",
     "execute",
 )
@@ -557,6 +653,8 @@ PARAM_KEYS = (
     "exit_code",
     "error",
     "status",
+    "offset",
+    "runs",
 )
 params_like = st.dictionaries(st.sampled_from(PARAM_KEYS) | st.text(max_size=5), json_values)
 message_like = st.fixed_dictionaries(
@@ -651,3 +749,59 @@ def test_fuzz_request_round_trip(method: str, params: dict[str, Any], msg_id: in
     assert isinstance(parsed, Request)
     assert (parsed.method, parsed.id) == (method, msg_id)
     assert json.dumps(parsed.params, sort_keys=True) == json.dumps(params, sort_keys=True)
+
+
+runs_strategy = st.lists(
+    st.tuples(st.sampled_from(["stdout", "stderr", "meta"]), st.integers(0, 20)), max_size=8
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(runs_strategy, st.integers(0, 2**63), st.binary(max_size=200), st.integers(0, 200))
+def test_fuzz_batch_split(
+    runs: list[tuple[str, int]], offset: int, noise: bytes, skip: int
+) -> None:
+    """A batch's payload splits into exactly its non-meta bytes from `skip` on; a
+    payload of any other size is an error, never an exception."""
+    header = protocol.encode_batch(offset, runs)
+    batch = decode(header)
+    assert batch == OutputBatch(offset, tuple(runs))
+    payload = (noise * 200)[: batch.size] if noise else bytes(batch.size)
+    pieces = batch.split(payload, skip)
+    assert not isinstance(pieces, ProtocolError)
+    kept, pos = b"", 0
+    for stream, length in runs:
+        if stream != "meta":
+            kept += payload[max(pos, skip) : pos + length]
+        pos += length
+    assert b"".join(data for _, data in pieces) == kept
+    assert all(data and stream in ("stdout", "stderr") for stream, data in pieces)
+    assert isinstance(batch.split(payload + b"x"), ProtocolError)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "offset": st.integers() | json_values,
+            "runs": st.lists(
+                st.lists(st.sampled_from(["stdout", "stderr", "meta", "x"]) | json_values)
+                | json_values,
+                max_size=4,
+            )
+            | json_values,
+        },
+    ),
+    st.binary(max_size=50),
+)
+def test_fuzz_batch_header_decoding(params: dict[str, Any], payload: bytes) -> None:
+    """Malformed batch headers and payloads never raise out of the decoder."""
+    for frame in (protocol.encode_notification(BATCH_METHOD, params), json.dumps(params)):
+        message = parse(frame)
+        if isinstance(message, Notification):
+            batch = decode_notification(message)
+            assert isinstance(batch, EVENT_TYPES)
+            if isinstance(batch, OutputBatch):
+                assert batch.offset >= 0 and all(n >= 0 for _, n in batch.runs)
+                assert isinstance(batch.split(payload), (list, ProtocolError))

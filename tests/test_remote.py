@@ -91,7 +91,8 @@ async def test_against_our_own_server(tmp_path: Path) -> None:
                 SessionSpec("printf 'a\\377b\\n'; echo e >&2; exit 2"), sink
             )  # type: ignore[arg-type]
             assert outcome.exit_code == 2
-            assert bytes(out["stdout"]) == "a\ufffdb\n".encode()
+            # Batched output is the transcript's bytes: invalid UTF-8 arrives intact.
+            assert bytes(out["stdout"]) == b"a\377b\n"
             assert bytes(out["stderr"]) == b"e\n"
             from ccx_tui.engine.remote import RemoteError
 
@@ -154,16 +155,18 @@ def test_exec_server_cli(tmp_path: Path) -> None:
         serve.wait(20)
 
 
-async def test_network_blip_is_survived_against_our_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [True, False], ids=["batches", "line-frames"])
+async def test_network_blip_is_survived_against_our_server(tmp_path: Path, batch: bool) -> None:
     """With `ccx-tui serve` the client asks for a detachable session; when its socket
-    dies mid-run it reconnects, reattaches and replays from the last checkpoint: the
-    process is not lost and the output arrives exactly once, in order."""
+    dies mid-run it reconnects, reattaches and replays from the end of the last batch
+    (or with line frames from the last checkpoint): the process is not lost and the
+    output arrives exactly once, in order."""
     command = "for i in $(seq 1 40); do echo line-$i; sleep 0.02; done; exit 3"
     async with LocalEngine(EngineConfig(data_dir=tmp_path / "srv", kill_grace=0.3)) as engine:
         async with CcxServer(engine, ServeConfig(port=0)) as server:
             url = f"ws://127.0.0.1:{server.port}/ws/mcp"
             out, sink = collect()
-            run = RemoteRun(url)
+            run = RemoteRun(url, batch=batch)
             task = asyncio.create_task(run.run(SessionSpec(command), sink))  # type: ignore[arg-type]
             deadline = asyncio.get_running_loop().time() + 20
             while out["stdout"].count(b"\n") < 5:
@@ -174,6 +177,36 @@ async def test_network_blip_is_survived_against_our_server(tmp_path: Path) -> No
             outcome = await asyncio.wait_for(task, 30)
             assert outcome.state == "exited", outcome
             assert engine.sessions()[-1].state.value == "exited"  # never killed
+    assert run.batched is batch
     assert outcome.state == "exited" and outcome.exit_code == 3
     expected = "".join(f"line-{i}\n" for i in range(1, 41)).encode()
     assert bytes(out["stdout"]) == expected
+
+
+async def test_batches_byte_exact_with_streams_across_blips(tmp_path: Path) -> None:
+    """Against `ccx-tui serve` the client negotiates batches: stdout with invalid
+    UTF-8 and interleaved stderr arrive byte for byte, each on its own stream, and
+    stay so across two network blips (the replay resumes at the exact byte)."""
+    command = (
+        "for i in $(seq 1 60); do printf 'out-%d \\377\\376\\n' $i; "
+        "printf 'err-%d\\n' $i >&2; sleep 0.01; done; printf 'no newline'; exit 3"
+    )
+    async with LocalEngine(EngineConfig(data_dir=tmp_path / "srv", kill_grace=0.3)) as engine:
+        async with CcxServer(engine, ServeConfig(port=0)) as server:
+            url = f"ws://127.0.0.1:{server.port}/ws/mcp"
+            out, sink = collect()
+            run = RemoteRun(url)
+            task = asyncio.create_task(run.run(SessionSpec(command), sink))  # type: ignore[arg-type]
+            for lines in (5, 30):
+                deadline = asyncio.get_running_loop().time() + 20
+                while out["stdout"].count(b"\n") < lines:
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.01)
+                assert run._ws is not None
+                run._ws.transport.abort()  # the network goes away, no close frame
+            outcome = await asyncio.wait_for(task, 30)
+    assert run.batched
+    assert outcome.state == "exited" and outcome.exit_code == 3
+    stdout = b"".join(b"out-%d \xff\xfe\n" % i for i in range(1, 61)) + b"no newline"
+    assert bytes(out["stdout"]) == stdout
+    assert bytes(out["stderr"]) == b"".join(b"err-%d\n" % i for i in range(1, 61))

@@ -10,6 +10,7 @@ from ccx_tui.engine.local import EngineConfig, LocalEngine
 from ccx_tui.engine.remote_engine import RemoteEngine
 from ccx_tui.engine.server import CcxServer, ServeConfig
 from ccx_tui.engine.session import SessionSpec, State
+from ccx_tui.engine.transcript import SIDECAR_NAME, STDERR, STDOUT, read_segments
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import until
 
@@ -82,3 +83,29 @@ async def test_pause_resume_against_our_server(data_dir: Path) -> None:
                 await engine.kill(info.id)
                 assert engine.get(info.id).state is State.KILLED
             await until(lambda: local.sessions()[-1].state.final, what="server side ended")
+
+
+async def test_streams_survive_into_the_local_transcript(data_dir: Path) -> None:
+    """Against our server output comes in batches of raw bytes with the stream of each
+    run: the local transcript keeps every line on its stream (stderr stays tinted),
+    and invalid UTF-8 stays as it was."""
+    command = "for i in $(seq 1 200); do printf 'out-%d\\377\\n' $i; echo err-$i >&2; done"
+    async with LocalEngine(EngineConfig(data_dir=data_dir / "srv", kill_grace=0.3)) as local:
+        async with CcxServer(local, ServeConfig(port=0)) as server:
+            url = f"ws://127.0.0.1:{server.port}/ws/mcp"
+            async with engine_for(url, data_dir / "cli") as engine:
+                info = await engine.start(SessionSpec(command))
+                done = await asyncio.wait_for(engine.wait(info.id), 30)
+    assert done.state is State.EXITED
+    data = done.transcript.read_bytes()
+    segments = read_segments(done.transcript.parent / SIDECAR_NAME)
+    lines, pos = [], 0
+    for line in data.splitlines(keepends=True):
+        stream = [seg.stream for seg in segments if seg.offset <= pos][-1]
+        lines.append((line, stream))
+        pos += len(line)
+    assert sorted(line for line, _ in lines) == sorted(
+        [b"out-%d\xff\n" % i for i in range(1, 201)] + [b"err-%d\n" % i for i in range(1, 201)]
+    )
+    assert all((stream == STDERR) == line.startswith(b"err-") for line, stream in lines)
+    assert {stream for _, stream in lines} == {STDOUT, STDERR}

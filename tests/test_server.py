@@ -22,7 +22,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ccx_tui.engine.local import EngineConfig, LocalEngine
-from ccx_tui.engine.server import CcxServer, ServeConfig
+from ccx_tui.engine.server import BATCH_BYTES, CcxServer, ServeConfig
+from ccx_tui.engine.transcript import SIDECAR_NAME, STDERR, read_segments
 from tests.helpers import wait_gone
 
 
@@ -109,7 +110,9 @@ async def test_cancel_sends_canceled_never_completed(data_dir: Path) -> None:
         assert end["params"]["exit_code"] == -9  # TERM was trapped: escalated to KILL
         with pytest.raises(TimeoutError):
             await recv(ws, timeout=0.5)  # and no process.completed follows
-    assert wait_gone("") == []
+        sid = server.engine.sessions()[-1].id
+    # Only this session's processes: other test runs may share the machine.
+    assert wait_gone(sid) == []
 
 
 async def test_pause_resume_and_errors(data_dir: Path) -> None:
@@ -286,10 +289,12 @@ def _serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-async def test_slow_client_never_stalls_the_process(data_dir: Path) -> None:
+@pytest.mark.parametrize("batch", [False, True], ids=["line-frames", "batches"])
+async def test_slow_client_never_stalls_the_process(data_dir: Path, batch: bool) -> None:
     """Back-pressure, cc_executor's worst fault: a client stops reading while its
     process writes 200 MB.  The process still finishes (it is never blocked), the
-    server's memory stays flat, and the client then receives every byte in order."""
+    server's memory stays flat, and the client then receives every byte in order;
+    with line frames as with batches."""
     proc, port = _serve(data_dir)
     try:
         server = psutil.Process(proc.pid)
@@ -307,7 +312,7 @@ async def test_slow_client_never_stalls_the_process(data_dir: Path) -> None:
             f"ws://127.0.0.1:{port}/ws/mcp", max_size=None, max_queue=1, ping_interval=None
         ) as ws:
             await recv(ws)
-            await call(ws, "execute", {"command": command}, 1)
+            await call(ws, "execute", {"command": command, "batch": batch}, 1)
             await recv(ws)
             # Stop reading.  The session must end on the server all the same.
             sessions = data_dir / "sessions"
@@ -330,6 +335,13 @@ async def test_slow_client_never_stalls_the_process(data_dir: Path) -> None:
                     data = msg["params"]["data"].encode()
                     got.update(data)
                     total += len(data)
+                elif method == "process.output_batch":
+                    async with asyncio.timeout(60):
+                        payload = await ws.recv()
+                    assert isinstance(payload, bytes)
+                    assert msg["params"]["offset"] == total
+                    got.update(payload)
+                    total += len(payload)
                 elif method == "process.completed":
                     assert msg["params"]["exit_code"] == 0
                     break
@@ -358,3 +370,158 @@ def test_serve_refuses_public_address_without_token(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert b"without --token" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+async def collect_batches(
+    ws: ClientConnection,
+) -> tuple[list[tuple[int, list[list[Any]], bytes]], list[dict[str, Any]]]:
+    """(offset, runs, payload) of each batch, and the other messages, up to the end.
+
+    Checks on the way that every payload is binary, directly follows its header and
+    has the size the runs add up to, and that batches follow each other without gaps.
+    """
+    batches: list[tuple[int, list[list[Any]], bytes]] = []
+    others: list[dict[str, Any]] = []
+    while True:
+        async with asyncio.timeout(20):
+            frame = await ws.recv()
+        assert isinstance(frame, str), "a binary frame without its header"
+        msg = json.loads(frame)
+        if msg.get("method") == "process.output_batch":
+            async with asyncio.timeout(20):
+                payload = await ws.recv()
+            assert isinstance(payload, bytes)
+            offset, runs = msg["params"]["offset"], msg["params"]["runs"]
+            assert sum(n for _, n in runs) == len(payload) > 0
+            if batches:
+                last_offset, _, last_payload = batches[-1]
+                assert offset == last_offset + len(last_payload)
+            batches.append((offset, runs, payload))
+            continue
+        assert msg.get("method") != "process.output"  # never both formats at once
+        others.append(msg)
+        if msg.get("method") in ("process.completed", "process.canceled", "process.error"):
+            return batches, others
+
+
+def streams_of(batches: list[tuple[int, list[list[Any]], bytes]]) -> dict[str, bytes]:
+    out = {"stdout": b"", "stderr": b"", "meta": b""}
+    for _, runs, payload in batches:
+        pos = 0
+        for stream, n in runs:
+            out[stream] += payload[pos : pos + n]
+            pos += n
+    return out
+
+
+def transcript_streams(data_dir: Path) -> tuple[bytes, dict[str, bytes]]:
+    """The server's transcript, and its bytes per stream according to its sidecar."""
+    (directory,) = [p.parent for p in (data_dir / "sessions").glob("*/transcript.log")]
+    data = (directory / "transcript.log").read_bytes()
+    segments = read_segments(directory / SIDECAR_NAME)
+    out = {"stdout": b"", "stderr": b""}
+    for i, seg in enumerate(segments):
+        end = segments[i + 1].offset if i + 1 < len(segments) else len(data)
+        out["stderr" if seg.stream == STDERR else "stdout"] += data[seg.offset : end]
+    return data, out
+
+
+async def test_batches_carry_raw_bytes_and_streams(data_dir: Path) -> None:
+    """Extension: a client that sends `batch: true` gets the transcript's bytes as they
+    are (3 MB of random bytes: invalid UTF-8 of every kind) in large binary frames,
+    each after a header giving its offset and the stream of each run, and never a
+    `process.output` frame."""
+    size = 3_000_000
+    command = (
+        "echo first-err >&2; sleep 0.1; "
+        f"head -c {size} /dev/urandom; echo; sleep 0.1; echo last-err >&2; exit 4"
+    )
+    async with running_server(data_dir) as server, connect(url(server), max_size=None) as ws:
+        hello = await recv(ws)
+        assert "batch" in hello["params"]["capabilities"]
+        await call(ws, "execute", {"command": command, "batch": True}, 1)
+        assert (await recv(ws))["result"]["status"] == "started"
+        batches, others = await collect_batches(ws)
+    assert others[0]["method"] == "process.started"
+    assert others[-1]["method"] == "process.completed"
+    assert others[-1]["params"]["exit_code"] == 4
+    assert 3 <= len(batches) and batches[0][0] == 0
+    assert max(len(payload) for _, _, payload in batches) <= BATCH_BYTES
+    transcript, expected = transcript_streams(data_dir)
+    assert b"".join(payload for _, _, payload in batches) == transcript
+    got = streams_of(batches)
+    assert got["stderr"] == expected["stderr"] == b"first-err\nlast-err\n"
+    assert got["stdout"] == expected["stdout"]
+    assert len(got["stdout"]) == size + 1
+
+
+async def test_batches_end_on_line_boundaries_while_more_follows(data_dir: Path) -> None:
+    """A batch cut at BATCH_BYTES ends after its last newline, so clients get whole
+    lines; the rest of the line opens the next batch."""
+    command = "yes abcdefghijklmnopqrstuvwxyz0123456789 | head -c 5000000"
+    async with running_server(data_dir) as server, connect(url(server), max_size=None) as ws:
+        await recv(ws)
+        await call(ws, "execute", {"command": command, "batch": True}, 1)
+        await recv(ws)
+        batches, _ = await collect_batches(ws)
+    assert (
+        b"".join(payload for _, _, payload in batches)
+        == (b"abcdefghijklmnopqrstuvwxyz0123456789\n" * 200_000)[:5_000_000]
+    )
+    assert all(payload.endswith(b"\n") for _, _, payload in batches[:-1])
+
+
+async def test_upstream_clients_never_see_batches(data_dir: Path) -> None:
+    """An upstream client never sends `batch: true` (or sends something else under
+    that name): it gets text frames only, one `process.output` per line, decoded
+    with replacement exactly as upstream does, even for a detachable session."""
+    command = "printf 'a\\377b\\n'; echo e >&2; head -c 100000 /dev/zero | tr '\\0' x"
+    for params in ({}, {"batch": "yes", "detachable": True}, {"batch": 1}):
+        async with running_server(data_dir) as server, connect(url(server)) as ws:
+            await recv(ws)
+            await call(ws, "execute", {"command": command, **params}, 1)
+            seen = []
+            while True:
+                async with asyncio.timeout(20):
+                    frame = await ws.recv()
+                assert isinstance(frame, str), "a binary frame to an upstream client"
+                msg = json.loads(frame)
+                seen.append(msg)
+                if msg.get("method") == "process.completed":
+                    break
+        methods = {m.get("method") for m in seen}
+        assert "process.output_batch" not in methods
+        out = {"stdout": "", "stderr": ""}
+        for m in seen:
+            if m.get("method") == "process.output":
+                out[m["params"]["type"]] += m["params"]["data"]
+        assert out == {"stdout": "a\ufffdb\n" + "x" * 100000, "stderr": "e\n"}
+
+
+async def test_batched_attach_replays_from_any_byte_offset(data_dir: Path) -> None:
+    """Extension: with batches a client can resume from any byte it has, even in the
+    middle of a line; the replay goes on from exactly that byte, in batches."""
+    command = "for i in 1 2 3; do echo line$i; done; sleep 0.5; printf 'after\\n'"
+    async with running_server(data_dir) as server:
+        async with connect(url(server)) as ws:
+            await recv(ws)
+            params = {"command": command, "detachable": True, "batch": True}
+            await call(ws, "execute", params, 1)
+            sid = (await recv(ws))["result"]["session"]
+            got = b""
+            while got.count(b"\n") < 3:
+                msg = await recv(ws)
+                if msg.get("method") == "process.output_batch":
+                    async with asyncio.timeout(20):
+                        payload = await ws.recv()
+                    assert isinstance(payload, bytes)
+                    got += payload
+        assert got == b"line1\nline2\nline3\n"
+        async with connect(url(server)) as ws:
+            await recv(ws)
+            await call(ws, "session.attach", {"session_id": sid, "offset": 8, "batch": True}, 2)
+            assert (await recv(ws))["result"]["status"] == "attached"
+            batches, others = await collect_batches(ws)
+        assert batches[0][0] == 8
+        assert got[:8] + b"".join(p for _, _, p in batches) == b"line1\nline2\nline3\nafter\n"
+        assert others[-1]["params"]["exit_code"] == 0

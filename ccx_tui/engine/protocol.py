@@ -4,11 +4,16 @@
 becomes a `ProtocolError`.  `decode_notification()` types the server's notifications.
 The `encode_*` functions build frames.  No sockets here: `remote.py` and `server.py`
 are thin I/O around this module.
+
+One extension carries raw bytes: batched output (`OutputBatch`), a notification that
+gives a byte offset and streams, then a binary frame of transcript bytes.  Only a
+ccx-tui server sends it, and only to a client that asked (see server.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,7 +201,81 @@ class OtherNotification:
     params: dict[str, Any]
 
 
-ServerEvent = Connected | Ping | ProcessEvent | ProcessOutput | ProcessEnded | OtherNotification
+# -- batched output: a ccx-tui extension --------------------------------------------
+#
+# A client that finds BATCH among the `connected` capabilities may send `"batch": true`
+# with `execute` or `session.attach`.  Its output then comes in pairs: a notification
+#   {"jsonrpc":"2.0","method":"process.output_batch",
+#    "params":{"offset":0,"runs":[["stdout",4090],["stderr",6]]}}
+# immediately followed by one binary frame holding the server transcript's bytes
+# [offset, offset + the sum of the runs) exactly as they are: no decoding, so invalid
+# UTF-8 arrives intact, and no JSON escaping.  The runs give each byte's stream.
+
+BATCH = "batch"  # the capability a ccx-tui server announces and the param a client sends
+BATCH_METHOD = "process.output_batch"
+BATCH_STREAMS = ("stdout", "stderr", "meta")  # meta: bytes the server's transcript added
+
+
+@dataclass(frozen=True, slots=True)
+class OutputBatch:
+    """The header of a batch: its payload is the next (binary) frame."""
+
+    offset: int  # server transcript offset of the payload's first byte
+    runs: tuple[tuple[str, int], ...]  # (stream, length), covering the payload in order
+
+    @property
+    def size(self) -> int:
+        return sum(length for _, length in self.runs)
+
+    @property
+    def end(self) -> int:
+        """The offset just past this batch: where the next one starts."""
+        return self.offset + self.size
+
+    def split(self, payload: bytes, skip: int = 0) -> list[tuple[str, bytes]] | ProtocolError:
+        """(stream, bytes) per run of `payload`, without its first `skip` bytes (which
+        the caller already has).  The server's own `meta` bytes (a separator between
+        runs of a restarted session) are left out: a client's transcript adds its own.
+        """
+        if len(payload) != self.size:
+            return ProtocolError(f"batch payload of {len(payload)} bytes, expected {self.size}")
+        pieces: list[tuple[str, bytes]] = []
+        pos = 0
+        for stream, length in self.runs:
+            lo, hi = max(pos, skip), pos + length
+            pos = hi
+            if stream == "meta" or lo >= hi:
+                continue
+            # One run over the whole payload is the common case: no slice, no copy.
+            pieces.append((stream, payload if hi - lo == len(payload) else payload[lo:hi]))
+        return pieces
+
+
+def encode_batch(offset: int, runs: Sequence[tuple[str, int]]) -> str:
+    """The `process.output_batch` notification; the payload frame follows it."""
+    return encode_notification(
+        BATCH_METHOD, {"offset": offset, "runs": [[stream, n] for stream, n in runs]}
+    )
+
+
+def _decode_batch(p: dict[str, Any]) -> OutputBatch | ProtocolError:
+    offset, raw = _opt_int(p.get("offset")), p.get("runs")
+    if offset is None or offset < 0 or not isinstance(raw, list):
+        return ProtocolError(f"{BATCH_METHOD} needs an offset >= 0 and runs")
+    runs: list[tuple[str, int]] = []
+    for run in raw:
+        if not (isinstance(run, list) and len(run) == 2 and run[0] in BATCH_STREAMS):
+            return ProtocolError(f"bad run in {BATCH_METHOD}: {_excerpt(repr(run))}")
+        length = _opt_int(run[1])
+        if length is None or length < 0:
+            return ProtocolError(f"bad run length in {BATCH_METHOD}: {_excerpt(repr(run))}")
+        runs.append((run[0], length))
+    return OutputBatch(offset, tuple(runs))
+
+
+ServerEvent = (
+    Connected | Ping | ProcessEvent | ProcessOutput | OutputBatch | ProcessEnded | OtherNotification
+)
 
 
 def _opt_int(value: Any) -> int | None:
@@ -242,6 +321,8 @@ def decode_notification(note: Notification) -> ServerEvent | ProtocolError:
         return ProcessEnded("canceled", _opt_int(p.get("exit_code")), None, dict(p))
     if method == "process.error":
         return ProcessEnded("error", None, str(p.get("error", "unknown error")), dict(p))
+    if method == BATCH_METHOD:
+        return _decode_batch(p)
     return OtherNotification(method, p)
 
 

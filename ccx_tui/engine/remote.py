@@ -63,12 +63,26 @@ def remote_command(spec: SessionSpec) -> str:
 
 
 class RemoteRun:
-    """Runs one SessionSpec on a server.  `cancel()` asks it to stop (CANCEL + close)."""
+    """Runs one SessionSpec on a server.  `cancel()` asks it to stop (CANCEL + close).
 
-    def __init__(self, url: str, *, token: str | None = None, kill_grace: float = 3.0) -> None:
+    With `batch` (the default) output comes in batches of raw bytes from a server
+    that offers them (`ccx-tui serve`); without, always as upstream's line frames.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        kill_grace: float = 3.0,
+        batch: bool = True,
+    ) -> None:
         self.url = url
         self.token = token
         self.kill_grace = kill_grace
+        self.batch = batch
+        self.batched = False
+        """Whether the server agreed to send batches (known once it has connected)."""
         self._ids = itertools.count(1)
         self._ws: ClientConnection | None = None
         self._stop_reason: str | None = None
@@ -121,8 +135,9 @@ class RemoteRun:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2)
 
-    async def _reattach(self, session: str, offset: int) -> bool:
-        """After a network blip: reconnect and replay from `offset` (a checkpoint)."""
+    async def _reattach(self, session: str, offset: int, *, batch: bool) -> bool:
+        """After a network blip: reconnect and replay from `offset` (a checkpoint, or
+        with batched output the end of the last batch)."""
         for delay in REATTACH_DELAYS:
             await asyncio.sleep(delay)
             try:
@@ -132,10 +147,12 @@ class RemoteRun:
             try:
                 async with asyncio.timeout(CONNECT_DEADLINE):
                     await ws.recv()  # connected
-                    frame = p.encode_request(
-                        "session.attach", {"session_id": session, "offset": offset}, 0
-                    )
-                    await ws.send(frame)
+                    params: dict[str, Any] = {"session_id": session, "offset": offset}
+                    if batch:
+                        params[p.BATCH] = True
+                    await ws.send(p.encode_request("session.attach", params, 0))
+                    # The server answers before its sender's first frame: nothing of
+                    # the replay is skipped here.
                     while True:
                         reply = p.parse(await ws.recv())
                         if isinstance(reply, (p.Result, p.ErrorResponse)) and reply.id == 0:
@@ -173,11 +190,17 @@ class RemoteRun:
         ttl_at = None
         canceled_at: float | None = None
         stopper = loop.create_task(self._stop.wait())
-        # With a ccx-tui server the session survives a network blip: output is held
-        # until the server's next checkpoint, then replayed from there if we reattach.
+        # With a ccx-tui server the session survives a network blip.  Batched output
+        # carries its transcript offset, so we resume from the end of the last batch;
+        # line frames do not, so their output is held until the server's next
+        # checkpoint (`hold`), then replayed from there if we reattach.
         resumable = False
+        batched = False
+        hold = False
         remote_session: str | None = None
         checkpoint = 0
+        received = 0  # batched: the server transcript offset we have everything up to
+        batch: p.OutputBatch | None = None  # a batch's header, waiting for its payload
         pending: list[tuple[str, bytes]] = []
         pending_bytes = 0
 
@@ -187,7 +210,7 @@ class RemoteRun:
             nonlocal pending_bytes
             pending.append((stream, data))
             pending_bytes += len(data)
-            if not resumable and pending_bytes >= BURST_BYTES:
+            if not hold and pending_bytes >= BURST_BYTES:
                 commit()
 
         def commit() -> None:
@@ -232,7 +255,7 @@ class RemoteRun:
                     except ConnectionClosed as exc:
                         closed = exc
                 if frame is None and closed is None:
-                    if not resumable:
+                    if not hold:
                         commit()  # nothing more buffered: hand over what we have
                     receiver = loop.create_task(self._ws.recv())
                     timeout = None if wait_until is None else max(0.0, wait_until - loop.time())
@@ -267,9 +290,14 @@ class RemoteRun:
                         return RemoteOutcome(self._final_state(), pid=pid)
                     blip = closed.rcvd is None or closed.rcvd.code != 1008
                     if resumable and remote_session and blip:
-                        if await self._reattach(remote_session, checkpoint):
+                        if batched:
+                            commit()  # all of it: the server resumes just past it
+                        if await self._reattach(
+                            remote_session, received if batched else checkpoint, batch=batched
+                        ):
                             pending.clear()  # the server replays it from the checkpoint
                             assembler = p.OutputAssembler()
+                            batch = None
                             continue
                     commit()
                     rcvd = closed.rcvd
@@ -278,6 +306,23 @@ class RemoteRun:
                         raise SessionLimitReached(f"{self.url}: session limit reached") from None
                     return RemoteOutcome("lost", reason=f"{reason} ({self.url})", pid=pid)
                 assert frame is not None
+                if batch is not None:  # this frame must be the payload of that header
+                    head, batch = batch, None
+                    # A replay after a reattach may overlap what we already have.
+                    pieces = (
+                        head.split(frame, max(0, received - head.offset))
+                        if isinstance(frame, bytes)
+                        else p.ProtocolError("batch header without its payload")
+                    )
+                    if isinstance(pieces, p.ProtocolError):
+                        # Never skip bytes: drop the connection, so that we reattach
+                        # and the server sends them again from `received`.
+                        self._ws.transport.abort()
+                        continue
+                    for stream, data in pieces:
+                        emit(stream, data)
+                    received = max(received, head.end)
+                    continue
                 msg = p.parse(frame)
                 if isinstance(msg, p.ErrorResponse):
                     if msg.session_limit:
@@ -305,11 +350,18 @@ class RemoteRun:
                     if "attach" in event.capabilities:  # a ccx-tui server: ask to detach
                         params["detachable"] = True
                         resumable = True
+                        hold = True
+                    if self.batch and p.BATCH in event.capabilities:  # ...and batches
+                        params[p.BATCH] = True
+                        batched = self.batched = True
+                        hold = False
                     execute_id = await self._send("execute", params)
                 elif isinstance(event, p.Ping):
                     await self._send("pong", {}, request=False)
                 elif isinstance(event, p.ProcessOutput):
                     emit(event.stream, assembler.feed(event).encode("utf-8"))
+                elif isinstance(event, p.OutputBatch) and batched:
+                    batch = event
                 elif isinstance(event, p.ProcessEnded):
                     commit()
                     return self._ended(event, pid)

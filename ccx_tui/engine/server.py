@@ -5,6 +5,25 @@ from the session's on-disk transcript by its own sender, so a client that stops
 reading only lags (the process never blocks, server memory stays flat, nothing is
 lost); CANCEL escalates TERM -> KILL; exit codes are true; `cwd`, `env`, `ttl` are
 honoured; non-object JSON gets an error instead of a dropped connection.
+
+Extensions, which only a client that asks for them ever sees (`connected` lists them
+among its capabilities; upstream clients ignore those):
+
+- `"detachable": true` with `execute`: the session outlives its socket for
+  `reattach_grace` seconds; `session.attach` {session_id, offset} replays the
+  transcript from a byte offset, and `stream.checkpoint` {offset} notifications say
+  where line frames may be resumed from.  `sessions.list` lists the sessions.
+- `"batch": true` with `execute` or `session.attach` (capability "batch"): output
+  comes not as one `process.output` frame per line but as batches of up to
+  BATCH_BYTES of the transcript, each a text notification
+  ``{"method":"process.output_batch","params":{"offset":N,"runs":[["stdout",n1],
+  ["stderr",n2]]}}`` immediately followed by one binary frame of exactly n1 + n2...
+  bytes: the transcript's bytes from offset N, unchanged (invalid UTF-8 included),
+  the runs saying which stream each came from ("meta": bytes the server added).
+  Batches end after a line terminator whenever more output follows, and every
+  batch gives its offset, so a client resumes after a blip from the end of the last
+  one it received (no checkpoints are sent).  There is no per-line work on either
+  side: one large binary frame instead of thousands of JSON ones.
 """
 
 from __future__ import annotations
@@ -32,11 +51,13 @@ from ccx_tui.engine import protocol as p
 from ccx_tui.engine.events import OutputAppended, SessionUpdated
 from ccx_tui.engine.local import LocalEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
-from ccx_tui.engine.transcript import META, SIDECAR_NAME, STDERR, read_segments
+from ccx_tui.engine.transcript import META, SIDECAR_NAME, STDERR, STDOUT, read_segments
 from ccx_tui.errors import CcxError, InvalidCommand
 
 PATHS = ("/ws/mcp", "/ws")
 READ_BYTES = 256 * 1024  # transcript bytes turned into frames per step
+BATCH_BYTES = 1024 * 1024  # transcript bytes per batch of output, at most
+MAX_RUNS = 4096  # stream runs per batch: bounds its header however output interleaves
 MAX_FRAME = 16 * 1024 * 1024
 KEEPALIVE_TIMEOUT = 300.0
 HOLD_CHARS = 4 * 1024 * 1024  # an unfinished line longer than this goes as it is (bounded)
@@ -250,6 +271,7 @@ class _Connection:
         self.session_id: str | None = None
         self.detachable = False
         self.canceled = False
+        self.batch = False  # the client asked for batched (binary) output
         self.sender: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
 
@@ -264,7 +286,14 @@ class _Connection:
                 {
                     "session_id": str(uuid.uuid4()),
                     "version": __version__,
-                    "capabilities": ["execute", "control", "stream", "attach", "sessions"],
+                    "capabilities": [
+                        "execute",
+                        "control",
+                        "stream",
+                        "attach",
+                        "sessions",
+                        p.BATCH,
+                    ],
                 },
             )
         )
@@ -368,6 +397,7 @@ class _Connection:
             raise _RpcError(p.INTERNAL, str(exc)) from None
         self.session_id = info.id
         self.detachable = bool(params.get("detachable"))
+        self.batch = params.get(p.BATCH) is True
         self.canceled = False
         info = await self._until_started(info.id)
         result: dict[str, Any] = {"status": "started", "pid": info.pid, "pgid": info.pid}
@@ -400,6 +430,7 @@ class _Connection:
         self.server.reattached(info.id)
         self.session_id = info.id
         self.detachable = True
+        self.batch = params.get(p.BATCH) is True
         self.sender = asyncio.get_running_loop().create_task(self._stream(info.id, offset))
         return {"status": "attached", "pid": info.pid, "pgid": info.pid, "state": info.state}
 
@@ -443,6 +474,15 @@ class _Connection:
                     wake.clear()
                     info = self.engine.get(session_id)
                     end = info.bytes
+                    if pos < end and self.batch:
+                        # Every batch carries its offset: no checkpoints needed.
+                        stop = min(end, pos + BATCH_BYTES)
+                        batch = _batch(fd, info, pos, stop, more=stop < end)
+                        async with self.send_lock:  # the payload follows its header
+                            await self.ws.send(batch.header)
+                            await self.ws.send(batch.payload)
+                        pos += batch.size
+                        continue
                     if pos < end:
                         stop = min(end, pos + READ_BYTES)
                         pos = await self._send_range(fd, info, pos, stop, feed)
@@ -493,6 +533,54 @@ class _Connection:
 
 
 _PAUSE_RESUME = {"PAUSE": "paused", "RESUME": "resumed"}
+_STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr", META: "meta"}
+
+
+def _batch(fd: int, info: SessionInfo, start: int, stop: int, more: bool) -> _Batch:
+    """A batch of transcript bytes [start, stop), or of a prefix of them.
+
+    With `more` (the transcript goes on past `stop`) the batch ends after its last
+    line terminator, if it has one, so that the client gets whole lines (its line
+    merger then hands them on without copying); the rest starts the next batch.
+    It also ends early if the bytes switch streams more than MAX_RUNS times.
+    """
+    data = os.pread(fd, stop - start, start)
+    stop = start + len(data)  # shorter only if the file is: stay exact anyway
+    if more:
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        if cut:
+            stop = start + cut
+    segments = read_segments(info.directory / SIDECAR_NAME, start, stop)
+    runs: list[tuple[str, int]] = []
+    pos = start
+    for i, seg in enumerate(segments):
+        seg_end = min(segments[i + 1].offset if i + 1 < len(segments) else stop, stop)
+        if seg_end <= pos:
+            continue
+        if seg.offset > pos:  # bytes no record covers (never written so): stdout
+            runs.append(("stdout", seg.offset - pos))
+            pos = seg.offset
+        stream = _STREAM_NAMES.get(seg.stream, "stdout")
+        if runs and runs[-1][0] == stream:
+            runs[-1] = (stream, runs[-1][1] + seg_end - pos)
+        elif len(runs) < MAX_RUNS:
+            runs.append((stream, seg_end - pos))
+        else:
+            stop = pos  # the rest goes in the next batch
+            break
+        pos = seg_end
+    if pos < stop:  # past the last record (cannot happen: it runs to `stop`): stdout
+        runs.append(("stdout", stop - pos))
+    size = stop - start
+    payload = data if size == len(data) else memoryview(data)[:size]
+    return _Batch(p.encode_batch(start, runs), payload, size)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    header: str
+    payload: bytes | memoryview
+    size: int
 
 
 class _RpcError(Exception):
