@@ -26,6 +26,7 @@ from ccx_tui.engine.events import (
     SessionAdded,
     SessionRemoved,
     SessionUpdated,
+    Subscriber,
 )
 from ccx_tui.engine.local import LocalEngine
 from ccx_tui.engine.remote_engine import RemoteEngine
@@ -136,7 +137,7 @@ class CcxApp(App[int]):
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 loop.add_signal_handler(signum, self._on_signal)
         for engine in self.engines:
-            self._engine_events(engine)
+            self._engine_events(engine, engine.subscribe())
         for item in self._declared:
             await self._start(item.spec, item.server or "local", autostart=item.autostart)
         for command in self._commands:
@@ -151,8 +152,9 @@ class CcxApp(App[int]):
     # -- the one place engine events become UI updates --------------------------------
 
     @work(group="engine", exit_on_error=True)
-    async def _engine_events(self, engine: LocalEngine) -> None:
-        sub = engine.subscribe()
+    async def _engine_events(self, engine: LocalEngine, sub: Subscriber) -> None:
+        """Apply `sub`'s events (subscribed by the caller before anything can happen, so
+        no event falls between starting this worker and its first wait)."""
         try:
             while (event := await sub.get()) is not None:
                 try:
@@ -280,7 +282,7 @@ class CcxApp(App[int]):
         sidebar.stats = self.engine.stats
         sidebar.servers = tuple(
             (
-                remote.url,
+                remote.name,  # the [[server]] name, else its URL
                 f"{remote.status}; running {remote.stats.live}, queued {remote.stats.queued}",
             )
             for remote in self.remotes
@@ -338,7 +340,7 @@ class CcxApp(App[int]):
             CreateSessionDialog(
                 cwd=str(Path.cwd()),
                 ttl=self.settings.ttl,
-                locations=[e.location for e in self.engines],
+                locations=[e.name for e in self.engines],
             ),
             created,
         )
