@@ -288,3 +288,28 @@ async def test_timestamps_show_when_each_line_arrived(tmp_path: Path, utc: None)
         assert rows(view)[:3] == ["22:13:20 boot", "22:14:21 ready", "23:13:20 oops"]
         await pilot.press("t")
         assert rows(view)[:3] == ["boot", "ready", "oops"]
+
+
+def test_snapshot_timestamps_and_numbers(snap_compare: Any, tmp_path: Path, utc: None) -> None:
+    """`t`: when each line arrived, beside the line numbers; stderr lines tinted."""
+    directory = tmp_path / "session"
+    directory.mkdir()
+    (directory / TRANSCRIPT_NAME).write_bytes(
+        b"boot sequence\nlistening on :8000\nGET / 200\nWARN slow request\nGET /x 404\n"
+    )
+    base = 1_700_000_000.0  # 22:13:20 UTC
+    (directory / SIDECAR_NAME).write_bytes(
+        RECORD.pack(0, base, STDOUT)
+        + RECORD.pack(14, base + 2, STDOUT)
+        + RECORD.pack(33, base + 61, STDOUT)
+        + RECORD.pack(43, base + 62, STDERR)
+        + RECORD.pack(61, base + 3600, STDOUT)
+    )
+
+    async def times_and_numbers(pilot: Pilot[None]) -> None:
+        view = pilot.app.query_one(TranscriptView)
+        view.show_line_numbers = True
+        await pilot.press("t")
+
+    app = PanelApp(directory / TRANSCRIPT_NAME)
+    assert snap_compare(app, terminal_size=(60, 10), run_before=times_and_numbers)

@@ -81,9 +81,13 @@ def test_help_screen(snap_compare, data_dir: Path) -> None:
 
 
 def _info(n: int, state: State, **kw: object) -> SessionInfo:
+    spec = kw.pop("spec", None) or SessionSpec(
+        kw.pop("command", f"job-{n} --flag"),  # type: ignore[arg-type]
+        ttl=kw.pop("ttl", None),  # type: ignore[arg-type]
+    )
     base: dict[str, object] = {
         "id": f"{n:016x}",
-        "spec": SessionSpec(kw.pop("command", f"job-{n} --flag"), ttl=kw.pop("ttl", None)),  # type: ignore[arg-type]
+        "spec": spec,
         "state": state,
         "directory": Path("/nonexistent"),
         "created_at": NOW - 100,
@@ -123,3 +127,82 @@ def test_sidebar(snap_compare) -> None:
     """Counts against the limit; per session: state, elapsed, TTL bar (red when nearly
     out), exit code, CPU and memory."""
     assert snap_compare(SidebarApp(), terminal_size=(40, 40))
+
+
+SEARCHABLE = (
+    "for i in $(seq 1 60); do "
+    'if [ $((i % 7)) -eq 0 ]; then echo "line $i: ERROR disk quota"; '
+    'else echo "line $i: ok"; fi; done'
+)
+
+
+async def search_error(pilot: Pilot[int]) -> None:
+    await all_final(pilot)
+    await pilot.press("g", "slash", *"error")
+    app = pilot.app
+    assert isinstance(app, CcxApp)
+    await until(lambda: "8 matching lines" in str(app.screen._compositor.render_strips()))
+    await pilot.press("enter", "n")
+    await pilot.pause(0.2)
+
+
+def test_search_session(snap_compare, data_dir: Path) -> None:
+    """`/error`, Enter, `n`: every match highlighted, the second one under the cursor,
+    the bar and the status line say `match 2/8`."""
+    app = finished_app(data_dir, SEARCHABLE)
+    assert snap_compare(app, terminal_size=SIZE, run_before=search_error)
+
+
+def test_filter_session(snap_compare, data_dir: Path) -> None:
+    """`&` after a search: only the 8 matching lines, with their line numbers."""
+    app = finished_app(data_dir, SEARCHABLE)
+
+    async def filtered(pilot: Pilot[int]) -> None:
+        await search_error(pilot)
+        await pilot.press("ampersand")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=filtered)
+
+
+def test_save_dialog(snap_compare, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`s` asks where to save, offering a file named after the tab in the current dir."""
+    monkeypatch.chdir("/")
+    app = finished_app(data_dir, "seq 1 5")
+
+    async def open_save(pilot: Pilot[int]) -> None:
+        await all_final(pilot)
+        await pilot.press("s")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_save)
+
+
+class CrashLoopApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Sidebar()
+
+    def on_mount(self) -> None:
+        flaky = SessionSpec("./flaky", name="flaky", restart="on-failure", max_restarts=5)
+        worker = SessionSpec("./worker", name="worker", restart="always", max_restarts=3)
+        sidebar = self.query_one(Sidebar)
+        sidebar.now = NOW
+        sidebar.stats = EngineStats(running=0, paused=0, queued=0, max_sessions=16)
+        sidebar.sessions = (
+            _info(
+                1,
+                State.EXITED,
+                spec=flaky,
+                exit_code=1,
+                ended_at=NOW - 2,
+                restarts=3,
+                restart_at=NOW + 6,
+            ),
+            _info(2, State.EXITED, spec=worker, exit_code=0, ended_at=NOW - 30, restarts=3),
+        )
+
+
+def test_sidebar_crash_loop(snap_compare) -> None:
+    """A crash loop in plain sight: restarts so far, the countdown to the next one, and
+    a session that gave up."""
+    assert snap_compare(CrashLoopApp(), terminal_size=(40, 14))

@@ -114,11 +114,8 @@ class SearchBar(Horizontal):
     def compose(self) -> ComposeResult:
         yield Static("/", id="slash")
         yield Input(placeholder="regex (smart case)", id="pattern", select_on_focus=False)
-        yield Static(id="options")
+        yield Static(self._options_text(), id="options")
         yield Static(id="search-status")
-
-    def on_mount(self) -> None:
-        self._render_options()
 
     def watch_case(self) -> None:
         self._render_options()
@@ -193,13 +190,14 @@ class SearchBar(Horizontal):
         self._timer = None
         self.post_message(self.Changed(self, self.text))
 
-    def _render_options(self) -> None:
-        if not self.is_mounted:
-            return
+    def _options_text(self) -> str:
         case = {None: "smart case", True: "Aa case", False: "aa no case"}[self.case]
         mode = ".* regex" if self.regex else '"" text'
-        options = [case, mode] + (["≡ filter"] if self.filter else [])
-        self.query_one("#options", Static).update(" · ".join(options))
+        return " · ".join([case, mode] + (["≡ filter"] if self.filter else []))
+
+    def _render_options(self) -> None:
+        if self.is_mounted:
+            self.query_one("#options", Static).update(self._options_text())
 
     def _render_status(self) -> None:
         if not self.is_mounted:

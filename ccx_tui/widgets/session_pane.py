@@ -80,7 +80,8 @@ class SessionPane(TabPane):
         if event.following:
             self.follow_note = ""
         else:
-            self.follow_note = f"↓ {event.new_lines} new lines (f to follow)"
+            new = event.new_lines
+            self.follow_note = f"↓ {new} new line{'s' * (new != 1)} (f to follow)" if new else ""
 
     @property
     def view(self) -> TranscriptView:
