@@ -5,6 +5,9 @@ enforces the TTL itself (CANCEL, then closing the socket after the grace period 
 server escalates to KILL), builds cwd and env into the command string, waits
 generously for the execute result, and reads the socket continuously (output goes
 straight to the caller's sink, which spools it to disk), so it never stalls a server.
+From `ccx-tui serve` it also asks for a detachable session (reattached after a network
+blip) and for batched output: raw transcript bytes in large binary frames instead of a
+JSON frame per line (see server.py), which keeps invalid UTF-8 exact.
 """
 
 from __future__ import annotations
