@@ -4,18 +4,44 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ccx_tui.config import parse_env, parse_seconds
 from ccx_tui.engine.session import SessionSpec
 from ccx_tui.errors import CcxError
+
+FORM_CSS = """
+FORM {
+    align: center middle;
+    #dialog {
+        width: 76;
+        height: auto;
+        border: thick $primary 60%;
+        background: $surface;
+        padding: 1 2;
+    }
+    Label.field { margin-top: 0; }
+    #error { color: $error; height: auto; margin-top: 1; display: none; }
+    #error.shown { display: block; }
+    #buttons { height: auto; margin-top: 1; align-horizontal: right; }
+    Button { margin-left: 1; }
+}
+"""
+"""The look shared by the dialogs with fields (FORM: the dialog's class name)."""
+
+
+def show_refusal(screen: Screen[Any], reason: str) -> None:
+    """Show why the dialog's values are refused, in its #error line."""
+    error = screen.query_one("#error", Static)
+    error.update(f"✘ {reason}")
+    error.add_class("shown")
 
 
 class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
@@ -24,23 +50,7 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    DEFAULT_CSS = """
-    CreateSessionDialog {
-        align: center middle;
-        #dialog {
-            width: 76;
-            height: auto;
-            border: thick $primary 60%;
-            background: $surface;
-            padding: 1 2;
-        }
-        Label.field { margin-top: 0; }
-        #error { color: $error; height: auto; margin-top: 1; display: none; }
-        #error.shown { display: block; }
-        #buttons { height: auto; margin-top: 1; align-horizontal: right; }
-        Button { margin-left: 1; }
-    }
-    """
+    DEFAULT_CSS = FORM_CSS.replace("FORM", "CreateSessionDialog")
 
     def __init__(
         self,
@@ -90,9 +100,7 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
         try:
             spec = self._spec()
         except CcxError as exc:
-            error = self.query_one("#error", Static)
-            error.update(f"✘ {exc}")
-            error.add_class("shown")
+            show_refusal(self, str(exc))
             return
         location = "local"
         if len(self._locations) > 1:
@@ -175,22 +183,7 @@ class SaveDialog(ModalScreen[Path | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    DEFAULT_CSS = """
-    SaveDialog {
-        align: center middle;
-        #dialog {
-            width: 76;
-            height: auto;
-            border: thick $primary 60%;
-            background: $surface;
-            padding: 1 2;
-        }
-        #error { color: $error; height: auto; margin-top: 1; display: none; }
-        #error.shown { display: block; }
-        #buttons { height: auto; margin-top: 1; align-horizontal: right; }
-        Button { margin-left: 1; }
-    }
-    """
+    DEFAULT_CSS = FORM_CSS.replace("FORM", "SaveDialog")
 
     def __init__(
         self,
@@ -246,6 +239,4 @@ class SaveDialog(ModalScreen[Path | None]):
         self.dismiss(None)
 
     def _refuse(self, reason: str) -> None:
-        error = self.query_one("#error", Static)
-        error.update(f"✘ {reason}")
-        error.add_class("shown")
+        show_refusal(self, reason)

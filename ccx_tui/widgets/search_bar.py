@@ -59,51 +59,34 @@ class SearchBar(Horizontal):
     error: reactive[str] = reactive("")
     """Why the pattern cannot be searched (shown instead of the status)."""
 
-    class Changed(Message):
+    class _BarMessage(Message):
+        def __init__(self, bar: SearchBar) -> None:
+            super().__init__()
+            self.bar = bar
+
+        @property
+        def control(self) -> SearchBar:
+            return self.bar
+
+    class Changed(_BarMessage):
         """The pattern or an option changed (after a short pause in typing)."""
 
         def __init__(self, bar: SearchBar, text: str) -> None:
-            super().__init__()
-            self.bar = bar
+            super().__init__(bar)
             self.text = text
 
-        @property
-        def control(self) -> SearchBar:
-            return self.bar
-
-    class Submitted(Message):
+    class Submitted(_BarMessage):
         """Enter: go to the next match and back to the output."""
 
-        def __init__(self, bar: SearchBar) -> None:
-            super().__init__()
-            self.bar = bar
-
-        @property
-        def control(self) -> SearchBar:
-            return self.bar
-
-    class Cancelled(Message):
+    class Cancelled(_BarMessage):
         """Escape: stop searching."""
 
-        def __init__(self, bar: SearchBar) -> None:
-            super().__init__()
-            self.bar = bar
-
-        @property
-        def control(self) -> SearchBar:
-            return self.bar
-
-    class FilterToggled(Message):
+    class FilterToggled(_BarMessage):
         """ctrl+f: the filter option changed."""
 
         def __init__(self, bar: SearchBar, on: bool) -> None:
-            super().__init__()
-            self.bar = bar
+            super().__init__(bar)
             self.on = on
-
-        @property
-        def control(self) -> SearchBar:
-            return self.bar
 
     def __init__(
         self, *, name: str | None = None, id: str | None = None, classes: str | None = None
