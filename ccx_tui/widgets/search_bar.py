@@ -96,7 +96,8 @@ class SearchBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static("/", id="slash")
-        yield Input(placeholder="regex (smart case)", id="pattern", select_on_focus=False)
+        # The last pattern comes back selected: Enter searches it again, typing replaces it.
+        yield Input(placeholder="regex (smart case)", id="pattern")
         yield Static(self._options_text(), id="options")
         yield Static(id="search-status")
 
@@ -160,7 +161,6 @@ class SearchBar(Horizontal):
         self.add_class("shown")
         pattern = self.query_one("#pattern", Input)
         pattern.focus()
-        pattern.cursor_position = len(pattern.value)
         if pattern.value:
             self._changed()
 
