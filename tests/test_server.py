@@ -294,7 +294,8 @@ async def test_slow_client_never_stalls_the_process(data_dir: Path, batch: bool)
     """Back-pressure, cc_executor's worst fault: a client stops reading while its
     process writes 200 MB.  The process still finishes (it is never blocked), the
     server's memory stays flat, and the client then receives every byte in order;
-    with line frames as with batches."""
+    with line frames as with batches (whose payloads the server reads into one reused
+    buffer: a frame still waiting to be sent must already be a copy, or this breaks)."""
     proc, port = _serve(data_dir)
     try:
         server = psutil.Process(proc.pid)
