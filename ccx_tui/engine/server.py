@@ -56,10 +56,11 @@ from ccx_tui.errors import CcxError, InvalidCommand
 
 PATHS = ("/ws/mcp", "/ws")
 READ_BYTES = 256 * 1024  # transcript bytes turned into frames per step
-# Transcript bytes per batch of output, at most.  Larger is not cheaper: measured on
-# loopback, a client took 3-4x the CPU to receive 1 MiB frames as 256 KiB ones (the
-# large buffers websockets allocates per frame come back as fresh pages each time).
-BATCH_BYTES = 256 * 1024
+# Transcript bytes per batch of output, at most.  Measured on loopback: a websockets
+# client that has fallen behind took 3x the CPU to receive 1 MiB frames as 512 KiB
+# ones (buffers that large come back as fresh pages for every frame), while 256 KiB
+# batches made the whole pipeline slower (twice the frames, sends and wakeups).
+BATCH_BYTES = 512 * 1024
 MAX_RUNS = 4096  # stream runs per batch: bounds its header however output interleaves
 MAX_FRAME = 16 * 1024 * 1024
 KEEPALIVE_TIMEOUT = 300.0
