@@ -30,11 +30,11 @@ class Sizes:
     scale_seconds: float
     key_reps: int
     remote_bytes: int  # 4 KiB lines
-    remote_short_bytes: int  # 64-byte lines: one JSON frame each, so kept smaller
+    remote_short_bytes: int  # 64-byte lines
 
 
 QUICK = Sizes(64 * MIB, 100, 10, 32 * MIB, 3.0, 40, 5.0, 5, 64 * MIB, 16 * MIB)
-FULL = Sizes(1024 * MIB, 500, 50, 200 * MIB, 10.0, 200, 30.0, 10, 1024 * MIB, 64 * MIB)
+FULL = Sizes(1024 * MIB, 500, 50, 200 * MIB, 10.0, 200, 30.0, 10, 1024 * MIB, 1024 * MIB)
 
 
 def table(rows: list[Row]) -> str:

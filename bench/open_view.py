@@ -13,6 +13,7 @@ import psutil
 from bench.common import PY, Row, fmt_mb, fmt_ratio, fmt_s, line_text, run_timed, yes_no
 
 TARGET_SECONDS = 1.0
+JUMP_LINE = 5_000_000  # 1-based, as the user types it
 GIVE_UP = 60.0
 
 
@@ -48,6 +49,27 @@ def run(source: Path, lines: int, work: Path) -> list[Row]:
     )
     seen: float | None = None
     rss = 0
+    jumps: dict[str, float | None] = {}
+
+    def capture() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p", "-t", "bench"], capture_output=True, text=True
+        ).stdout
+
+    def wait_for(text: str, first_row: bool = False) -> float | None:
+        """Seconds until `text` shows (in the first row only, if asked), or None."""
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < GIVE_UP:
+            shown = capture()
+            if text in (shown.split("\n")[0] if first_row else shown):
+                return time.perf_counter() - t0
+            time.sleep(0.01)
+        return None
+
+    def send(*keys: str) -> None:
+        subprocess.run([*tmux, "send-keys", "-t", "bench", *keys], check=True)
+
+    target = min(JUMP_LINE, lines // 2)
     try:
         pane_pid = int(
             subprocess.run(
@@ -67,6 +89,14 @@ def run(source: Path, lines: int, work: Path) -> list[Row]:
             time.sleep(0.02)
         time.sleep(0.5)  # let it settle before reading memory
         rss = _tree_rss(pane_pid)
+        if seen is not None and wait_for(f"of {lines}") is not None:  # indexed
+            send(":")
+            if wait_for("Go to line") is not None:
+                send("-l", str(target))
+                send("Enter")
+                jumps["line"] = wait_for(line_text(target - 1).decode().split(".")[0].strip())
+                send("g")
+                jumps["top"] = wait_for(line_text(0).decode().split(".")[0].strip(), True)
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
 
@@ -83,6 +113,20 @@ def run(source: Path, lines: int, work: Path) -> list[Row]:
             f"~{TARGET_SECONDS:g} s absolute",
             met,
         ),
+        *[
+            Row(
+                f"jump ({what}, `{keys}` once the file is indexed)",
+                "not seen" if jumps.get(key) is None else fmt_s(jumps[key] or 0.0),
+                "-",
+                "-",
+                "(reported)",
+                "-" if jumps.get(key) is not None else "**no**",
+            )
+            for key, what, keys in [
+                ("line", f"last screen to line {target:,}", f":{target}"),
+                ("top", f"line {target:,} to the top", "g"),
+            ]
+        ],
         Row(
             "open: viewer RSS after opening",
             fmt_mb(rss),

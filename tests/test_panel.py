@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from ccx_tui.engine.transcript import RECORD, SIDECAR_NAME, STDERR, STDOUT, TRANSCRIPT_NAME
-from ccx_tui.widgets.dialogs import SaveDialog
+from ccx_tui.widgets.dialogs import GotoLineDialog, SaveDialog
 from ccx_tui.widgets.search_bar import SearchBar
 from ccx_tui.widgets.transcript_panel import TranscriptPanel, default_save_name, pager_command
 from ccx_tui.widgets.transcript_view import TranscriptView
@@ -313,3 +313,19 @@ def test_snapshot_timestamps_and_numbers(snap_compare: Any, tmp_path: Path, utc:
 
     app = PanelApp(directory / TRANSCRIPT_NAME)
     assert snap_compare(app, terminal_size=(60, 10), run_before=times_and_numbers)
+
+
+async def test_goto_line_jumps_and_refuses_nonsense(tmp_path: Path) -> None:
+    app = PanelApp(make_log(tmp_path / "g.log", 20_000))
+    async with app.run_test(size=SIZE) as pilot:
+        view, _ = parts(app)
+        await wait_for(pilot, lambda: view.line_count == 20_000)
+        await pilot.press("colon", *"12,345", "enter")
+        assert view.cursor_line == 12_344 and not view.following
+        assert "line 12345" in rows(view)
+        await pilot.press("colon", *"soon", "enter")
+        assert isinstance(app.screen, GotoLineDialog)
+        assert "not a line number: 'soon'" in str(app.screen.query_one("#error").render())
+        await pilot.press("ctrl+a", "ctrl+k", *"999999", "enter")  # past the end: the last
+        assert view.cursor_line == 19_999
+        assert rows(view)[-1] == "line 20000"

@@ -240,3 +240,44 @@ class SaveDialog(ModalScreen[Path | None]):
 
     def _refuse(self, reason: str) -> None:
         show_refusal(self, reason)
+
+
+class GotoLineDialog(ModalScreen[int | None]):
+    """Ask for a line number (1-based, at most `last`); dismisses with it 0-based."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    DEFAULT_CSS = FORM_CSS.replace("FORM", "GotoLineDialog").replace("width: 76", "width: 44")
+
+    def __init__(
+        self,
+        last: int,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._last = last
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(f"[b]Go to line[/b] (1 to {self._last:,})")
+            yield Input(placeholder="line number", id="line")
+            yield Static("", id="error")
+
+    @on(Input.Submitted)
+    def _submit(self) -> None:
+        text = self.query_one("#line", Input).value.strip().replace(",", "").replace("_", "")
+        try:
+            number = int(text)
+        except ValueError:
+            show_refusal(self, f"not a line number: {text!r}" if text else "type a line number")
+            return
+        if number < 1:
+            show_refusal(self, "lines start at 1")
+            return
+        self.dismiss(min(number, self._last) - 1)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -34,6 +34,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("↑ ↓  j k", "scroll a line"),
             ("PgUp PgDn", "scroll a page"),
             ("g / G", "top / bottom"),
+            (":", "go to a line number"),
             ("← →", "scroll long lines sideways"),
             ("f  End", "follow new output again"),
             ("t", "timestamps: when each line arrived"),

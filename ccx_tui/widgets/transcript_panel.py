@@ -18,7 +18,7 @@ from textual.containers import Vertical
 
 from ccx_tui.engine.export import save_transcript
 from ccx_tui.errors import CcxError
-from ccx_tui.widgets.dialogs import SaveDialog
+from ccx_tui.widgets.dialogs import GotoLineDialog, SaveDialog
 from ccx_tui.widgets.search_bar import SearchBar
 from ccx_tui.widgets.transcript_view import TranscriptView
 
@@ -54,6 +54,7 @@ class TranscriptPanel(Vertical):
         Binding("y", "copy", "Copy", show=False),
         Binding("s", "save", "Save", show=False),
         Binding("e", "open_pager", "Pager", show=False),
+        Binding("colon", "goto_line", "Go to line", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -151,6 +152,19 @@ class TranscriptPanel(Vertical):
             return
         view.set_filter(not view.filtering)
         self.bar.filter = view.filtering
+
+    def action_goto_line(self) -> None:
+        view = self._view
+        if view.showing_tail or not view.line_count:
+            self.notify("line numbers are not known yet: indexing…", severity="warning")
+            return
+
+        def chosen(line: int | None) -> None:
+            if line is not None:
+                view.goto_line(line)
+                view.focus()
+
+        self.app.push_screen(GotoLineDialog(view.line_count), chosen)
 
     # -- copy, save, open ---------------------------------------------------------------
 

@@ -474,6 +474,18 @@ class TranscriptView(ScrollView, can_focus=True):
             force=True,
         )
 
+    def goto_line(self, line: int) -> None:
+        """Put the cursor on `line` (0-based) and show it a third of the way down."""
+        line = max(0, min(line, self._line_count - 1))
+        self.cursor_line = line
+        self.following = False
+        self.scroll_to(
+            y=max(self._row_of(line) - self.scrollable_content_region.height // 3, 0),
+            animate=False,
+            immediate=True,
+            force=True,
+        )
+
     def match_index(self) -> int | None:
         """1-based number of the match under the cursor, if it is on one."""
         searcher, line = self._searcher, self.cursor_line
