@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ccx_tui.engine.local import EngineConfig, LocalEngine, _Record
 from ccx_tui.engine.remote import RemoteError, RemoteOutcome, RemoteRun, SessionLimitReached
 from ccx_tui.engine.runner import Ending, OnData, OnEof, Proc
-from ccx_tui.engine.session import SessionSpec, State
+from ccx_tui.engine.session import RESTART_POLICIES, SessionSpec, State
 from ccx_tui.errors import InvalidCommand
 
 PROBE_EVERY = 10.0
@@ -103,8 +103,10 @@ class RemoteEngine(LocalEngine):
         # The directory is the server's; only what we can judge here is checked.
         if not spec.command.strip():
             raise InvalidCommand("empty command")
-        if spec.ttl is not None and not spec.ttl > 0:
+        if spec.ttl is not None and not spec.ttl >= 0:  # 0: none, whatever the default
             raise InvalidCommand(f"bad TTL: {spec.ttl}")
+        if spec.restart not in RESTART_POLICIES or spec.max_restarts < 0:
+            raise InvalidCommand(f"bad restart policy: {spec.restart!r}")
         return spec
 
     async def _launch(self, rec: _Record, on_data: OnData, on_eof: OnEof) -> Proc:
