@@ -267,8 +267,11 @@ class CcxApp(App[int]):
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self) -> None:
-        self._focus_view()
-        self._refresh_sidebar()
+        # A tab added just before the app exits may announce itself after the widgets
+        # are gone: nothing to focus or show then.
+        with contextlib.suppress(NoMatches):
+            self._focus_view()
+            self._refresh_sidebar()
 
     # -- sidebar and clock ----------------------------------------------------------
 
