@@ -97,6 +97,12 @@ class Tmux:
             "remain-on-exit",
             "on",
             ";",
+            # OSC 52 from the app lands in a tmux paste buffer: `y` can be checked.
+            "set-option",
+            "-g",
+            "set-clipboard",
+            "on",
+            ";",
             "new-session",
             "-d",
             "-s",
@@ -380,3 +386,46 @@ autostart = false
     tmux.send("y")
     assert tmux.wait_exit() == 0
     assert wait_gone(f"{ticker['id']}.") == []
+
+
+def test_procfile_copy_save_and_timestamps(tmux: Tmux, tmp_path: Path) -> None:
+    """`--procfile`: each entry is a named session; `t` shows arrival times, `y` copies
+    the last line shown (OSC 52, into tmux's paste buffer), `s` Enter saves the exact
+    transcript in the current directory."""
+    data = tmp_path / "data"
+    procfile = tmux.home / "Procfile"
+    procfile.write_text(
+        "# two processes\n"
+        "web: printf 'WEB%s\\n' -UP; printf 'copy me\\n'; sleep 1000\n"
+        "worker: printf 'WORKER%s\\n' -UP; sleep 1000\n"
+    )
+    tmux.start(ccx("--data-dir", str(data), "--procfile", str(procfile)))
+    screen = tmux.wait_for_screen("WORKER-UP")
+    assert "web" in rows(screen)[0] and "worker" in rows(screen)[0]
+    tmux.send("1")
+    tmux.wait_for_screen("copy me")
+
+    tmux.send("t")
+    left = [row.split("▏")[0].rstrip() for row in rows(tmux.screen())]
+    assert "copy me" in left
+    tmux.wait_screen(
+        lambda s: any(
+            r.split("▏")[0].rstrip().endswith(" copy me") and r[2] == r[5] == ":" for r in rows(s)
+        ),
+        "HH:MM:SS before each line",
+    )
+    tmux.send("y")
+    tmux.wait_for_screen("copied line 2")
+    assert tmux.run("show-buffer") == "copy me"
+
+    tmux.send("s")
+    tmux.wait_for_screen("Save the transcript")
+    tmux.send("Enter")
+    saved = tmux.home / "web.log"
+    tmux.wait_screen(lambda s: saved.exists() and "saved transcript" in s, "the saved file")
+    assert saved.read_bytes() == b"WEB-UP\ncopy me\n"
+
+    tmux.send("q")
+    tmux.wait_for_screen("still running or queued")
+    tmux.send("y")
+    assert tmux.wait_exit() == 0

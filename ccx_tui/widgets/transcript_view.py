@@ -226,6 +226,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._width_pending = False
         self._timer: Timer | None = None
         self._wanted = False  # refresh_source called; start a pass on the next tick
+        self._hidden = False  # in a tab not shown: new output waits until it is
         self._lock = threading.Lock()  # guards the two flags below
         self._indexing = False  # a worker may be using the reader
         self._closed = False
@@ -262,6 +263,14 @@ class TranscriptView(ScrollView, can_focus=True):
             if not self._indexing:
                 self._reader.close()  # else the worker closes it when it stops
         self._searcher = None
+
+    def on_hide(self) -> None:
+        self._hidden = True
+
+    def on_show(self) -> None:
+        self._hidden = False
+        if self._wanted and self._timer is not None:
+            self._timer.resume()  # catch up with what arrived while hidden
 
     def on_resize(self, event: Resize) -> None:
         if self.following:
@@ -527,12 +536,13 @@ class TranscriptView(ScrollView, can_focus=True):
         """Pick up data appended to the file (call on new output; cheap and coalesced).
 
         Indexing runs in a worker thread; at most one pass runs at a time and calls
-        arriving meanwhile start a single further pass, at most one per frame.
+        arriving meanwhile start a single further pass, at most one per frame.  While
+        the view is hidden (a tab in the background) it waits until shown.
         """
         if self._closed:
             return
         self._wanted = True
-        if self._timer is not None:
+        if self._timer is not None and not self._hidden:
             self._timer.resume()
 
     def render_line(self, y: int) -> Strip:
@@ -690,6 +700,11 @@ class TranscriptView(ScrollView, can_focus=True):
         self.virtual_size = Size(self._max_width + self._gutter_width, self._rows)
 
     def _tick(self) -> None:
+        if self._hidden and self._timer is not None:
+            # A tab in the background costs nothing: no indexing (a thread that would
+            # compete for the GIL with the tab in front) until it is shown again.
+            self._timer.pause()
+            return
         if self._indexing:
             return
         if self._wanted:
