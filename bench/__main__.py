@@ -41,9 +41,9 @@ def table(rows: list[Row]) -> str:
     head = ["scenario", "ours", "baseline", "ratio", "target", "met?"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append(
-            f"| {r.scenario} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} | {r.met} |"
-        )
+        cells = [r.scenario, r.ours, r.baseline, r.ratio, r.target, r.met]
+        # A `|` in a cell (a regex alternation) would split it into two columns.
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
