@@ -12,12 +12,18 @@ import psutil
 from ccx_tui.engine.process import MARKER_ENV
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    """Poll `predicate` until it holds; fail after `timeout` seconds (never a fixed sleep)."""
+async def until(
+    predicate: Callable[[], bool], timeout: float = 20.0, what: str | Callable[[], str] = ""
+) -> None:
+    """Poll `predicate` until it holds; fail after `timeout` seconds (never a fixed sleep).
+
+    `what` names the wait in the failure (a callable: computed then, to show the state).
+    """
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out waiting for {said or predicate}")
         await asyncio.sleep(0.01)
 
 

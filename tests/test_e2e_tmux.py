@@ -429,3 +429,23 @@ def test_procfile_copy_save_and_timestamps(tmux: Tmux, tmp_path: Path) -> None:
     tmux.wait_for_screen("still running or queued")
     tmux.send("y")
     assert tmux.wait_exit() == 0
+
+
+def test_a_key_right_after_a_tab_switch_reaches_the_new_tab(tmux: Tmux, tmp_path: Path) -> None:
+    """Regression: `1` then `g` at once, while another tab floods.  The keyboard used to
+    move to the new tab only when TabbedContent's own message arrived (100 ms and more
+    under load), so `g` went to the tab just left.  Now `1` moves it at once: tab 1
+    shows its first line."""
+    tmux.start(
+        ccx("--data-dir", str(tmp_path / "data"), "seq 1 200000; sleep 1000", "yes flood-line")
+    )
+    tmux.wait_for_screen("flood-line")
+    for _ in range(3):
+        tmux.send("1", "g")  # one send-keys: the two keys arrive back to back
+        tmux.wait_screen(lambda s: rows(s)[2].split("▏")[0].strip() == "1", "line 1 on top")
+        tmux.send("G", "2")
+        tmux.wait_screen(lambda s: "flood-line" in rows(s)[2], "the flood tab again")
+    tmux.send("q")
+    tmux.wait_for_screen("still running or queued")
+    tmux.send("y")
+    assert tmux.wait_exit() == 0

@@ -13,8 +13,12 @@ from ccx_tui.config import Settings
 from ccx_tui.engine.local import EngineStats
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.usage import TreeUsage
+from ccx_tui.widgets.help import HelpScreen
+from ccx_tui.widgets.search_bar import SearchBar
 from ccx_tui.widgets.sidebar import Sidebar
+from ccx_tui.widgets.transcript_view import TranscriptView
 from tests.helpers import until
+from tests.test_app import screen_text
 
 SIZE = (110, 30)
 NOW = 1_800_000_000.0
@@ -31,6 +35,13 @@ async def all_final(pilot: Pilot[int]) -> None:
     await until(lambda: all(app.engine.get(s).state.final for s in app._open))
     await until(lambda: app._current() == app._open[-1])
     await pilot.pause(0.2)
+
+
+async def ready(pilot: Pilot[int]) -> None:
+    """The app's first full frame is drawn (the sidebar renders just after mounting)."""
+    app = pilot.app
+    assert isinstance(app, CcxApp)
+    await until(lambda: "running 0/16" in screen_text(app), what="the sidebar")
 
 
 def test_main_screen(snap_compare, data_dir: Path) -> None:
@@ -62,6 +73,7 @@ def test_create_dialog(snap_compare, data_dir: Path, monkeypatch: pytest.MonkeyP
     app = finished_app(data_dir)
 
     async def open_dialog(pilot: Pilot[int]) -> None:
+        await ready(pilot)
         await pilot.press("c")
         await pilot.press(*"sleep 5")
         await pilot.press("tab", "tab")
@@ -75,7 +87,10 @@ def test_help_screen(snap_compare, data_dir: Path) -> None:
     app = finished_app(data_dir)
 
     async def open_help(pilot: Pilot[int]) -> None:
+        await ready(pilot)
         await pilot.press("question_mark")
+        await until(lambda: isinstance(pilot.app.screen, HelpScreen), what="the help screen")
+        await pilot.pause(0.2)  # its scrollable list laid out
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_help)
 
@@ -143,6 +158,10 @@ async def search_error(pilot: Pilot[int]) -> None:
     assert isinstance(app, CcxApp)
     await until(lambda: "8 matching lines" in str(app.screen._compositor.render_strips()))
     await pilot.press("enter", "n")
+    bar = app.query_one(SearchBar)
+    await until(
+        lambda: bar.status == "match 2/8", what=lambda: f"the second match, not {bar.status!r}"
+    )
     await pilot.pause(0.2)
 
 
@@ -160,6 +179,8 @@ def test_filter_session(snap_compare, data_dir: Path) -> None:
     async def filtered(pilot: Pilot[int]) -> None:
         await search_error(pilot)
         await pilot.press("ampersand")
+        view = pilot.app.query_one(TranscriptView)
+        await until(lambda: view.filtering and view.line_count == 60, what="the filter")
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=filtered)

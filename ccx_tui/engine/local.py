@@ -42,6 +42,7 @@ from ccx_tui.engine.session import (
 )
 from ccx_tui.engine.store import DEFAULT_RETENTION, DataStore, MetaWriter
 from ccx_tui.engine.transcript import META, TranscriptWriter
+from ccx_tui.engine.write_behind import WriteBehind
 from ccx_tui.errors import InvalidTransition, UnknownSession
 
 _NEW_RUN: dict[str, Any] = {  # what a new run of a session forgets of the last
@@ -91,7 +92,7 @@ class _Record:
 
     def __init__(self, info: SessionInfo) -> None:
         self.info = info
-        self.writer: TranscriptWriter | None = None
+        self.writer: WriteBehind | None = None
         self.pid: int | None = None
         self.kill_state: State | None = None  # KILLED or EXPIRED once a kill is under way
         self.kill_reason: str | None = None
@@ -451,20 +452,21 @@ class LocalEngine:
         rec.kill_state = rec.kill_reason = None
         rec.error_reported = False
         try:
-            writer = TranscriptWriter(info.directory, newlines=info.lines)
+            transcript = TranscriptWriter(info.directory, newlines=info.lines)
         except OSError as exc:
             self._finish(
                 rec, State.FAILED, f"cannot open transcript: {exc.strerror}", ended_at=time.time()
             )
             return False
+        if transcript.offset and transcript.last_byte != b"\n":
+            transcript.write(META, b"\n")  # the next run starts on a line of its own
+        loop = asyncio.get_running_loop()
+        writer = WriteBehind(transcript, loop, on_written=lambda: self._written(rec))
         rec.writer = writer
-        if writer.offset and writer.last_byte != b"\n":
-            writer.write(META, b"\n")  # the next run starts on a line of its own
         mux = LineMux(
             lambda stream, data: self._write(rec, stream, data), spool_dir=str(info.directory)
         )
 
-        loop = asyncio.get_running_loop()
         partial_timer: list[asyncio.TimerHandle] = []
 
         def flush_partial() -> None:
@@ -485,7 +487,7 @@ class LocalEngine:
         try:
             proc = await self._launch(rec, on_data, on_eof)
         except OSError as exc:
-            writer.close()
+            await writer.aclose()
             mux.close()
             detail = exc.strerror or str(exc)
             self._finish(
@@ -494,6 +496,8 @@ class LocalEngine:
             return False
         rec.proc = proc
         rec.pid = proc.pid
+        if isinstance(proc, LocalProc):  # a slow disk holds the process back, not memory
+            writer.pause, writer.resume = proc.pause_reading, proc.resume_reading
         now = time.time()
         deadline = now + spec.ttl if spec.ttl else None
         self._set(rec, rec.info.state, pid=rec.pid, started_at=now, ttl_deadline=deadline)
@@ -509,7 +513,7 @@ class LocalEngine:
                 handle.cancel()
             mux.flush()
             mux.close()
-            writer.close()
+            await writer.aclose()
             rec.proc = None
         code = ending.returncode
         sig = -code if code is not None and code < 0 else None
@@ -633,7 +637,18 @@ class LocalEngine:
         if writer is None:
             return
         writer.write(stream, data)
-        if writer.error is not None and not rec.error_reported:
+        self._report_write_error(rec)
+
+    def _written(self, rec: _Record) -> None:
+        """The writer thread put more on disk: tell the views."""
+        writer = rec.writer
+        if writer is not None:
+            self._emit(OutputAppended(rec.info.id, writer.offset, writer.newlines))
+            self._report_write_error(rec)
+
+    def _report_write_error(self, rec: _Record) -> None:
+        writer = rec.writer
+        if writer is not None and writer.error is not None and not rec.error_reported:
             rec.error_reported = True
             self._emit(SessionUpdated(self._snapshot(rec)))
 

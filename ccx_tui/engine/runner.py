@@ -132,3 +132,16 @@ class LocalProc:
 
     def kill_now(self) -> None:
         signal_tree(self.pid, self.pid, self.marker, signal.SIGKILL)
+
+    def pause_reading(self) -> None:
+        """Stop reading stdout and stderr (the process blocks once a pipe is full)."""
+        for fd in (1, 2):
+            pipe = self.transport.get_pipe_transport(fd)
+            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
+                pipe.pause_reading()
+
+    def resume_reading(self) -> None:
+        for fd in (1, 2):
+            pipe = self.transport.get_pipe_transport(fd)
+            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
+                pipe.resume_reading()

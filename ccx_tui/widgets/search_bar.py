@@ -75,9 +75,6 @@ class SearchBar(Horizontal):
             super().__init__(bar)
             self.text = text
 
-    class Submitted(_BarMessage):
-        """Enter: go to the next match and back to the output."""
-
     class Cancelled(_BarMessage):
         """Escape: stop searching."""
 
@@ -123,15 +120,6 @@ class SearchBar(Horizontal):
             self._timer.stop()
         self._timer = self.set_timer(DEBOUNCE, self._changed)
 
-    @on(Input.Submitted, "#pattern")
-    def _submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        if self._timer is not None:  # search what was typed before going to it
-            self._timer.stop()
-            self._timer = None
-            self._changed()
-        self.post_message(self.Submitted(self))
-
     def action_cancel(self) -> None:
         if self._timer is not None:
             self._timer.stop()
@@ -156,11 +144,27 @@ class SearchBar(Horizontal):
     def text(self) -> str:
         return self.query_one("#pattern", Input).value
 
+    @property
+    def editing(self) -> bool:
+        """The pattern has the keyboard."""
+        return self.query_one("#pattern", Input).has_focus
+
+    def take_pending(self) -> bool:
+        """Stop the typing pause; True if the pattern changed since it was last sent
+        (the caller searches it at once: Enter must not wait for the pause)."""
+        if self._timer is None:
+            return False
+        self._timer.stop()
+        self._timer = None
+        return True
+
     def open(self) -> None:
         """Show the bar and put the cursor in it; the last pattern is searched again."""
         self.add_class("shown")
         pattern = self.query_one("#pattern", Input)
-        pattern.focus()
+        # At once, not after the queued messages (`focus()`): the keys typed right after
+        # `/` belong to the pattern (an `e` reaching the output would open the pager).
+        self.screen.set_focus(pattern)
         if pattern.value:
             self._changed()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual import on, work
+from textual.actions import SkipAction
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -49,6 +50,7 @@ class TranscriptPanel(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "search", "Search"),
+        Binding("enter", "submit_search", "Go", show=False, priority=True),
         Binding("ampersand", "filter", "Filter", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
         Binding("y", "copy", "Copy", show=False),
@@ -95,15 +97,19 @@ class TranscriptPanel(Vertical):
 
     @on(SearchBar.Changed)
     def _pattern_changed(self, event: SearchBar.Changed) -> None:
+        self._run_search(event.text)
+
+    def _run_search(self, text: str) -> None:
+        """Search `text` with the bar's options, or show why it cannot be searched."""
         from ccx_tui.engine.search import compile_query
 
-        bar = event.bar
-        if not event.text:
+        bar = self.bar
+        if not text:
             bar.error = ""
             self._view.search(None)
             return
         try:
-            query = compile_query(event.text, case=bar.case, regex=bar.regex)
+            query = compile_query(text, case=bar.case, regex=bar.regex)
             self._view.search(query)
         except CcxError as exc:
             bar.error = f"✘ {exc}"
@@ -112,10 +118,20 @@ class TranscriptPanel(Vertical):
         if bar.filter:
             self._view.set_filter(True)
 
-    @on(SearchBar.Submitted)
-    def _submitted(self, event: SearchBar.Submitted) -> None:
-        self._view.focus()
-        if self._view.searcher is not None and not event.bar.error:
+    def action_submit_search(self) -> None:
+        """Enter in the bar: search what was typed, go to the first match on or below
+        the top of the screen, and give the output the keyboard.
+
+        A priority binding, so it all happens before the next key is handled: an `n`
+        typed right after Enter steps to the next match instead of joining the pattern.
+        """
+        bar = self.bar
+        if not bar.editing:
+            raise SkipAction()
+        if bar.take_pending():
+            self._run_search(bar.text)
+        self.screen.set_focus(self._view)
+        if self._view.searcher is not None and not bar.error:
             self._view.cursor_line = None  # from the top of the screen
             self._view.goto_match(1)
 
@@ -143,7 +159,7 @@ class TranscriptPanel(Vertical):
         bar.filter = False
         self._view.search(None)
         self._view.cursor_line = None
-        self._view.focus()
+        self.screen.set_focus(self._view)  # now: the next key is for the output
 
     def action_filter(self) -> None:
         view = self._view
@@ -162,7 +178,7 @@ class TranscriptPanel(Vertical):
         def chosen(line: int | None) -> None:
             if line is not None:
                 view.goto_line(line)
-                view.focus()
+                view.screen.set_focus(view)
 
         self.app.push_screen(GotoLineDialog(view.line_count), chosen)
 

@@ -360,6 +360,9 @@ class TranscriptView(ScrollView, can_focus=True):
         self.scroll_relative(y=pages * self.scrollable_content_region.height, animate=False)
 
     def action_top(self) -> None:
+        # Explicitly: when the view is already at the top (say, output not indexed yet),
+        # scrolling there changes nothing and would leave it following.
+        self.following = False
         self.scroll_home(animate=False)
 
     def action_follow(self) -> None:
