@@ -23,9 +23,9 @@ from ccx_tui.engine.transcript import TranscriptWriter
 
 INLINE_MAX = 16 * 1024
 """A chunk this small, with nothing queued, is written at once on the loop."""
-HIGH_WATER = 8 * 1024 * 1024
-LOW_WATER = 2 * 1024 * 1024
-HARD_LIMIT = 64 * 1024 * 1024
+HIGH_WATER = 2 * 1024 * 1024
+LOW_WATER = 512 * 1024
+HARD_LIMIT = 32 * 1024 * 1024
 
 
 class WriteBehind:
