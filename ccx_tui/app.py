@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -135,7 +137,7 @@ class CcxApp(App[int]):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-                loop.add_signal_handler(signum, self._on_signal)
+                loop.add_signal_handler(signum, self._on_signal, signum)
         for engine in self.engines:
             self._engine_events(engine, engine.subscribe())
         for item in self._declared:
@@ -469,17 +471,36 @@ class CcxApp(App[int]):
             answered,
         )
 
-    def _on_signal(self) -> None:
-        self.run_worker(self._stop_all_and_exit(), group="actions")
+    def _on_signal(self, signum: int) -> None:
+        hangup = signum == signal.SIGHUP
+        self.run_worker(self._stop_all_and_exit(hangup=hangup), group="actions")
 
-    async def _stop_all_and_exit(self) -> None:
+    async def _stop_all_and_exit(self, *, hangup: bool = False) -> None:
+        """Kill every session (TERM, grace, KILL), save their state, then exit.
+
+        After SIGHUP the terminal is gone: there is nothing to restore, and Textual's
+        own shutdown would block for good writing to it (the process stayed behind, its
+        sessions killed), so the process ends right after the sessions do.
+        """
         if self._quitting:
             return
         self._quitting = True
-        if any(e.stats.live for e in self.engines):
+        if hangup:  # should a write to the dead terminal block the loop: kill anyway
+            threading.Thread(target=self._last_resort, daemon=True).start()
+        elif any(e.stats.live for e in self.engines):
             self.notify("stopping sessions…", timeout=10)
         await asyncio.gather(*(engine.aclose() for engine in self.engines))
+        if hangup:
+            os._exit(128 + signal.SIGHUP)
         self.exit(0)
+
+    def _last_resort(self) -> None:
+        """After a hangup, if the polite shutdown has not ended the process in time:
+        SIGKILL every session's tree, save their state, and go."""
+        time.sleep(self.settings.kill_grace + 5.0)
+        for engine in self.engines:
+            engine.kill_all_now()
+        os._exit(128 + signal.SIGHUP)
 
 
 class ViewerApp(App[int]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.helpers import marked_processes, wait_gone
@@ -449,3 +451,27 @@ def test_a_key_right_after_a_tab_switch_reaches_the_new_tab(tmux: Tmux, tmp_path
     tmux.wait_for_screen("still running or queued")
     tmux.send("y")
     assert tmux.wait_exit() == 0
+
+
+def test_a_hangup_kills_the_sessions_and_ends_the_app(tmux: Tmux, tmp_path: Path) -> None:
+    """Regression: when the terminal goes away (tmux killed, ssh dropped: SIGHUP) the
+    app kills its sessions and exits.  It used to kill them, then hang for good in
+    Textual's shutdown, writing to the dead terminal."""
+    data = tmp_path / "data"
+    # Launched as a shell command line in the pane, as a user's shell would.
+    command = shlex.join([*ccx("--data-dir", str(data), "--kill-grace", "0.5"), "sleep 1000"])
+    tmux.start(["sh", "-c", f"cd {shlex.quote(str(REPO))} && {command}"])
+    tmux.wait_screen(lambda s: "running" in s and "sleep" in s, "the session running")
+    [session] = sessions(data).values()
+    assert marked_processes(f"{session['id']}.1")
+    apps = [
+        proc
+        for proc in psutil.process_iter(["cmdline"])
+        if str(data) in " ".join(proc.info["cmdline"] or []) and "ccx_tui" in str(proc.info)
+    ]
+    assert apps, "the app's process"
+    tmux.close()  # the terminal goes: SIGHUP
+    gone, alive = psutil.wait_procs(apps, timeout=15)
+    assert not alive, f"the app is still there: {alive}"
+    assert wait_gone(f"{session['id']}.") == []
+    assert sessions(data)["sleep 1000"]["state"] == "killed"
