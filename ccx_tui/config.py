@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ccx_tui.engine.local import EngineConfig
 from ccx_tui.engine.session import SessionSpec
@@ -56,6 +56,16 @@ def parse_positive_int(text: str, what: str) -> int:
     if value < 1:
         raise ConfigError(f"bad {what}: {text!r} (must be at least 1)")
     return value
+
+
+T = TypeVar("T")
+
+
+def _layer(raw: str | None, parse: Callable[[str], T], from_file: T | None, default: T) -> T:
+    """A flag's or variable's text (parsed), else the config file's value, else `default`."""
+    if raw:
+        return parse(raw)
+    return default if from_file is None else from_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,30 +122,30 @@ class Settings:
             directory = file.data_dir
         else:
             directory = default_data_dir()  # $CCX_TUI_DATA_DIR, else the XDG place
-        if max_raw:
-            max_value = parse_positive_int(max_raw, "max sessions")
-        elif file is not None and file.max_sessions is not None:
-            max_value = file.max_sessions
-        else:
-            max_value = defaults.max_sessions
-        if ttl_raw:
-            ttl_value = parse_seconds(ttl_raw, allow_zero=True)
-        elif file is not None and file.ttl is not None:
-            ttl_value = file.ttl or None  # 0 in the file: no TTL
-        else:
-            ttl_value = defaults.ttl
-        if grace_raw:
-            grace = parse_seconds(grace_raw, "kill grace", allow_zero=True) or 0.0
-        elif file is not None and file.kill_grace is not None:
-            grace = file.kill_grace
-        else:
-            grace = defaults.kill_grace
-        if retention_raw:
-            retention = parse_positive_int(retention_raw, "retention bytes")
-        elif file is not None and file.retention_bytes is not None:
-            retention = file.retention_bytes
-        else:
-            retention = defaults.retention_bytes
+        max_value = _layer(
+            max_raw,
+            lambda t: parse_positive_int(t, "max sessions"),
+            file.max_sessions if file else None,
+            defaults.max_sessions,
+        )
+        ttl_value = _layer(  # 0 means no TTL, from the environment and in the file alike
+            ttl_raw,
+            lambda t: parse_seconds(t, allow_zero=True),
+            (file.ttl or None) if file else None,
+            defaults.ttl,
+        )
+        grace = _layer(
+            grace_raw,
+            lambda t: parse_seconds(t, "kill grace", allow_zero=True) or 0.0,
+            file.kill_grace if file else None,
+            defaults.kill_grace,
+        )
+        retention = _layer(
+            retention_raw,
+            lambda t: parse_positive_int(t, "retention bytes"),
+            file.retention_bytes if file else None,
+            defaults.retention_bytes,
+        )
         return cls(
             data_dir=directory,
             max_sessions=max_value,
