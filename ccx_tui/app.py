@@ -80,6 +80,9 @@ class CcxApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "ccx-tui"
+    # The app gives the active tab's output the keyboard itself (at once, on every
+    # switch); the screen's own auto-focus could land on the tab bar after that.
+    AUTO_FOCUS = None
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "create", "New"),

@@ -48,6 +48,8 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
     """Ask for a command, a directory, a TTL (and where to run); refuse bad values
     inline with the reason.  Dismisses with (spec, location) or None."""
 
+    AUTO_FOCUS = "*"  # the app turns auto-focus off for its main screen only
+
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     DEFAULT_CSS = FORM_CSS.replace("FORM", "CreateSessionDialog")
@@ -124,6 +126,8 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
 class ConfirmDialog(ModalScreen[bool]):
     """A yes/no question; `y`/Enter confirms, `n`/Escape declines."""
 
+    AUTO_FOCUS = "*"  # the app turns auto-focus off for its main screen only
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
@@ -180,6 +184,8 @@ class ConfirmDialog(ModalScreen[bool]):
 class SaveDialog(ModalScreen[Path | None]):
     """Ask where to save; refuse a missing directory inline and ask before overwriting.
     Dismisses with the absolute path, or None."""
+
+    AUTO_FOCUS = "*"  # the app turns auto-focus off for its main screen only
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
@@ -244,6 +250,8 @@ class SaveDialog(ModalScreen[Path | None]):
 
 class GotoLineDialog(ModalScreen[int | None]):
     """Ask for a line number (1-based, at most `last`); dismisses with it 0-based."""
+
+    AUTO_FOCUS = "*"  # the app turns auto-focus off for its main screen only
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 

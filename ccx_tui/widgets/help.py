@@ -65,6 +65,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
 class HelpScreen(ModalScreen[None]):
     """Lists the keys; any of Escape, q or ? closes it."""
 
+    AUTO_FOCUS = "*"  # the app turns auto-focus off for its main screen only
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "close", "Close"),
     ]

@@ -21,6 +21,8 @@ from ccx_tui.widgets.status import size, state_icon, state_label
 class HistoryScreen(ModalScreen[str | None]):
     """Pick a past session; dismisses with its id, or None."""
 
+    AUTO_FOCUS = "*"  # the app turns auto-focus off for its main screen only
+
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "close", "Close")]
 
     DEFAULT_CSS = """
