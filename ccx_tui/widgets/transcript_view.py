@@ -353,17 +353,20 @@ class TranscriptView(ScrollView, can_focus=True):
         if row < self._rows:
             self.cursor_line = self._line_of(row)
 
+    # force=True throughout: a tab just switched to has no scrollbar laid out yet, and
+    # without force a key pressed at once would not scroll it.
     def action_scroll_by(self, x: int, y: int) -> None:
-        self.scroll_relative(x=x, y=y, animate=False)
+        self.scroll_relative(x=x, y=y, animate=False, force=True)
 
     def action_page(self, pages: int) -> None:
-        self.scroll_relative(y=pages * self.scrollable_content_region.height, animate=False)
+        height = self.scrollable_content_region.height
+        self.scroll_relative(y=pages * height, animate=False, force=True)
 
     def action_top(self) -> None:
         # Explicitly: when the view is already at the top (say, output not indexed yet),
         # scrolling there changes nothing and would leave it following.
         self.following = False
-        self.scroll_home(animate=False)
+        self.scroll_home(animate=False, force=True)
 
     def action_follow(self) -> None:
         """Follow new output again and jump to the bottom."""
