@@ -226,7 +226,6 @@ class CcxApp(App[int]):
             return
         if activate:
             self._activate(info.id)
-            self._focus_view()
         self._sync_empty()
         self._refresh_sidebar()
 
@@ -274,9 +273,7 @@ class CcxApp(App[int]):
         with contextlib.suppress(ValueError, NoMatches):
             tabs.active = pane_id(session_id)
             tabs.get_child_by_type(ContentSwitcher).current = pane_id(session_id)
-            pane = self._pane(session_id)
-            if pane is not None:
-                pane.screen.set_focus(pane.view)
+            self._focus_view()
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self) -> None:

@@ -362,10 +362,6 @@ class Searcher:
         """Lines searched so far (a provisionally searched tail included)."""
         return self._line + (self._tail_end is not None)
 
-    def close(self) -> None:
-        """Nothing to release: the file is opened per `scan` (which also notices when it
-        is replaced).  Kept so that callers can treat a searcher as a resource."""
-
     def scan(self, max_bytes: int | None = None, *, final: bool = False) -> int:
         """Search on from where the last call stopped; return the number of new matches.
 

@@ -18,6 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 
 from ccx_tui.engine.export import save_transcript
+from ccx_tui.engine.search import compile_query
 from ccx_tui.errors import CcxError
 from ccx_tui.widgets.dialogs import GotoLineDialog, SaveDialog
 from ccx_tui.widgets.search_bar import SearchBar
@@ -101,8 +102,6 @@ class TranscriptPanel(Vertical):
 
     def _run_search(self, text: str) -> None:
         """Search `text` with the bar's options, or show why it cannot be searched."""
-        from ccx_tui.engine.search import compile_query
-
         bar = self.bar
         if not text:
             bar.error = ""

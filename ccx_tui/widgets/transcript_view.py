@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -24,6 +24,7 @@ from textual.timer import Timer
 from textual.worker import get_current_worker
 
 from ccx_tui.engine.reader import MAX_LINE_BYTES, Line, TranscriptReader
+from ccx_tui.engine.search import Query, Searcher
 from ccx_tui.engine.transcript import (
     META,
     SIDECAR_NAME,
@@ -34,9 +35,6 @@ from ccx_tui.engine.transcript import (
 )
 from ccx_tui.errors import TranscriptError
 from ccx_tui.widgets.ansi import UNKNOWN, line_streams, line_text, line_times
-
-if TYPE_CHECKING:
-    from ccx_tui.engine.search import Query, Searcher
 
 CACHE_LINES = 512
 """Rendered lines kept (LRU); far more than a screen, so a window is read once."""
@@ -412,8 +410,6 @@ class TranscriptView(ScrollView, can_focus=True):
         Matches stream in (`SearchChanged`); output appended later is searched too.
         Raises `TranscriptError` if the file cannot be opened.
         """
-        from ccx_tui.engine.search import Searcher
-
         self._search_gen += 1
         self._jump_pending = 0
         self._scan_wanted = False
