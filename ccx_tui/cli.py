@@ -191,12 +191,25 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
 
 
 def _load_config(ns: argparse.Namespace) -> ConfigFile | None:
-    """--config PATH, else ./ccx.toml if it exists (and not --no-config), else None."""
+    """--config PATH, else ./ccx.toml if it exists (and not --no-config) and the user
+    allows it (asked once per file and content, see trust.py), else None."""
     if ns.config:
         return load_config(Path(ns.config))
-    if not ns.no_config and Path(AUTO_CONFIG).is_file():
-        return load_config(Path(AUTO_CONFIG))
-    return None
+    if ns.no_config or not Path(AUTO_CONFIG).is_file():
+        return None
+    from ccx_tui.trust import check_implicit
+
+    path = Path(AUTO_CONFIG)
+    config = load_config(path)  # any problem with the file is reported from here
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if load_config(path) != config:  # the answer must be about what is used
+        raise ConfigError(f"{path}: changed while it was being read; try again")
+    # Where answers are kept: never a data_dir the file itself names.
+    data_dir = Settings.resolve(data_dir=ns.data_dir).data_dir
+    return config if check_implicit(config, content, data_dir) else None
 
 
 def _file_defaults(config: ConfigFile | None) -> FileDefaults | None:

@@ -317,7 +317,8 @@ def test_an_unset_token_env_names_server_and_variable(tmp_path: Path) -> None:
     (tmp_path / "ccx.toml").write_text(
         '[[server]]\nname = "box"\nurl = "ws://127.0.0.1:1/ws/mcp"\ntoken_env = "BOX_TOKEN"\n'
     )
-    error = one_line_error(ccx(cwd=tmp_path))
+    # --config: a ccx.toml found implicitly is not used without asking (test_trust.py).
+    error = one_line_error(ccx("--config", "ccx.toml", cwd=tmp_path))
     assert error == (
         "ccx-tui: ccx.toml:4: [server \"box\"] key 'token_env': $BOX_TOKEN is not set "
         "(export the token in it, or remove token_env)"
@@ -327,8 +328,10 @@ def test_an_unset_token_env_names_server_and_variable(tmp_path: Path) -> None:
 def test_defaults_data_dir_is_shared_by_exec_and_sessions(tmp_path: Path) -> None:
     """[defaults] data_dir (relative to the file) is where exec records and sessions looks."""
     (tmp_path / "ccx.toml").write_text('[defaults]\ndata_dir = "state"\n')
-    assert ccx("exec", "--", "echo recorded", cwd=tmp_path).stdout == "recorded\n"
-    listing = json.loads(ccx("sessions", "--json", cwd=tmp_path).stdout)
+    # --config: a ccx.toml found implicitly is not used without asking (test_trust.py).
+    ran = ccx("exec", "--config", "ccx.toml", "--", "echo recorded", cwd=tmp_path)
+    assert ran.stdout == "recorded\n"
+    listing = json.loads(ccx("sessions", "--config", "ccx.toml", "--json", cwd=tmp_path).stdout)
     assert [s["spec"]["command"] for s in listing] == ["echo recorded"]
     assert Path(listing[0]["transcript"]).is_relative_to(tmp_path / "state")
     assert (
@@ -370,11 +373,11 @@ def test_exec_on_a_server_named_in_the_config(tmp_path: Path) -> None:
             f'[defaults]\ndata_dir = "local"\n\n[[server]]\nname = "box"\nurl = "{url}"\n'
             'token_env = "BOX_TOKEN"\n'
         )
-        ran = ccx(
-            "exec", "--server", "box", "--", "echo remote; exit 3", cwd=tmp_path, BOX_TOKEN="s3cret"
-        )
+        # --config: a ccx.toml found implicitly is not used without asking (test_trust.py).
+        use = ("exec", "--config", "ccx.toml", "--server", "box", "--")
+        ran = ccx(*use, "echo remote; exit 3", cwd=tmp_path, BOX_TOKEN="s3cret")
         assert (ran.returncode, ran.stdout) == (3, "remote\n"), ran.stderr
-        refused = one_line_error(ccx("exec", "--server", "box", "--", "true", cwd=tmp_path))
+        refused = one_line_error(ccx(*use, "true", cwd=tmp_path))
         assert "$BOX_TOKEN is not set" in refused
     finally:
         serve.send_signal(signal.SIGTERM)

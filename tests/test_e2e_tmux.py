@@ -372,6 +372,9 @@ autostart = false
 """
     )
     tmux.start(ccx())
+    # Found implicitly: shown and asked about first (test_trust.py), then it runs.
+    tmux.wait_for_screen("[y/N]")
+    tmux.send("y", "Enter")
     screen = tmux.wait_screen(
         lambda s: "gave up after 2 restarts" in s, "the crash loop to give up", timeout=20
     )
