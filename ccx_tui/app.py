@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -35,6 +34,7 @@ from ccx_tui.engine.remote_engine import RemoteEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.usage import TreeUsage, UsageSampler
 from ccx_tui.errors import CcxError
+from ccx_tui.hangup import EXIT_HANGUP, HangupGuard
 from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
@@ -125,6 +125,7 @@ class CcxApp(App[int]):
         self._open: list[str] = []  # session ids in tab order
         self._usage: dict[str, TreeUsage] = {}
         self._quitting = False
+        self._hangup = False  # the terminal is gone: end the process, never touch it
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
@@ -138,9 +139,17 @@ class CcxApp(App[int]):
         for engine in self.engines:
             await engine.open()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 loop.add_signal_handler(signum, self._on_signal, signum)
+        # SIGHUP: not on the loop, which a write to the dead terminal can block for good.
+        with contextlib.suppress(ValueError):  # not the main thread (tests): no signals
+            HangupGuard(
+                loop,
+                stop_politely=partial(self._on_signal, signal.SIGHUP),
+                kill_now=self._kill_all_now,
+                grace=self.settings.kill_grace,
+            ).install()
         for engine in self.engines:
             self._engine_events(engine, engine.subscribe())
         for item in self._declared:
@@ -482,25 +491,23 @@ class CcxApp(App[int]):
         own shutdown would block for good writing to it (the process stayed behind, its
         sessions killed), so the process ends right after the sessions do.
         """
+        if hangup:  # also when quitting is under way: its exit must not touch the tty
+            self._hangup = True
         if self._quitting:
             return
         self._quitting = True
-        if hangup:  # should a write to the dead terminal block the loop: kill anyway
-            threading.Thread(target=self._last_resort, daemon=True).start()
-        elif any(e.stats.live for e in self.engines):
+        if not hangup and any(e.stats.live for e in self.engines):
             self.notify("stopping sessions…", timeout=10)
         await asyncio.gather(*(engine.aclose() for engine in self.engines))
-        if hangup:
-            os._exit(128 + signal.SIGHUP)
+        if self._hangup:
+            os._exit(EXIT_HANGUP)
         self.exit(0)
 
-    def _last_resort(self) -> None:
-        """After a hangup, if the polite shutdown has not ended the process in time:
-        SIGKILL every session's tree, save their state, and go."""
-        time.sleep(self.settings.kill_grace + 5.0)
+    def _kill_all_now(self) -> None:
+        """The last resort (HangupGuard's watchdog thread): SIGKILL every session's
+        tree and save their state."""
         for engine in self.engines:
             engine.kill_all_now()
-        os._exit(128 + signal.SIGHUP)
 
 
 class ViewerApp(App[int]):
