@@ -52,7 +52,15 @@ def _case(source: Path, work: Path, tag: str, label: str, verify_hash: bool) -> 
     server = _Server(work / f"remote-{tag}-server")
     try:
         client_dir = work / f"remote-{tag}-client"
-        argv = ccx("exec", "--data-dir", str(client_dir), "--server", server.url)
+        argv = ccx(
+            "exec",
+            "--data-dir",
+            str(client_dir),
+            "--server",
+            server.url,
+            "--token-file",
+            str(server.token_file),
+        )
         ours = run_timed([*argv, "--", f"cat '{source}'"])
     finally:
         server.close()

@@ -13,6 +13,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import Row, ccx, fmt_mb, fmt_ratio, fmt_s, yes_no
+from ccx_tui.engine.auth import read_token_file, token_path
 
 TARGET_RATIO = 1.5
 WORD = "x" * 4095  # with its newline, 4 KiB lines
@@ -40,6 +41,9 @@ class _Server:
         else:
             raise RuntimeError("ccx-tui serve exited without listening")
         self.ps = psutil.Process(self.proc.pid)
+        # serve made its token and says where; it is read like any client would
+        self.token_file = token_path(data_dir)
+        self.headers = {"Authorization": f"Bearer {read_token_file(self.token_file)}"}
 
     def rss(self) -> int:
         return self.ps.memory_info().rss
@@ -76,7 +80,13 @@ async def _case(data_dir: Path, size: int, stall: float) -> tuple[float, int]:
     try:
         command = f"yes {WORD} | head -c {size}"
         request = {"jsonrpc": "2.0", "method": "execute", "params": {"command": command}, "id": 1}
-        async with connect(server.url, max_size=None, max_queue=1, ping_interval=None) as ws:
+        async with connect(
+            server.url,
+            max_size=None,
+            max_queue=1,
+            ping_interval=None,
+            additional_headers=server.headers,
+        ) as ws:
             rss0 = peak = server.rss()
             start = time.perf_counter()
             await ws.send(json.dumps(request))

@@ -16,7 +16,9 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
+from textual.content import Content
+from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
 
@@ -39,7 +41,8 @@ from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.palette import ANSI_THEME
-from ccx_tui.widgets.session_pane import SessionPane, pane_id
+from ccx_tui.widgets.safe import printable
+from ccx_tui.widgets.session_pane import SessionPane, live_tap, pane_id
 from ccx_tui.widgets.session_tabs import SessionTabs
 from ccx_tui.widgets.sidebar import Sidebar
 from ccx_tui.widgets.status import restart_badge, state_icon, state_label
@@ -64,15 +67,27 @@ PALETTE = [
     ("Close tab", "Close the session's tab (w)", "close_tab"),
     ("History", "Open a past session (h)", "history"),
     ("Keys", "Show every key (?)", "help"),
-    ("Quit ccx-tui", "Kill running sessions and quit (q)", "quit_app"),
+    ("Quit ccx-tui", "Kill running sessions and quit, after asking (q)", "quit"),
 ]
+TOAST_CHARS = 400
+"""A toast longer than this (a long command, a server's error page) is cut."""
 
 
-def tab_label(info: SessionInfo) -> str:
+def tab_label(info: SessionInfo) -> Content:
+    """'▶ make test ↻2': the title is the user's (or a config's, or a server's) text:
+    a variable of the markup, never part of it, and on one line."""
     icon, colour = state_icon(info)
-    title = info.spec.title.replace("[", r"\[")
     badge = restart_badge(info)
-    return f"[{colour}]{icon}[/] {title}" + (f" [$warning]{badge}[/]" if badge else "")
+    markup = f"[{colour}]$icon[/] $title" + (" [$warning]$badge[/]" if badge else "")
+    return Content.from_markup(markup, icon=icon, title=printable(info.spec.title), badge=badge)
+
+
+class UsageSampled(Message):
+    """CPU and memory per live session id, sampled in a thread."""
+
+    def __init__(self, usage: dict[str, TreeUsage]) -> None:
+        super().__init__()
+        self.usage = usage
 
 
 class CcxApp(App[int]):
@@ -96,7 +111,7 @@ class CcxApp(App[int]):
         *[Binding(str(n), f"jump({n})", f"Tab {n}", show=False) for n in range(1, 10)],
         Binding("h", "history", "History"),
         Binding("question_mark", "help", "Help"),
-        Binding("q", "quit_app", "Quit"),
+        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(
@@ -123,16 +138,23 @@ class CcxApp(App[int]):
         self._sample_usage = sample_usage
         self._sampler = UsageSampler()
         self._open: list[str] = []  # session ids in tab order
-        self._usage: dict[str, TreeUsage] = {}
+        self._panes: dict[str, SessionPane] = {}  # the open tabs' panes, by session id
         self._quitting = False
+        self._asking_to_quit = False  # the quit question is on screen
         self._hangup = False  # the terminal is gone: end the process, never touch it
+
+        # The widgets the timer, the engine's events and the usage thread update, held
+        # here rather than looked up: those outlive the widgets by a little at exit.
+        self._empty = Static(EMPTY_TEXT, id="empty")
+        self._tabs = SessionTabs(id="tabs")
+        self._sidebar = Sidebar(id="sidebar")
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
             with Vertical(id="main"):
-                yield Static(EMPTY_TEXT, id="empty")
-                yield SessionTabs(id="tabs")
-            yield Sidebar(id="sidebar")
+                yield self._empty
+                yield self._tabs
+            yield self._sidebar
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -171,12 +193,9 @@ class CcxApp(App[int]):
         no event falls between starting this worker and its first wait)."""
         try:
             while (event := await sub.get()) is not None:
-                try:
-                    await self._apply(event)
-                except NoMatches:
-                    # Only at shutdown: the widgets events go to (tabs, sidebar, the
-                    # empty note) live as long as the app and are removed when it exits.
-                    return
+                if not self.is_running:
+                    return  # teardown has begun: the widgets are being removed
+                await self._apply(event)
         finally:
             engine.unsubscribe(sub)
 
@@ -196,14 +215,14 @@ class CcxApp(App[int]):
         pane = self._pane(info.id)
         if pane is not None:
             pane.info = info
-            self.query_one(TabbedContent).get_tab(pane.id or "").label = tab_label(info)
+            self._tabs.get_tab(pane).label = tab_label(info)
             pane.view.refresh_source()
         self._refresh_sidebar()
         if info.state.final:
             self._toast(info)
 
     def _toast(self, info: SessionInfo) -> None:
-        title = info.spec.title
+        title = printable(info.spec.title)  # on one line, even in a toast
         if info.restart_at is not None and info.restarts:
             return  # a crash loop shows in the tab and sidebar; one toast, not one a run
         if info.state is State.EXITED and info.exit_code != 0:
@@ -212,27 +231,53 @@ class CcxApp(App[int]):
             reason = f" ({info.reason})" if info.reason not in (None, info.state.value) else ""
             self.notify(f"{title}: {info.state.value}{reason}", severity="warning")
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast, always literal: never markup (`markup` is ignored), control characters
+        shown as visible escapes, at most TOAST_CHARS long.  Every toast here may carry a
+        command, a path, a session's reason or a server's words (and a `[/]` parsed as
+        markup ended the app, killing every session).  Safe from any thread."""
+        if len(message) > TOAST_CHARS:
+            message = message[: TOAST_CHARS - 1] + "…"
+        super().notify(
+            printable(message, multiline=True),
+            title=printable(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
+
     # -- tabs -------------------------------------------------------------------------
 
     def _pane(self, session_id: str) -> SessionPane | None:
-        if session_id not in self._open:
-            return None
-        try:
-            return self.query_one(f"#{pane_id(session_id)}", SessionPane)
-        except Exception:
-            return None
+        return self._panes.get(session_id)
 
     async def _open_tab(self, info: SessionInfo, *, activate: bool = True) -> None:
         if info.id in self._open:
             return
         self._open.append(info.id)
-        tabs = self.query_one(TabbedContent)
+        tap = None
         try:
-            await tabs.add_pane(SessionPane(tab_label(info), info))
-        except CcxError as exc:
+            # The tap lets the pane show output a full disk did not keep.
+            tap = live_tap(self._engine_of(info.id), info)
+            pane = SessionPane(tab_label(info), info, tap=tap)
+        except CcxError as exc:  # its transcript cannot be opened
+            if tap is not None:
+                tap.close()
             self._open.remove(info.id)
             self.notify(str(exc), severity="error")
             return
+        self._panes[info.id] = pane
+        await self._tabs.add_pane(pane)
+        if not self.is_running:
+            return  # the app began to exit meanwhile
         if activate:
             self._activate(info.id)
         self._sync_empty()
@@ -242,22 +287,24 @@ class CcxApp(App[int]):
         if session_id not in self._open:
             return
         self._open.remove(session_id)
-        await self.query_one(TabbedContent).remove_pane(pane_id(session_id))
+        del self._panes[session_id]
+        await self._tabs.remove_pane(pane_id(session_id))
+        if not self.is_running:
+            return  # the app began to exit meanwhile
         self._sync_empty()
         self._refresh_sidebar()
         self._focus_view()
 
     def _sync_empty(self) -> None:
         empty = not self._open
-        self.query_one("#empty").display = empty
-        self.query_one(TabbedContent).display = not empty
+        self._empty.display = empty
+        self._tabs.display = not empty
 
     def _focus_view(self) -> None:
         session_id = self._current()
         pane = self._pane(session_id) if session_id else None
-        if pane is not None:
-            with contextlib.suppress(Exception):
-                pane.screen.set_focus(pane.view)
+        if pane is not None and pane.is_attached:
+            pane.screen.set_focus(pane.view)
 
     def _engine_of(self, session_id: str) -> LocalEngine:
         """The engine that runs (or ran) the session: local, or one per server."""
@@ -268,7 +315,7 @@ class CcxApp(App[int]):
         return self.engine
 
     def _current(self) -> str | None:
-        active = self.query_one(TabbedContent).active
+        active = self._tabs.active
         if active and active.startswith("s-"):
             return active[2:]
         return None
@@ -277,25 +324,25 @@ class CcxApp(App[int]):
         """Show the session's tab and give its output the keyboard, now: a key pressed
         right after `1` or `]` must reach the new tab, not the one just left (waiting for
         TabbedContent's own message to switch them took 100 ms and more under load)."""
-        tabs = self.query_one(TabbedContent)
-        # ValueError: its tab went away meanwhile (closed, or the app is shutting down).
-        with contextlib.suppress(ValueError, NoMatches):
+        tabs = self._tabs
+        with contextlib.suppress(ValueError):  # its tab went away meanwhile
             tabs.active = pane_id(session_id)
             tabs.get_child_by_type(ContentSwitcher).current = pane_id(session_id)
             self._focus_view()
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self) -> None:
-        # A tab added just before the app exits may announce itself after the widgets
-        # are gone: nothing to focus or show then.
-        with contextlib.suppress(NoMatches):
+        # A tab added just before the app exits may announce itself after teardown has
+        # begun: nothing to focus or show then.
+        if self.is_running:
             self._focus_view()
             self._refresh_sidebar()
 
     # -- sidebar and clock ----------------------------------------------------------
 
     def _refresh_sidebar(self) -> None:
-        sidebar = self.query_one(Sidebar)
+        sidebar = self._sidebar
+        sidebar.now = self._clock()
         infos = []
         for session_id in self._open:
             with contextlib.suppress(CcxError):
@@ -312,10 +359,9 @@ class CcxApp(App[int]):
         sidebar.selected = self._current()
 
     def _tick(self) -> None:
-        if self._quitting or not self.screen.is_mounted:
-            return
-        sidebar = self.query_one(Sidebar)
-        sidebar.now = self._clock()
+        """Once a second: elapsed times and TTLs move on, CPU and memory are sampled."""
+        if self._quitting or not self.is_running:
+            return  # the sessions are being stopped, or the widgets removed
         self._refresh_sidebar()
         for session_id in self._open:
             pane = self._pane(session_id)
@@ -327,15 +373,23 @@ class CcxApp(App[int]):
 
     @work(thread=True, exclusive=True, group="usage")
     def _sample(self) -> None:
-        usage = self._sampler.sample()
-        self.call_from_thread(self._set_usage, usage)
+        # A message, not call_from_thread, which waits for the loop: it may be exiting,
+        # and a message to an app that has closed is dropped.
+        self.post_message(UsageSampled(self._sampler.sample()))
+
+    @on(UsageSampled)
+    def _usage_sampled(self, message: UsageSampled) -> None:
+        self._set_usage(message.usage)
 
     def _set_usage(self, usage: dict[str, TreeUsage]) -> None:
-        self.query_one(Sidebar).usage = usage
+        if self.is_running:  # not once teardown has begun
+            self._sidebar.usage = usage
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Every session action in the command palette too (ctrl+p)."""
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # PALETTE's own Quit asks first, as q does
+                yield command
         for title, help_text, action in PALETTE:
             yield SystemCommand(title, help_text, partial(self.run_action, action))
 
@@ -430,7 +484,11 @@ class CcxApp(App[int]):
         def answered(ok: bool | None) -> None:
             self.run_worker(close(ok), group="actions")
 
-        question = f"{info.spec.title} is still {info.state.value}. Kill it and close the tab?"
+        question = Content.from_markup(
+            "[b]$title[/b] is still $state. Kill it and close the tab?",
+            title=printable(info.spec.title),
+            state=info.state.value,
+        )
         self.push_screen(ConfirmDialog(question, yes="Kill and close"), answered)
 
     def action_next_tab(self) -> None:
@@ -462,16 +520,22 @@ class CcxApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
-    def action_quit_app(self) -> None:
+    async def action_quit(self) -> None:
+        """Every way to quit (q, Textual's ctrl+q, the palette) comes here: while
+        sessions run or wait, ask first, since quitting kills them."""
+        if self._quitting or self._asking_to_quit:
+            return  # already on the way out, or already asked
         busy = sum(e.stats.live + e.stats.queued for e in self.engines)
         if not busy:
             self.run_worker(self._stop_all_and_exit(), group="actions")
             return
 
         def answered(ok: bool | None) -> None:
+            self._asking_to_quit = False
             if ok:
                 self.run_worker(self._stop_all_and_exit(), group="actions")
 
+        self._asking_to_quit = True
         self.push_screen(
             ConfirmDialog(
                 f"{busy} session(s) still running or queued. Quitting kills them.",
@@ -529,7 +593,7 @@ class ViewerApp(App[int]):
         from ccx_tui.widgets.transcript_panel import TranscriptPanel
 
         yield TranscriptPanel(self.path, title=self.path.name, follow=True, id="viewer")
-        yield Static(self.title, id="viewer-title")
+        yield Static(Content(self.title), id="viewer-title")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -555,7 +619,8 @@ class ViewerApp(App[int]):
         parts = [self.title, where, follow]
         if view.searcher is not None:
             parts.append(self._search_note)
-        self.query_one("#viewer-title", Static).update(" · ".join(parts))
+        # Content, not markup: the title holds a command, the note a search query.
+        self.query_one("#viewer-title", Static).update(Content(" · ".join(parts)))
 
     def on_transcript_view_search_changed(self, event: TranscriptView.SearchChanged) -> None:
         self._search_note = search_status(event)
@@ -582,7 +647,8 @@ def make_app(
     engine = LocalEngine(settings.engine_config())
     targets = [ServerTarget(url, token) for url in (connect or [])] + list(servers or [])
     remotes = [
-        RemoteEngine(settings.engine_config(), t.url, token=t.token, name=t.name) for t in targets
+        RemoteEngine(settings.engine_config(), t.url, token=t.token, name=t.name, ca_file=t.ca_file)
+        for t in targets
     ]
     return CcxApp(
         engine,
@@ -610,21 +676,28 @@ def run_app(
 
 
 def resolve_view_target(settings: Settings, target: str) -> tuple[Path, str]:
-    """A path, or a session id (prefix) in the data directory."""
+    """A regular file, or a session id (prefix) in the data directory; and its title,
+    control characters escaped.
+
+    Raises TranscriptError for a path that is not a regular file (opening a FIFO would
+    block for good), UnknownSession for no match, AmbiguousSession for several.
+    """
+    from ccx_tui.errors import TranscriptError
+    from ccx_tui.textsafe import escape_controls
+
     path = Path(target).expanduser()
     if path.exists():
-        return path, str(path)
+        if not path.is_file():  # stat: it does not block on a FIFO as open() would
+            kind = "is a directory" if path.is_dir() else "not a regular file"
+            raise TranscriptError(f"cannot view {path}: {kind}")
+        return path, escape_controls(str(path))
+    from ccx_tui.engine.session import resolve_id
     from ccx_tui.engine.store import DataStore
-    from ccx_tui.errors import UnknownSession
 
     store = DataStore(settings.data_dir)
-    matches = [
-        info for info in store.load_history(include_foreign=True) if info.id.startswith(target)
-    ]
-    if len(matches) != 1 or not target:
-        raise UnknownSession(f"no such file or session: {target}")
-    info = matches[0]
-    return info.transcript, f"{info.id} · {info.spec.command}"
+    history = {info.id: info for info in store.load_history(include_foreign=True)}
+    info = history[resolve_id(target, history, what="file or session")]
+    return info.transcript, escape_controls(f"{info.id} · {info.spec.command}")
 
 
 def run_viewer(settings: Settings, target: str) -> int:

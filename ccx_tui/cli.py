@@ -11,13 +11,21 @@ from pathlib import Path
 from typing import NoReturn
 
 from ccx_tui import __version__
-from ccx_tui.config import Settings, parse_env, parse_seconds, resolve_servers, server_token
+from ccx_tui.config import (
+    ServerTarget,
+    Settings,
+    given_token,
+    parse_env,
+    parse_seconds,
+    resolve_servers,
+    server_token,
+)
 from ccx_tui.config_file import ConfigFile, FileDefaults, load_config, load_procfile
 from ccx_tui.engine.session import SessionSpec
 from ccx_tui.errors import CcxError, ConfigError
 
 EXIT_USAGE = 2
-SUBCOMMANDS = ("exec", "sessions", "view", "serve")
+SUBCOMMANDS = ("exec", "sessions", "view", "serve", "engine")
 AUTO_CONFIG = "ccx.toml"
 """Read from the current directory when present, unless --config or --no-config."""
 
@@ -67,7 +75,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
         default=[],
         help="a cc_executor server to run sessions on (repeatable)",
     )
-    main.add_argument("--token", help="bearer token for --connect (default $CCX_TUI_TOKEN)")
+    _client_auth(main, "--connect")
     main.add_argument(
         "--procfile",
         metavar="PATH",
@@ -87,11 +95,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
         help="run on a cc_executor server: a URL like ws://host:8003/ws/mcp, "
         "or the name of a [[server]] in the config file",
     )
-    exe.add_argument(
-        "--token",
-        help="bearer token for --server "
-        "(default: a named [[server]]'s token_env; for a URL, $CCX_TUI_TOKEN)",
-    )
+    _client_auth(exe, "--server")
     exe.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND...")
 
     ses = _Parser(prog="ccx-tui sessions", description="List recorded sessions.")
@@ -105,10 +109,25 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     _common(srv)
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     srv.add_argument("--port", default="8003", help="port (default 8003; 0 picks a free one)")
+    auth = srv.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer TOKEN' with the token in FILE (mode 600); "
+        "default $CCX_TUI_TOKEN, else a random token kept in DATA_DIR/serve/token",
+    )
+    auth.add_argument("--token", help="the token itself (visible to other users in ps)")
+    auth.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="accept anyone who can connect (loopback only: every local user can)",
+    )
+    srv.add_argument("--tls-cert", metavar="FILE", help="serve wss://: certificate (PEM)")
+    srv.add_argument("--tls-key", metavar="FILE", help="serve wss://: its private key (PEM)")
     srv.add_argument(
-        "--token",
-        help="require 'Authorization: Bearer TOKEN' "
-        "(default $CCX_TUI_TOKEN; required off loopback)",
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without TLS (token and output in the clear)",
     )
     srv.add_argument("--max-sessions", metavar="N", help="processes live at once (default 16)")
     srv.add_argument(
@@ -123,7 +142,60 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     view = _Parser(prog="ccx-tui view", description="View a file or a past session.")
     _common(view)
     view.add_argument("target", metavar="PATH|SESSION_ID")
-    return {"main": main, "exec": exe, "sessions": ses, "view": view, "serve": srv}
+
+    # Hidden (not in the main help): the engine process, started by ccx-tui itself.
+    eng = _Parser(prog="ccx-tui engine", description="Be the engine process of a data dir.")
+    eng.add_argument("--data-dir", metavar="DIR", help="the data dir it serves")
+    eng.add_argument("--idle-exit", metavar="SECONDS", help="exit after this long unused")
+    eng.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+    eng.add_argument("--detach", action="store_true", help="fork once it holds the data dir")
+    return {
+        "main": main,
+        "exec": exe,
+        "sessions": ses,
+        "view": view,
+        "serve": srv,
+        "engine": eng,
+    }
+
+
+def _client_auth(parser: argparse.ArgumentParser, flag: str) -> None:
+    tokens = parser.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"bearer token for {flag}, read from FILE (default $CCX_TUI_TOKEN; for a "
+        "loopback URL, the token a `serve` of the same data dir generated)",
+    )
+    tokens.add_argument(
+        "--token", help=f"bearer token for {flag} itself (visible to other users in ps)"
+    )
+    parser.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help=f"CA certificates (PEM) to verify a wss:// {flag} (default: the system's)",
+    )
+
+
+def _given_token(ns: argparse.Namespace, prog: str) -> str | None:
+    """--token-file, else --token (with a warning: argv is public), else None."""
+    if ns.token:
+        sys.stderr.write(
+            f"{prog}: warning: a token on the command line is visible to other users "
+            "(ps); use --token-file FILE or $CCX_TUI_TOKEN\n"
+        )
+    return given_token(ns.token, ns.token_file)
+
+
+def _ca_file(ns: argparse.Namespace) -> Path | None:
+    """--ca-file, checked now (a one-line error, not a failure per session later)."""
+    if not ns.ca_file:
+        return None
+    from ccx_tui.engine.auth import client_tls
+
+    path = Path(ns.ca_file).expanduser().absolute()
+    client_tls(path)
+    return path
 
 
 def command_line(words: list[str]) -> str:
@@ -146,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         ns = parsers["main"].parse_args(args)
         return _run_app(ns)
     except CcxError as exc:
-        sys.stderr.write(f"ccx-tui: {exc}\n")
+        from ccx_tui.textsafe import escape_controls
+
+        # Messages quote ids, paths and servers' words: never let them drive the terminal.
+        sys.stderr.write(f"ccx-tui: {escape_controls(str(exc))}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -160,7 +235,10 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
             return EXIT_USAGE
         config = _load_config(ns)
         settings = Settings.resolve(
-            data_dir=ns.data_dir, kill_grace=ns.kill_grace, file=_file_defaults(config)
+            data_dir=ns.data_dir,
+            kill_grace=ns.kill_grace,
+            file=_file_defaults(config),
+            servers=config.servers if config else (),
         )
         spec = SessionSpec(
             command=command,
@@ -173,13 +251,21 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         if ns.server:
             from ccx_tui.headless import run_remote_exec
 
-            url, token = _exec_server(ns.server, ns.token, config)
-            return asyncio.run(run_remote_exec(settings, spec, url, token))
+            target = _exec_server(ns, config, settings.data_dir)
+            return asyncio.run(run_remote_exec(settings, spec, target))
         from ccx_tui.headless import run_exec
 
         return asyncio.run(run_exec(settings, spec))
     if name == "serve":
         return _serve(ns)
+    if name == "engine":
+        from ccx_tui.engine.daemon import IDLE_EXIT, run_engine
+
+        idle = IDLE_EXIT
+        if ns.idle_exit:
+            idle = parse_seconds(ns.idle_exit, "idle exit", allow_zero=True) or 0.0
+        settings = Settings.resolve(data_dir=ns.data_dir, kill_grace=ns.kill_grace)
+        return run_engine(settings, idle_exit=idle, detach=ns.detach)
     settings = Settings.resolve(data_dir=ns.data_dir, file=_file_defaults(_load_config(ns)))
     if name == "sessions":
         from ccx_tui.headless import list_sessions
@@ -216,13 +302,18 @@ def _file_defaults(config: ConfigFile | None) -> FileDefaults | None:
     return config.defaults if config is not None else None
 
 
-def _exec_server(
-    server: str, token: str | None, config: ConfigFile | None
-) -> tuple[str, str | None]:
-    """`exec --server`: a URL (token: --token, else $CCX_TUI_TOKEN) or a [[server]] name."""
+def _exec_server(ns: argparse.Namespace, config: ConfigFile | None, data_dir: Path) -> ServerTarget:
+    """`exec --server`: a URL or a [[server]] name, with its token and CA file.
+
+    The token: --token-file or --token, else $CCX_TUI_TOKEN for a URL or the
+    [[server]]'s token_env, else (loopback) the token file of a `serve` of `data_dir`.
+    """
+    server = ns.server
+    token = _given_token(ns, "ccx-tui exec")
+    ca_file = _ca_file(ns)
     if "://" in server:
-        [target] = resolve_servers([server], token)
-        return target.url, target.token
+        [target] = resolve_servers([server], token, data_dir=data_dir, ca_file=ca_file)
+        return target
     entries = {entry.name: entry for entry in (config.servers if config else [])}
     if server not in entries:
         where = f"in {config.path}" if config else f"(no --config, no ./{AUTO_CONFIG})"
@@ -231,7 +322,12 @@ def _exec_server(
             f"--server {server!r}: not a ws:// URL and no [[server]] of that name {where}{known}"
         )
     entry = entries[server]
-    return entry.url, token or server_token(entry)
+    return ServerTarget(
+        entry.url,
+        token or server_token(entry, data_dir=data_dir),
+        entry.name,
+        ca_file or entry.ca_file,
+    )
 
 
 def _run_app(ns: argparse.Namespace) -> int:
@@ -242,11 +338,18 @@ def _run_app(ns: argparse.Namespace) -> int:
         ttl=ns.ttl,
         kill_grace=ns.kill_grace,
         file=_file_defaults(config),
+        servers=config.servers if config else (),
     )
     declared = list(config.sessions) if config else []
     if ns.procfile:
         declared += load_procfile(Path(ns.procfile))
-    servers = resolve_servers(ns.connect, ns.token, config.servers if config else ())
+    servers = resolve_servers(
+        ns.connect,
+        _given_token(ns, "ccx-tui"),
+        config.servers if config else (),
+        data_dir=settings.data_dir,
+        ca_file=_ca_file(ns),
+    )
     commands = [c for c in ns.command if c.strip()]
     from ccx_tui.app import run_app  # Textual: only when the app runs
 
@@ -254,32 +357,35 @@ def _run_app(ns: argparse.Namespace) -> int:
 
 
 def _serve(ns: argparse.Namespace) -> int:
-    import ipaddress
     import os
 
     from ccx_tui.config import parse_positive_int
+    from ccx_tui.engine import auth
     from ccx_tui.engine.server import ServeConfig
     from ccx_tui.headless import run_serve
 
-    token = ns.token or os.environ.get("CCX_TUI_TOKEN") or None
-    host = ns.host
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and not token:
-        sys.stderr.write(
-            f"ccx-tui serve: error: refusing to serve on {host} without --token "
-            "(anyone who can reach it could run commands)\n"
-        )
+    def refuse(message: str) -> int:
+        sys.stderr.write(f"ccx-tui serve: error: {message}\n")
         return EXIT_USAGE
+
+    host = ns.host
+    loopback = auth.is_loopback(host)
+    if bool(ns.tls_cert) != bool(ns.tls_key):
+        return refuse("--tls-cert and --tls-key go together")
+    tls = auth.server_tls(Path(ns.tls_cert), Path(ns.tls_key)) if ns.tls_cert else None
+    if not loopback and tls is None and not ns.insecure:
+        return refuse(
+            f"refusing to serve on {host} without TLS: the token and all output would "
+            "cross the network in the clear (give --tls-cert and --tls-key, or --insecure)"
+        )
+    if ns.no_auth and not loopback:
+        return refuse(f"--no-auth is for loopback only, not {host}")
     try:
         port = int(ns.port)
         if not 0 <= port <= 65535:
             raise ValueError
     except ValueError:
-        sys.stderr.write(f"ccx-tui serve: error: bad --port {ns.port!r}\n")
-        return EXIT_USAGE
+        return refuse(f"bad --port {ns.port!r}")
     settings = Settings.resolve(
         data_dir=ns.data_dir,
         max_sessions=ns.max_sessions,
@@ -287,10 +393,28 @@ def _serve(ns: argparse.Namespace) -> int:
         kill_grace=ns.kill_grace,
         file=_file_defaults(_load_config(ns)),
     )
+    warn = "ccx-tui serve: warning:"
+    if not loopback and tls is None:
+        sys.stderr.write(f"{warn} --insecure: tokens and output cross the network in the clear\n")
+    token = _given_token(ns, "ccx-tui serve")
+    if ns.no_auth:
+        sys.stderr.write(f"{warn} --no-auth: every user of this machine can run commands as you\n")
+        where = "no authentication"
+    elif ns.token_file:
+        where = f"token from {ns.token_file}"
+    elif token:
+        where = "token from --token"
+    elif token := os.environ.get(auth.TOKEN_ENV) or None:
+        where = f"token from ${auth.TOKEN_ENV}"
+    else:
+        token, path = auth.ensure_token_file(settings.data_dir)
+        where = f"token in {path}"
     config = ServeConfig(
         host=host,
         port=port,
         token=token,
+        no_auth=ns.no_auth,
+        tls=tls,
         max_connections=parse_positive_int(ns.max_connections, "max connections"),
     )
-    return asyncio.run(run_serve(settings, config))
+    return asyncio.run(run_serve(settings, config, where))

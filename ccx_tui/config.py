@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from ccx_tui.engine.auth import TOKEN_ENV, local_token, read_token_file
 from ccx_tui.engine.local import EngineConfig
+from ccx_tui.engine.process import SECRET_ENV
 from ccx_tui.engine.session import SessionSpec
 from ccx_tui.engine.store import DEFAULT_RETENTION, default_data_dir
 from ccx_tui.errors import ConfigError
@@ -75,6 +77,8 @@ class ServerTarget:
     url: str
     token: str | None = None
     name: str | None = None
+    ca_file: Path | None = None
+    """CA certificates (PEM) that verify a wss:// server; None: the system's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,8 @@ class Settings:
     ttl: float | None = None
     kill_grace: float = 3.0
     retention_bytes: int = DEFAULT_RETENTION
+    scrub_env: frozenset[str] = SECRET_ENV
+    """Variables no session inherits: $CCX_TUI_TOKEN and every [[server]]'s token_env."""
 
     @classmethod
     def resolve(
@@ -105,9 +111,11 @@ class Settings:
         ttl: str | None = None,
         kill_grace: str | None = None,
         file: FileDefaults | None = None,
+        servers: Sequence[ServerEntry] = (),
     ) -> Settings:
         """Each setting from its flag, else its CCX_TUI_* variable, else `file`, else default.
 
+        The token_env variables of `servers` are kept from every session (`scrub_env`).
         Raises ConfigError for a bad flag or variable value (the file was checked on load).
         """
         env = os.environ
@@ -152,6 +160,7 @@ class Settings:
             ttl=ttl_value,
             kill_grace=grace,
             retention_bytes=retention,
+            scrub_env=SECRET_ENV | {s.token_env for s in servers if s.token_env},
         )
 
     def engine_config(self, **overrides: object) -> EngineConfig:
@@ -161,20 +170,25 @@ class Settings:
             default_ttl=self.ttl,
             kill_grace=self.kill_grace,
             retention_bytes=self.retention_bytes,
+            scrub_env=self.scrub_env,
         )
         if overrides:
             config = replace(config, **overrides)  # type: ignore[arg-type]
         return config
 
 
-def server_token(entry: ServerEntry, environ: Mapping[str, str] | None = None) -> str | None:
-    """The token of a [[server]], read from its token_env variable (None without one).
+def server_token(
+    entry: ServerEntry, environ: Mapping[str, str] | None = None, data_dir: Path | None = None
+) -> str | None:
+    """The token of a [[server]], read from its token_env variable.
 
-    Raises ConfigError naming the server and the variable if that variable is unset or
-    empty: a server that wants a token would only refuse us later, less clearly.
+    Without token_env, a loopback server's token is read from the file a `serve` of
+    `data_dir` keeps (see engine/auth.py), else None.  Raises ConfigError naming the
+    server and the variable if that variable is unset or empty: a server that wants a
+    token would only refuse us later, less clearly.
     """
     if entry.token_env is None:
-        return None
+        return local_token(data_dir, entry.url) if data_dir is not None else None
     value = (os.environ if environ is None else environ).get(entry.token_env)
     if not value:
         state = "empty" if value == "" else "not set"
@@ -185,19 +199,36 @@ def server_token(entry: ServerEntry, environ: Mapping[str, str] | None = None) -
     return value
 
 
+def given_token(token: str | None, token_file: str | None) -> str | None:
+    """The token of --token-file (read from it), else of --token.  Raises ConfigError."""
+    if token_file:
+        return read_token_file(Path(token_file).expanduser())
+    return token or None
+
+
 def resolve_servers(
     connect: Sequence[str],
     token: str | None = None,
     declared: Sequence[ServerEntry] = (),
     environ: Mapping[str, str] | None = None,
+    *,
+    data_dir: Path | None = None,
+    ca_file: Path | None = None,
 ) -> list[ServerTarget]:
     """Servers to connect to: `--connect` URLs, then the config file's [[server]] tables.
 
-    The URLs share `token` (the --token flag, else $CCX_TUI_TOKEN); each [[server]]
-    reads its own from its token_env variable (see `server_token`).
+    The URLs share `token` (--token-file or --token, else $CCX_TUI_TOKEN, else for a
+    loopback URL the token file of a `serve` of `data_dir`) and `ca_file`; each
+    [[server]] reads its own token from its token_env variable (see `server_token`).
     """
     env = os.environ if environ is None else environ
-    shared = token or env.get("CCX_TUI_TOKEN") or None
-    targets = [ServerTarget(url, shared) for url in connect]
-    targets += [ServerTarget(s.url, server_token(s, env), s.name) for s in declared]
+    shared = token or env.get(TOKEN_ENV) or None
+
+    def own(url: str) -> str | None:
+        return shared or (local_token(data_dir, url) if data_dir is not None else None)
+
+    targets = [ServerTarget(url, own(url), None, ca_file) for url in connect]
+    targets += [
+        ServerTarget(s.url, server_token(s, env, data_dir), s.name, s.ca_file) for s in declared
+    ]
     return targets

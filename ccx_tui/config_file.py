@@ -35,7 +35,7 @@ SESSION_KEYS = (
     "server",
     "shell",
 )
-SERVER_KEYS = ("name", "url", "token_env")
+SERVER_KEYS = ("name", "url", "token_env", "ca_file")
 TABLES = {"defaults": "[defaults]", "session": "[[session]]", "server": "[[server]]"}
 RESERVED_SERVER_NAMES = ("local",)  # the app's name for the local engine
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -62,6 +62,8 @@ class ServerEntry:
     token_env: str | None = None
     where: str = ""
     """'PATH:LINE: [server "NAME"]', to start error messages about this entry."""
+    ca_file: Path | None = None
+    """CA certificates (PEM) that verify a wss:// server, instead of the system's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +402,7 @@ def load_config(path: Path | str) -> ConfigFile:
     servers: dict[str, ServerEntry] = {}
     first: dict[str, int | None] = {}
     for index, item in enumerate(data.get("server", [])):
-        entry = _server(str(path), where, index, item)
+        entry = _server(str(path), where, index, item, base)
         _check_unique(where, "server", index, entry.name, first, str(path))
         servers[entry.name] = entry
     sessions: list[DeclaredSession] = []
@@ -457,7 +459,9 @@ def _label(kind: str, index: int, data: dict[str, Any]) -> str:
     return f'[{kind} "{name}"]' if isinstance(name, str) and name else f"[{kind} #{index + 1}]"
 
 
-def _server(path: str, where: Locations, index: int, data: dict[str, Any]) -> ServerEntry:
+def _server(
+    path: str, where: Locations, index: int, data: dict[str, Any], base: Path
+) -> ServerEntry:
     label = _label("server", index, data)
     table = _Table(path, where, ("server", index), data, label, (*SERVER_KEYS, "token"))
     if "token" in data:
@@ -477,7 +481,11 @@ def _server(path: str, where: Locations, index: int, data: dict[str, Any]) -> Se
         raise table.error(
             f"bad value {token_env!r} (the NAME of an environment variable)", "token_env"
         )
-    return ServerEntry(name, url, token_env, f"{table.at('token_env')} {label}")
+    ca_file = table.path_value("ca_file", base)
+    if ca_file is not None and parts.scheme != "wss":
+        raise table.error("only a wss:// url uses a CA file", "ca_file")
+    where_token = f"{table.at('token_env')} {label}"
+    return ServerEntry(name, url, token_env, where_token, ca_file)
 
 
 def _session(

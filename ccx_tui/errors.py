@@ -2,10 +2,11 @@
 
 CcxError                  base; its message is one line fit for a user
 +-- ConfigError           a bad flag, env value or config file entry
-+-- DataDirError          the data directory cannot be created or written
++-- DataDirError          the data directory cannot be created or written, or is not ours
 +-- SessionError          something about one session
 |   +-- UnknownSession    no session has that id
-|   +-- InvalidCommand    empty command, missing cwd, bad env or TTL
+|   |   +-- AmbiguousSession  several sessions start with that id prefix
+|   +-- InvalidCommand    empty command, unusable cwd, bad env or TTL
 |   +-- InvalidTransition the session's state forbids the action
 +-- TranscriptError       a transcript cannot be opened or read
 +-- SearchError           a search query is empty or not a valid regex
@@ -24,7 +25,8 @@ class ConfigError(CcxError):
 
 
 class DataDirError(CcxError):
-    """The data directory is missing, unwritable or corrupt beyond use."""
+    """The data directory is missing, unwritable, corrupt beyond use, or owned by
+    another user."""
 
 
 class SessionError(CcxError):
@@ -33,6 +35,10 @@ class SessionError(CcxError):
 
 class UnknownSession(SessionError):
     """No session has the given id (or id prefix)."""
+
+
+class AmbiguousSession(UnknownSession):
+    """Several sessions start with the given id prefix (the message lists them)."""
 
 
 class InvalidCommand(SessionError):

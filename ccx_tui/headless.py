@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import json
 import os
 import signal
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ccx_tui.config import Settings
-from ccx_tui.engine.events import OutputAppended, SessionUpdated
 from ccx_tui.engine.linemux import LineMux
 from ccx_tui.engine.local import LocalEngine
-from ccx_tui.engine.session import SessionInfo, SessionSpec, State, new_session_id
+from ccx_tui.engine.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.store import DataStore
+from ccx_tui.engine.tap import Chunk
 from ccx_tui.engine.transcript import (
     META,
     SIDECAR_NAME,
@@ -28,14 +29,18 @@ from ccx_tui.engine.transcript import (
     TranscriptWriter,
     read_segments,
 )
+from ccx_tui.textsafe import escape_controls
 
 if TYPE_CHECKING:  # the server (and websockets) load only for `serve`
+    from ccx_tui.config import ServerTarget
     from ccx_tui.engine.server import ServeConfig
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 EXIT_TTL = 124
 EXIT_CANNOT_RUN = 127
+EXIT_BROKEN_PIPE = 141
+"""`sessions` whose reader went away: the status of a tool killed by SIGPIPE (128+13)."""
 _COPY = 1024 * 1024
 
 
@@ -111,28 +116,82 @@ def on_stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
-def report(info: SessionInfo, stop_signal: list[int]) -> int:
-    """Say what went wrong on stderr (if anything); return `exec`'s exit status."""
+def report(
+    info: SessionInfo,
+    stop_signal: list[int],
+    *,
+    shown: bool = False,
+    not_shown: int = 0,
+    record_error: str | None = None,
+) -> int:
+    """Say what went wrong on stderr (if anything); return `exec`'s exit status.
+
+    `shown`: our output came live from the engine, so what the transcript lost was
+    still shown (all but `not_shown` bytes).  `record_error`: why the session's record
+    could not be saved.
+    """
+    # A reason or an error can quote a server's words, a path or a command: escaped.
     if info.state is State.FAILED:
-        print(f"ccx-tui: {info.reason}", file=sys.stderr)
+        print(f"ccx-tui: {escape_controls(info.reason or 'failed')}", file=sys.stderr)
     if info.write_error:
+        where = " in the transcript (they were shown here)" if shown else ""
         print(
-            f"ccx-tui: {info.write_error}; {info.bytes_lost} bytes of output were not kept",
+            f"ccx-tui: {escape_controls(info.write_error)}; "
+            f"{info.bytes_lost} bytes of output were not kept{where}",
             file=sys.stderr,
         )
+    if not_shown:
+        print(f"ccx-tui: {not_shown} bytes of output could not be shown", file=sys.stderr)
+    if record_error is not None:
+        if info.directory.exists():
+            what = f"could not be saved in {info.directory}: {record_error}"
+        else:
+            what = f"is lost: {info.directory} was removed while the command ran"
+        what = escape_controls(what)
+        print(f"ccx-tui: warning: the session's record {what}", file=sys.stderr)
     return exit_code_for(info, stop_signal[0] if stop_signal else None)
 
 
+class OutputEcho:
+    """Writes a session's live output chunks to our stdout/stderr, split by stream.
+
+    Called in a thread (a slow reader of our output blocks this writer, and through the
+    tap's back-pressure the process, as a pipe would; never the event loop).  Stops
+    echoing, silently, if the reader goes away (EPIPE); the chunks are still taken so
+    the process is never held up.
+    """
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def write(self, chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            if chunk.stream == META or self.broken:
+                continue
+            fd = 2 if chunk.stream == STDERR else 1
+            view = memoryview(chunk.data)
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+            except BrokenPipeError:
+                self.broken = True
+
+
 async def run_exec(settings: Settings, spec: SessionSpec) -> int:
-    """Run one session, echo its output as it arrives, return the exit status."""
+    """Run one session, echo its output as it arrives, return the exit status.
+
+    Our stdout is fed straight from the engine (a tap with back-pressure), never from
+    the transcript: a full disk or a deleted data dir loses the record, not the
+    output, and the command runs to its end either way.
+    """
     config = settings.engine_config(max_sessions=1, load_history=False)
     engine = LocalEngine(config)
     loop = asyncio.get_running_loop()
     stop_signal: list[int] = []
+    echo = OutputEcho()
     async with engine:
-        sub = engine.subscribe()
         info = await engine.start(spec)
-        copier = TranscriptCopier(info.transcript)
+        tap = engine.tap(info.id, backpressure=True)  # no await since start: no byte missed
 
         def on_signal(signum: int) -> None:
             if not stop_signal:
@@ -142,22 +201,17 @@ async def run_exec(settings: Settings, spec: SessionSpec) -> int:
 
         tasks: set[asyncio.Task[None]] = set()
         with on_stop_signals(on_signal):
-            copied = 0
-            while True:
-                event = await sub.get()
-                if event is None:
-                    break
-                if isinstance(event, OutputAppended) and event.session_id == info.id:
-                    if event.bytes > copied:
-                        copied = event.bytes
-                        await asyncio.to_thread(copier.copy_to, copied)
-                elif isinstance(event, SessionUpdated) and event.info.id == info.id:
-                    if event.info.state.final:
-                        info = event.info
-                        break
-            await asyncio.to_thread(copier.copy_to, info.bytes)
+            while chunks := await tap.read():
+                await asyncio.to_thread(echo.write, chunks)
+            info = await engine.wait(info.id)
             await asyncio.gather(*tasks, return_exceptions=True)
-    return report(info, stop_signal)
+    return report(
+        info,
+        stop_signal,
+        shown=True,
+        not_shown=tap.lost,
+        record_error=engine.record_error(info.id),
+    )
 
 
 def _when(ts: float | None) -> str:
@@ -167,7 +221,13 @@ def _when(ts: float | None) -> str:
 
 
 def list_sessions(settings: Settings, *, as_json: bool) -> int:
-    """Print every session in the data directory, oldest first."""
+    """Print every session in the data directory, oldest first.
+
+    Stored text (commands, directories) is printed with its control characters and
+    undecodable bytes as visible escapes (`\\x1b`, `\\n`, `\\xff`).  A reader that goes
+    away early (`| head`) ends us quietly with EXIT_BROKEN_PIPE, like a tool killed by
+    SIGPIPE.
+    """
     store = DataStore(settings.data_dir)
     infos = store.load_history(include_foreign=True)
     rows = []
@@ -175,40 +235,66 @@ def list_sessions(settings: Settings, *, as_json: bool) -> int:
         with contextlib.suppress(OSError):
             info = _with_size(info)
         rows.append(info)
-    if as_json:
-        out = []
-        for info in rows:
-            data = info.to_json()
-            data["transcript"] = str(info.transcript)
-            out.append(data)
-        json.dump(out, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-        return 0
+    # Whatever the terminal's encoding, what it cannot show is escaped, never a crash.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        if as_json:
+            _print_json(rows)
+        else:
+            _print_table(rows, settings.data_dir)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return 0
+
+
+def _print_json(rows: list[SessionInfo]) -> None:
+    out = []
+    for info in rows:
+        data = info.to_json()
+        data["transcript"] = str(info.transcript)
+        out.append(data)
+    json.dump(out, sys.stdout, indent=1)  # ASCII: JSON escapes controls and surrogates
+    sys.stdout.write("\n")
+
+
+def _print_table(rows: list[SessionInfo], data_dir: Path) -> None:
     if not rows:
-        print(f"no sessions in {settings.data_dir}")
-        return 0
+        print(f"no sessions in {escape_controls(str(data_dir))}")
+        return
     header = ("ID", "STATE", "EXIT", "STARTED", "ENDED", "BYTES", "LINES", "CWD", "COMMAND")
     table = [header]
     for info in rows:
         table.append(
             (
-                info.id,
+                escape_controls(info.id),
                 info.state.value,
                 "-" if info.exit_code is None else str(info.exit_code),
                 _when(info.started_at),
                 _when(info.ended_at),
                 str(info.bytes),
                 str(info.lines),
-                info.spec.cwd or "-",
-                info.spec.command.replace("\n", " "),
+                escape_controls(info.spec.cwd or "-"),
+                escape_controls(info.spec.command),
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
         print("  ".join([*cells, row[-1]]))
-    print(f"transcripts: {settings.data_dir / 'sessions'}/<ID>/transcript.log")
-    return 0
+    sessions = escape_controls(str(data_dir / "sessions"))
+    print(f"transcripts: {sessions}/<ID>/transcript.log")
+
+
+def _silence_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null, so the interpreter's final flush of what
+    is still buffered does not fail again ("Exception ignored ... BrokenPipeError"), as
+    Python's signal module documentation recommends."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _with_size(info: SessionInfo) -> SessionInfo:
@@ -217,8 +303,11 @@ def _with_size(info: SessionInfo) -> SessionInfo:
     return replace(info, bytes=max(size, info.bytes))
 
 
-async def run_serve(settings: Settings, config: ServeConfig) -> int:
-    """Serve until SIGTERM/SIGINT/SIGHUP; live sessions are killed on the way out."""
+async def run_serve(settings: Settings, config: ServeConfig, auth: str = "") -> int:
+    """Serve until SIGTERM/SIGINT/SIGHUP; live sessions are killed on the way out.
+
+    `auth` says how clients authenticate (where the token is, never the token).
+    """
     from ccx_tui.engine.server import CcxServer
 
     stop = asyncio.Event()
@@ -235,8 +324,8 @@ async def run_serve(settings: Settings, config: ServeConfig) -> int:
                 )
                 return 1
             print(
-                f"ccx-tui serve: listening on ws://{config.host}:{server.port}/ws/mcp"
-                f"{' (token required)' if config.token else ''}",
+                f"ccx-tui serve: listening on {config.scheme}://{config.host}:{server.port}"
+                f"/ws/mcp{f' ({auth})' if auth else ''}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -250,20 +339,25 @@ async def run_serve(settings: Settings, config: ServeConfig) -> int:
 EXIT_LOST = 255
 
 
-async def run_remote_exec(
-    settings: Settings, spec: SessionSpec, url: str, token: str | None
-) -> int:
+async def run_remote_exec(settings: Settings, spec: SessionSpec, target: ServerTarget) -> int:
     """`exec --server URL`: like local exec, with the process on a cc_executor server.
 
     The socket is read continuously into a local transcript; our stdout is fed from
-    that transcript by a thread, so a slow reader of our output never stalls the
-    server.
+    that transcript by one thread at a time (the follower, then the final copy), so
+    a slow reader of our output never stalls the server and no byte goes out twice.
+    Returns the command's exit status; 1 if the server cannot be reached, 2 if it
+    refuses us (token, certificate).
     """
-    from ccx_tui.engine.remote import RemoteError, RemoteRun  # websockets: only here
+    from ccx_tui.engine.remote import (  # websockets: only here
+        RemoteError,
+        RemoteRefused,
+        RemoteRun,
+    )
+
+    url = target.url
 
     store = DataStore(settings.data_dir)
-    session_id = new_session_id()
-    directory = store.create_session_dir(session_id)
+    session_id, directory = store.new_session()
     now = time.time()
     info = SessionInfo(
         id=session_id,
@@ -281,7 +375,9 @@ async def run_remote_exec(
     writer = TranscriptWriter(directory)
     mux = LineMux(writer.write, spool_dir=str(directory))
     copier = TranscriptCopier(info.transcript)
-    remote = RemoteRun(url, token=token, kill_grace=settings.kill_grace)
+    remote = RemoteRun(
+        url, token=target.token, kill_grace=settings.kill_grace, ca_file=target.ca_file
+    )
     wake = asyncio.Event()
     stop_signal: list[int] = []
     loop = asyncio.get_running_loop()
@@ -294,33 +390,42 @@ async def run_remote_exec(
         mux.feed(1 if stream == "stderr" else 0, data)
         wake.set()
 
+    finished = False
+
     async def follow() -> None:
+        # Never cancelled mid-copy: cancelling the await would not stop the thread,
+        # which would then copy the same bytes as the final copy, at the same time.
         while True:
             await wake.wait()
+            if finished:
+                return
             wake.clear()
             await asyncio.to_thread(copier.copy_to, writer.offset)
 
     follower = loop.create_task(follow())
     error: str | None = None
+    refused = False
     try:
         with on_stop_signals(on_signal):
             outcome = await remote.run(spec, sink)
     except RemoteError as exc:
         error = str(exc)
+        refused = isinstance(exc, RemoteRefused)
         outcome = None
     finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        finished = True
+        wake.set()
+        await follower  # its copy in flight, if any, ends first
         mux.flush()
         mux.close()
         writer.close()
         await asyncio.to_thread(copier.copy_to, writer.offset)
+    server_loss = None if outcome is None else outcome.server_loss
     if outcome is None:
         state, code, sig, reason = State.FAILED, None, None, error
     else:
         state = State(outcome.state)
-        code, sig, reason = outcome.exit_code, outcome.signal, outcome.reason
+        code, sig, reason = outcome.exit_code, outcome.signal, outcome.reason or server_loss
     info = replace(
         info,
         state=state,
@@ -337,10 +442,12 @@ async def run_remote_exec(
     with contextlib.suppress(OSError):
         store.write_meta(info)
     store.unlock_session(lock)
-    if error is not None:
-        print(f"ccx-tui: {error}", file=sys.stderr)
-        return 1
+    if error is not None:  # server and URL text: never terminal control
+        print(f"ccx-tui: {escape_controls(error)}", file=sys.stderr)
+        return 2 if refused else 1
     if state is State.LOST:
-        print(f"ccx-tui: {reason}", file=sys.stderr)
+        print(f"ccx-tui: {escape_controls(reason or 'connection lost')}", file=sys.stderr)
         return EXIT_LOST
+    if server_loss is not None:  # its full disk: the output still came here
+        print(f"ccx-tui: {escape_controls(server_loss)}", file=sys.stderr)
     return report(info, stop_signal)

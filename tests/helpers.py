@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 
@@ -58,3 +59,27 @@ def wait_gone(prefix: str, timeout: float = 10.0) -> list[psutil.Process]:
         time.sleep(0.05)
         left = marked_processes(prefix)
     return left
+
+
+def wait_gone_for(data_dir: Path, timeout: float = 10.0) -> list[psutil.Process]:
+    """Processes of the sessions recorded in `data_dir` still alive after `timeout`.
+
+    Scoped to this data dir's sessions (their markers start with the session id), so
+    a test sees its own leftovers and never another test's, or another run's, on the
+    same machine.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        sessions = data_dir / "sessions"
+        ids = [d.name for d in sessions.iterdir()] if sessions.is_dir() else []
+        left = [p for p in marked_processes() if _marker_of(p).split(".")[0] in ids]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _marker_of(proc: psutil.Process) -> str:
+    try:
+        return proc.environ().get(MARKER_ENV, "")
+    except psutil.Error:
+        return ""

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import psutil
 import pytest
+from textual import events
+from textual.message import Message
 from textual.widgets import Input, TabbedContent
 
 from ccx_tui.app import CcxApp, make_app
 from ccx_tui.config import Settings
 from ccx_tui.engine import State
-from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog
+from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, SaveDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.session_pane import SessionPane
@@ -33,6 +36,12 @@ def screen_text(app: CcxApp) -> str:
     """What the terminal shows on the top screen, as plain text."""
     strips = app.screen._compositor.render_strips()
     return "\n".join(strip.text for strip in strips)
+
+
+def left_behind(app: CcxApp) -> list[psutil.Process]:
+    """Processes of the app's sessions still alive after a grace (only this app's:
+    other tests may run sessions on the same machine at the same time)."""
+    return [proc for info in app.engine.sessions() for proc in wait_gone(f"{info.id}.")]
 
 
 def current(app: CcxApp) -> str | None:
@@ -66,7 +75,7 @@ async def test_starts_with_commands_and_shows_output(data_dir: Path) -> None:
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("y")
         await until(lambda: not app.is_running, what="exit")
-    assert wait_gone("") == []
+    assert left_behind(app) == []
 
 
 async def test_empty_screen_says_how_to_start(data_dir: Path) -> None:
@@ -135,7 +144,7 @@ async def test_kill_restart_pause_keys(data_dir: Path) -> None:
         )
         await pilot.press("X")
         await until(lambda: app.engine.get(sid).state is State.KILLED, what="kill now")
-    assert wait_gone("") == []
+    assert left_behind(app) == []
 
 
 async def test_close_tab_asks_when_running(data_dir: Path) -> None:
@@ -174,6 +183,8 @@ async def test_help_and_history_screens(data_dir: Path) -> None:
         await pilot.press("enter")
         await until(lambda: len(app._open) == 1, what="opened from history")
         await until(lambda: "from-the-past" in screen_text(app))
+        # Regression: a finished session opened from the history had an empty status line.
+        await until(lambda: "exit 0 · run 1" in screen_text(app), what="its status line")
 
 
 async def test_toast_when_a_session_fails(data_dir: Path) -> None:
@@ -266,3 +277,99 @@ async def test_remote_sessions_side_by_side(data_dir: Path) -> None:
             await until(lambda: app.remotes[0].get(remote_id).state is State.KILLED)
             await pilot.press("q")
             await until(lambda: not app.is_running)
+
+
+async def test_teardown_with_a_tick_at_every_step(data_dir: Path) -> None:
+    """Regression: the 1-second timer (and a usage sample, and engine events) arriving
+    while the app tears its widgets down raised `NoMatches: 'Sidebar'`, an error at
+    exit (seen as a failed test on a slow runner).  Here a tick and a usage sample
+    arrive at every step of the teardown (each widget's Unmount) while a session
+    prints all along: the app must end without an error."""
+    app = app_for(data_dir, "while :; do echo tick; sleep 0.01; done")
+    sidebar_there: list[bool] = []
+
+    def during_teardown(message: Message) -> None:
+        if isinstance(message, events.Unmount) and not app.is_running:
+            sidebar_there.append(sidebar.is_attached)
+            app._tick()
+            app._set_usage({})
+
+    async with app.run_test(size=SIZE, message_hook=during_teardown):
+        sidebar = app.query_one(Sidebar)
+        await until(lambda: bool(app._open) and app.engine.get(app._open[0]).lines > 2)
+    assert True in sidebar_there and False in sidebar_there  # before and after it went
+
+
+@pytest.mark.parametrize("how", ["q", "ctrl+q", "palette"])
+async def test_every_way_to_quit_asks_while_sessions_run(data_dir: Path, how: str) -> None:
+    """Regression: ctrl+q and the command palette's Quit killed running sessions without
+    the question `q` asks.  Each way to quit asks; `n` keeps the app and the session
+    running, `y` quits and kills it."""
+    app = app_for(data_dir, "sleep 1000")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: states(app) == [State.RUNNING], what="a running session")
+        sid = app._open[0]
+
+        async def ask() -> None:
+            if how == "palette":
+                await pilot.press("ctrl+p", *"quit")
+                await until(lambda: "Quit ccx-tui" in screen_text(app), what="palette entry")
+                await pilot.press("enter")
+            else:
+                await pilot.press(how)
+            await until(lambda: isinstance(app.screen, ConfirmDialog), what="the question")
+
+        await ask()
+        await pilot.press("n")
+        assert app.is_running and states(app) == [State.RUNNING]
+        await ask()
+        await pilot.press("y")
+        await until(lambda: not app.is_running, what="exit")
+    assert app.engine.get(sid).state is State.KILLED
+
+
+async def test_past_session_without_its_transcript_is_a_toast(data_dir: Path) -> None:
+    """Regression: opening a past session whose transcript was deleted raised inside
+    the tab's compose and ended the app.  You should see a toast saying why, and no tab."""
+    first = app_for(data_dir, "echo soon-gone")
+    async with first.run_test(size=SIZE) as pilot:
+        await until(lambda: bool(first._open) and first.engine.get(first._open[0]).state.final)
+        gone = first.engine.get(first._open[0])
+        await pilot.press("q")
+    gone.transcript.unlink()
+    app = app_for(data_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("h")
+        await until(lambda: isinstance(app.screen, HistoryScreen), what="the history")
+        await pilot.press("enter")
+        await until(lambda: any("transcript" in n.message for n in app._notifications))
+        assert app.is_running and app._open == []
+
+
+async def test_dialogs_put_no_control_characters_in_an_input(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the create and save dialogs filled an input with the current
+    directory's path, which an input shows raw: a directory named with ESC sent an
+    escape sequence to the terminal.  You should see an empty directory field (meaning
+    the current directory) and a bare file name to save to, and both still work."""
+    odd = tmp_path / "esc\x1b]0;pwned\x07dir"
+    odd.mkdir()
+    monkeypatch.chdir(odd)
+    app = app_for(data_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        dialog = app.screen
+        assert isinstance(dialog, CreateSessionDialog)
+        assert dialog.query_one("#cwd", Input).value == ""
+        dialog.query_one("#command", Input).value = "echo saved-here"
+        await pilot.press("enter")
+        await until(lambda: len(app._open) == 1, what="session created")
+        assert app.engine.get(app._open[0]).spec.cwd == str(odd)
+        await until(lambda: app.engine.get(app._open[0]).state.final)
+        await pilot.press("s")
+        await until(lambda: isinstance(app.screen, SaveDialog), what="the save dialog")
+        name = app.screen.query_one("#path", Input).value
+        assert name == "echo-saved-here.log"
+        await pilot.press("enter")
+        await until(lambda: (odd / name).exists(), what="the saved file")

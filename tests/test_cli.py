@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import marked_processes, wait_gone
+from tests.helpers import marked_processes, wait_gone_for
 
 CCX = [sys.executable, "-m", "ccx_tui"]
 
@@ -73,7 +74,7 @@ def test_exec_streams_output_as_it_arrives(data_dir: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 130
-    assert wait_gone("") == []
+    assert wait_gone_for(data_dir) == []
 
 
 @pytest.mark.parametrize(
@@ -131,7 +132,7 @@ def test_signals_kill_sessions_and_leave_no_orphans(sig: int, data_dir: Path) ->
     assert proc.stdout.readline() == b"up\n"
     proc.send_signal(sig)
     assert proc.wait(20) == 128 + sig
-    assert wait_gone("") == []
+    assert wait_gone_for(data_dir) == []
 
 
 def test_sessions_lists_and_json(data_dir: Path) -> None:
@@ -382,3 +383,107 @@ def test_exec_on_a_server_named_in_the_config(tmp_path: Path) -> None:
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(20)
+
+
+# -- stored and remote text on the command line (escapes) ---------------------------------
+
+CONTROLS = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
+"""Control characters in output, but for the newlines that end its lines."""
+HOSTILE_COMMAND = b"true # \x1b]2;pwned\x07 \xc2\x9b31m [/] caf\xc3\xa9 \xff\n# second line"
+
+
+def test_sessions_prints_stored_text_with_visible_escapes(data_dir: Path, tmp_path: Path) -> None:
+    """A command and a cwd holding ESC, BEL, a newline, a C1 control and a byte that is
+    not UTF-8: `sessions` prints them as visible escapes (normal Unicode as it is), one
+    line per session, also under a strict UTF-8 stdout (it used to crash there with a
+    UnicodeEncodeError, and to print the title sequence raw elsewhere)."""
+    cwd = tmp_path / "dir\x1b[31m\nnext"
+    cwd.mkdir()
+    made = subprocess.run(
+        [*CCX, "exec", "--data-dir", str(data_dir), "--cwd", str(cwd), "--", HOSTILE_COMMAND],
+        capture_output=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    for encoding in ("utf-8:strict", "ascii:strict", ""):
+        env = {**os.environ, "PYTHONIOENCODING": encoding}
+        proc = run("sessions", data_dir=data_dir, env=env)
+        assert (proc.returncode, proc.stderr) == (0, b""), (encoding, proc.stderr)
+        assert not CONTROLS.search(proc.stdout), (encoding, proc.stdout)
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 3, lines  # header, the session, where transcripts are
+        shown = lines[1].decode("utf-8")
+        expected_command = "\\x1b]2;pwned\\x07 \\x9b31m [/] café \\xff\\n# second line"
+        if encoding.startswith("ascii"):
+            expected_command = expected_command.replace("é", "\\xe9")
+        assert shown.endswith(expected_command), (encoding, shown)
+        assert "dir\\x1b[31m\\nnext" in shown
+
+
+def test_sessions_into_a_closed_pipe_exits_quietly(data_dir: Path) -> None:
+    """`ccx-tui sessions [--json] | head -c 10`: the reader is gone before we write.  We
+    exit 141 (like a tool killed by SIGPIPE) with nothing on stderr: no BrokenPipeError
+    traceback, no "Exception ignored" at interpreter exit."""
+    assert run("exec", "--", "true", data_dir=data_dir).returncode == 0
+    for flags in (["--json"], []):
+        read, write = os.pipe()
+        os.close(read)  # deterministic: every write fails with EPIPE
+        try:
+            proc = subprocess.run(
+                [*CCX, "sessions", "--data-dir", str(data_dir), *flags],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                timeout=60,
+            )
+        finally:
+            os.close(write)
+        assert (proc.returncode, proc.stderr) == (141, b""), (flags, proc.stderr)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "char device", "directory"])
+def test_view_refuses_what_is_not_a_regular_file(kind: str, data_dir: Path, tmp_path: Path) -> None:
+    """`ccx-tui view FIFO` used to block for good opening the FIFO, before any screen (a
+    device too); they are refused in one line, exit 2, as a directory already was."""
+    if kind == "fifo":
+        target = tmp_path / "pipe"
+        os.mkfifo(target)
+    elif kind == "char device":
+        target = Path(os.devnull)
+    else:
+        target = tmp_path
+    proc = run("view", str(target), data_dir=data_dir, stdin=subprocess.DEVNULL)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    kind = "is a directory" if kind == "directory" else "not a regular file"
+    assert f"cannot view {target}: {kind}" in err
+
+
+def test_an_ambiguous_id_prefix_lists_the_candidates(data_dir: Path) -> None:
+    """`view PREFIX` matching two sessions names both (it used to say "no such
+    session"), exit 2; one more digit picks one."""
+    for word in ("one", "two"):
+        assert run("exec", "--", f"echo {word}", data_dir=data_dir).returncode == 0
+    ids = sorted(p.name for p in (data_dir / "sessions").iterdir())
+    prefix = os.path.commonprefix(ids)
+    assert prefix, ids  # ids start with the clock: two made in a row share digits
+    proc = run("view", prefix, data_dir=data_dir, stdin=subprocess.DEVNULL)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    candidates = f"{ids[0]}, {ids[1]}"
+    said = f"ccx-tui: ambiguous id prefix '{prefix}': matches {candidates} (give more digits)"
+    assert err.strip() == said
+
+
+def test_errors_quoting_user_text_escape_controls(data_dir: Path) -> None:
+    """An error message that quotes a path, an id or a server's words prints its control
+    characters as visible escapes: they never reach the terminal."""
+    for args in (
+        ["exec", "--cwd", "/nonexistent\x1b]2;pwned\x07", "--", "true"],
+        ["view", "no-such\x1b]52;c;cHduZWQ=\x07\n"],
+    ):
+        proc = run(*args, data_dir=data_dir, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 2, proc.stderr
+        assert not CONTROLS.search(proc.stderr), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert b"\\x1b]" in proc.stderr and b"\\x07" in proc.stderr

@@ -22,7 +22,7 @@ from ccx_tui.engine.session import SessionInfo
 from ccx_tui.engine.store import DataStore, MetaWriter
 from ccx_tui.engine.transcript import STDERR, read_segments
 from ccx_tui.errors import InvalidCommand, UnknownSession
-from tests.helpers import live_markers, marked_processes, until, wait_gone
+from tests.helpers import live_markers, marked_processes, until, wait_gone, wait_gone_for
 
 PY = sys.executable
 
@@ -33,7 +33,14 @@ def py(code: str) -> str:
 
 async def test_output_is_byte_exact_for_200_mb_with_binary_bytes(make_engine) -> None:
     """200 MB of every byte value, invalid UTF-8 included, lands in the transcript
-    exactly: same length and sha256 as what the process wrote."""
+    exactly: same length and sha256 as what the process wrote, per stream.
+
+    The process writes its body to stdout and then the body's digest to stderr, but
+    two pipes keep no order between them: the digest may be read (and merged in, at a
+    stdout line boundary) before the last stdout bytes.  So the transcript is split by
+    the sidecar's segments and each stream is checked on its own, byte for byte; the
+    merged file must hold exactly their bytes and nothing else.
+    """
     code = (
         "import sys,hashlib\n"
         "block=bytes(range(256))*4096+b'\\xff\\xfe\\xc3(\\n'\n"
@@ -48,12 +55,24 @@ async def test_output_is_byte_exact_for_200_mb_with_binary_bytes(make_engine) ->
         info = await engine.start(SessionSpec(py(code)))
         info = await engine.wait(info.id)
     assert info.state is State.EXITED and info.exit_code == 0
-    data = info.transcript.read_bytes()
-    digest_from_stderr = data[-64:].decode()
-    body = data[:-64]
-    assert len(body) == 190 * (256 * 4096 + 5) + sum(len(str(i)) + 1 for i in range(190))
-    assert hashlib.sha256(body).hexdigest() == digest_from_stderr
-    assert info.bytes == len(data)
+    size = info.transcript.stat().st_size
+    segments = read_segments(info.directory / "chunks.bin")
+    out_hash, out_len, err = hashlib.sha256(), 0, bytearray()
+    with open(info.transcript, "rb") as f:
+        for i, seg in enumerate(segments):
+            stop = segments[i + 1].offset if i + 1 < len(segments) else size
+            f.seek(seg.offset)
+            data = f.read(stop - seg.offset)
+            assert len(data) == stop - seg.offset
+            if seg.stream == STDERR:
+                err += data
+            else:
+                out_hash.update(data)
+                out_len += len(data)
+    assert out_len == 190 * (256 * 4096 + 5) + sum(len(str(i)) + 1 for i in range(190))
+    assert len(err) == 64
+    assert out_hash.hexdigest() == err.decode("ascii")
+    assert info.bytes == size == out_len + len(err)
 
 
 async def test_hundred_mb_line_without_newline(make_engine) -> None:
@@ -278,7 +297,7 @@ async def test_restart_is_a_new_run_of_the_same_session(make_engine) -> None:
         assert engine.max_live_seen == 1
 
 
-async def test_limit_holds_under_random_interleavings(make_engine) -> None:
+async def test_limit_holds_under_random_interleavings(make_engine, data_dir: Path) -> None:
     """cc_executor once exceeded its session limit through a TTL race.  Random starts,
     exits, kills, TTL expiries and restarts must never have more than `max_sessions`
     process trees alive: checked by the engine's high-water mark and, independently,
@@ -320,7 +339,7 @@ async def test_limit_holds_under_random_interleavings(make_engine) -> None:
         assert engine.max_live_seen <= limit
         assert all(engine.get(s).state.final for s in ids)
     assert seen_max <= limit
-    assert wait_gone("") == []
+    assert wait_gone_for(data_dir) == []
 
 
 async def test_events_report_output_and_states(make_engine) -> None:
@@ -432,3 +451,20 @@ def test_meta_writer_writes_the_latest_snapshot_and_flushes(tmp_path) -> None:
     assert store.read_meta(directory).lines == 500
     writer.put(replace(base, lines=501))  # after close: written at once
     assert store.read_meta(directory).lines == 501
+
+
+async def test_an_ambiguous_id_prefix_lists_the_candidates(make_engine) -> None:
+    """Actions by id prefix (the server's and the app's) say which sessions a prefix
+    matches instead of "no such session"; a whole id always wins."""
+    from ccx_tui.errors import AmbiguousSession, UnknownSession
+
+    async with make_engine() as engine:
+        ids = [(await engine.start(SessionSpec("true"))).id for _ in range(3)]
+        common = os.path.commonprefix(ids)
+        with pytest.raises(AmbiguousSession, match="ambiguous id prefix") as raised:
+            engine.get(common)
+        assert all(i in str(raised.value) for i in ids)
+        assert engine.get(ids[1]).id == ids[1]
+        assert engine.get(ids[2][:-1]).id == ids[2]  # a unique prefix (48 random bits)
+        with pytest.raises(UnknownSession, match="no such session"):
+            engine.get("zz")

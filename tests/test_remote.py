@@ -4,6 +4,7 @@ an upstream server, on 127.0.0.1 with real sockets and real processes."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import sys
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from ccx_tui.engine.local import EngineConfig, LocalEngine
-from ccx_tui.engine.remote import RemoteRun, SessionLimitReached, remote_command
+from ccx_tui.engine.remote import RemoteRefused, RemoteRun, SessionLimitReached, remote_command
 from ccx_tui.engine.server import CcxServer, ServeConfig
 from ccx_tui.engine.session import SessionSpec
 from tests.fake_upstream import FakeUpstream
+from tests.serving import CLEAN, serving
 
 CCX = [sys.executable, "-m", "ccx_tui"]
 
@@ -94,10 +96,28 @@ async def test_against_our_own_server(tmp_path: Path) -> None:
             # Batched output is the transcript's bytes: invalid UTF-8 arrives intact.
             assert bytes(out["stdout"]) == b"a\377b\n"
             assert bytes(out["stderr"]) == b"e\n"
-            from ccx_tui.engine.remote import RemoteError
-
-            with pytest.raises(RemoteError, match="HTTP 401"):
+            with pytest.raises(RemoteRefused, match="refused: bad token$"):
                 await RemoteRun(url, token="wrong").run(SessionSpec("true"), sink)  # type: ignore[arg-type]
+            with pytest.raises(RemoteRefused, match="refused: a token is required"):
+                await RemoteRun(url).run(SessionSpec("true"), sink)  # type: ignore[arg-type]
+
+
+async def test_env_and_cwd_go_to_our_server_as_params(tmp_path: Path) -> None:
+    """Regression: `--env API_KEY=...` was built into the command line, so the secret
+    showed in the server's process list and in `sessions.list`.  Against `ccx-tui
+    serve` (which offers the params) env and cwd go as `env`/`cwd`: you should see the
+    command recorded as written, and the secret only in the process's own output."""
+    command = 'pwd; echo "$API_KEY"'
+    spec = SessionSpec(command, cwd=str(tmp_path), env={"API_KEY": "sekrit-value"})
+    async with LocalEngine(EngineConfig(data_dir=tmp_path / "srv", kill_grace=0.3)) as engine:
+        async with CcxServer(engine, ServeConfig(port=0, token="tok")) as server:
+            url = f"ws://127.0.0.1:{server.port}/ws/mcp"
+            out, sink = collect()
+            outcome = await RemoteRun(url, token="tok").run(spec, sink)  # type: ignore[arg-type]
+            [info] = engine.sessions()
+    assert outcome.exit_code == 0
+    assert bytes(out["stdout"]) == f"{tmp_path}\nsekrit-value\n".encode()
+    assert info.spec.command == command and info.spec.cwd == str(tmp_path)
 
 
 def test_exec_server_cli(tmp_path: Path) -> None:
@@ -112,12 +132,15 @@ def test_exec_server_cli(tmp_path: Path) -> None:
         line = serve.stderr.readline().decode()
         url = line.split("listening on ")[1].split()[0]
         data = str(tmp_path / "cli")
+        # Another data dir than the server's: the token must be given (a file).
+        token = ("--token-file", str(tmp_path / "srv" / "serve" / "token"))
         run = subprocess.run(
             [
                 *CCX,
                 "exec",
                 "--data-dir",
                 data,
+                *token,
                 "--server",
                 url,
                 "--",
@@ -130,7 +153,19 @@ def test_exec_server_cli(tmp_path: Path) -> None:
         )
         assert (run.returncode, run.stdout, run.stderr) == (4, b"1\n2\n3\n", b"oops\n")
         ttl = subprocess.run(
-            [*CCX, "exec", "--data-dir", data, "--server", url, "--ttl", "0.5", "--", "sleep 100"],
+            [
+                *CCX,
+                "exec",
+                "--data-dir",
+                data,
+                *token,
+                "--server",
+                url,
+                "--ttl",
+                "0.5",
+                "--",
+                "sleep 100",
+            ],
             capture_output=True,
             timeout=60,
         )
@@ -163,10 +198,10 @@ async def test_network_blip_is_survived_against_our_server(tmp_path: Path, batch
     output arrives exactly once, in order."""
     command = "for i in $(seq 1 40); do echo line-$i; sleep 0.02; done; exit 3"
     async with LocalEngine(EngineConfig(data_dir=tmp_path / "srv", kill_grace=0.3)) as engine:
-        async with CcxServer(engine, ServeConfig(port=0)) as server:
+        async with CcxServer(engine, ServeConfig(port=0, token="tok")) as server:
             url = f"ws://127.0.0.1:{server.port}/ws/mcp"
             out, sink = collect()
-            run = RemoteRun(url, batch=batch)
+            run = RemoteRun(url, token="tok", batch=batch)
             task = asyncio.create_task(run.run(SessionSpec(command), sink))  # type: ignore[arg-type]
             deadline = asyncio.get_running_loop().time() + 20
             while out["stdout"].count(b"\n") < 5:
@@ -192,10 +227,10 @@ async def test_batches_byte_exact_with_streams_across_blips(tmp_path: Path) -> N
         "printf 'err-%d\\n' $i >&2; sleep 0.01; done; printf 'no newline'; exit 3"
     )
     async with LocalEngine(EngineConfig(data_dir=tmp_path / "srv", kill_grace=0.3)) as engine:
-        async with CcxServer(engine, ServeConfig(port=0)) as server:
+        async with CcxServer(engine, ServeConfig(port=0, token="tok")) as server:
             url = f"ws://127.0.0.1:{server.port}/ws/mcp"
             out, sink = collect()
-            run = RemoteRun(url)
+            run = RemoteRun(url, token="tok")
             task = asyncio.create_task(run.run(SessionSpec(command), sink))  # type: ignore[arg-type]
             for lines in (5, 30):
                 deadline = asyncio.get_running_loop().time() + 20
@@ -210,3 +245,91 @@ async def test_batches_byte_exact_with_streams_across_blips(tmp_path: Path) -> N
     stdout = b"".join(b"out-%d \xff\xfe\n" % i for i in range(1, 61)) + b"no newline"
     assert bytes(out["stdout"]) == stdout
     assert bytes(out["stderr"]) == b"".join(b"err-%d\n" % i for i in range(1, 61))
+
+
+def test_exec_server_stdout_is_byte_exact_every_run(tmp_path: Path) -> None:
+    """Regression: `exec --server` wrote some output twice about one run in three
+    (2,577,800 bytes instead of 1,288,897): the final copy of the transcript raced a
+    copy thread still running.  You should see ten runs whose stdout hashes to the
+    command's own output."""
+    script = "seq 1 200000; printf x"
+    direct = subprocess.run(["sh", "-c", script], capture_output=True, timeout=60).stdout
+    with serving(tmp_path) as (url, _):
+        for run in range(10):
+            # Same data dir as the server, loopback URL: the client finds its token.
+            got = subprocess.run(
+                [
+                    *CCX,
+                    "exec",
+                    "--data-dir",
+                    str(tmp_path),
+                    "--server",
+                    url,
+                    "--",
+                    "sh",
+                    "-c",
+                    script,
+                ],
+                capture_output=True,
+                timeout=120,
+                env=CLEAN,
+            )
+            assert got.returncode == 0, got.stderr
+            assert (run, len(got.stdout), hashlib.sha256(got.stdout).hexdigest()) == (
+                run,
+                len(direct),
+                hashlib.sha256(direct).hexdigest(),
+            )
+
+
+async def test_exec_server_escapes_what_a_server_says(tmp_path: Path) -> None:
+    """A server's close reason is shown by `exec --server` (the session is lost), but
+    as text: an escape sequence in it comes out as `\\x1b`, never as ESC."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def hostile(ws: ServerConnection) -> None:
+        hello = {"session_id": "s", "version": "1.0.0", "capabilities": ["execute"]}
+        await ws.send(json.dumps({"jsonrpc": "2.0", "method": "connected", "params": hello}))
+        await ws.recv()  # execute
+        await ws.close(1011, "bye\x1b]0;pwned\x07")
+
+    async with serve(hostile, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            *CCX,
+            "exec",
+            "--data-dir",
+            str(tmp_path),
+            "--server",
+            f"ws://127.0.0.1:{port}/ws/mcp",
+            "--",
+            "true",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=CLEAN,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 255
+    assert b"\x1b" not in err and b"\x07" not in err
+    assert b"bye\\x1b]0;pwned\\x07" in err
+
+
+def test_exec_server_failure_reasons_escape_controls(tmp_path: Path) -> None:
+    """A server's refusal quotes our `--cwd`, which holds a title sequence: `exec
+    --server` prints the reason with visible escapes (it reached our terminal raw)."""
+    data = tmp_path / "data"
+    with serving(data) as (url, _):
+        proc = subprocess.run(
+            [
+                *[sys.executable, "-m", "ccx_tui"],
+                *["exec", "--no-config", "--data-dir", str(data), "--server", url],
+                *["--cwd", "/nonexistent\x1b]2;pwned\x07", "--", "true"],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=CLEAN,
+        )
+    assert proc.returncode != 0
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr, proc.stderr
+    assert "\\x1b]2;pwned\\x07" in proc.stderr, proc.stderr

@@ -17,7 +17,8 @@ from tests.helpers import until
 
 def engine_for(url: str, data_dir: Path, **kw: object) -> RemoteEngine:
     kw.setdefault("kill_grace", 0.5)
-    return RemoteEngine(EngineConfig(data_dir=data_dir, **kw), url)  # type: ignore[arg-type]
+    config = EngineConfig(data_dir=data_dir, **kw)  # type: ignore[arg-type]
+    return RemoteEngine(config, url, token="tok")  # our servers here all want "tok"
 
 
 async def test_remote_session_like_a_local_one(data_dir: Path) -> None:
@@ -70,7 +71,7 @@ async def test_unreachable_server_fails_fast_with_reason(data_dir: Path) -> None
 
 async def test_pause_resume_against_our_server(data_dir: Path) -> None:
     async with LocalEngine(EngineConfig(data_dir=data_dir / "srv", kill_grace=0.3)) as local:
-        async with CcxServer(local, ServeConfig(port=0)) as server:
+        async with CcxServer(local, ServeConfig(port=0, token="tok")) as server:
             url = f"ws://127.0.0.1:{server.port}/ws/mcp"
             async with engine_for(url, data_dir / "cli") as engine:
                 info = await engine.start(SessionSpec("while true; do echo tick; sleep 0.05; done"))
@@ -91,7 +92,7 @@ async def test_streams_survive_into_the_local_transcript(data_dir: Path) -> None
     and invalid UTF-8 stays as it was."""
     command = "for i in $(seq 1 200); do printf 'out-%d\\377\\n' $i; echo err-$i >&2; done"
     async with LocalEngine(EngineConfig(data_dir=data_dir / "srv", kill_grace=0.3)) as local:
-        async with CcxServer(local, ServeConfig(port=0)) as server:
+        async with CcxServer(local, ServeConfig(port=0, token="tok")) as server:
             url = f"ws://127.0.0.1:{server.port}/ws/mcp"
             async with engine_for(url, data_dir / "cli") as engine:
                 info = await engine.start(SessionSpec(command))

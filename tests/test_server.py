@@ -1,4 +1,8 @@
-"""`ccx-tui serve` against a raw WebSocket client that speaks upstream's format only."""
+"""`ccx-tui serve` against a raw WebSocket client that speaks upstream's format only.
+
+A server always wants a token now (none given: `serve` makes one), so these clients
+send one: the default changed, not what upstream clients see once connected.
+"""
 
 from __future__ import annotations
 
@@ -18,18 +22,29 @@ from typing import Any
 
 import psutil
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ccx_tui.engine.local import EngineConfig, LocalEngine
 from ccx_tui.engine.server import BATCH_BYTES, CcxServer, ServeConfig
 from ccx_tui.engine.transcript import SIDECAR_NAME, STDERR, read_segments
-from tests.helpers import wait_gone
+from tests.helpers import until, wait_gone
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def connect(uri: str, **options: Any) -> ws_connect:
+    """websockets' connect, with the test servers' token unless told otherwise."""
+    options.setdefault("additional_headers", AUTH)
+    return ws_connect(uri, **options)
 
 
 @contextlib.asynccontextmanager
 async def running_server(data_dir: Path, **options: Any) -> AsyncIterator[CcxServer]:
     engine_opts = {k: options.pop(k) for k in ("max_sessions",) if k in options}
+    options.setdefault("token", TOKEN)
     async with LocalEngine(EngineConfig(data_dir=data_dir, kill_grace=0.3, **engine_opts)) as eng:
         async with CcxServer(eng, ServeConfig(port=0, **options)) as server:
             yield server
@@ -198,7 +213,7 @@ async def test_session_limit_closes_with_1008(data_dir: Path) -> None:
 async def test_token_health_and_paths(data_dir: Path) -> None:
     async with running_server(data_dir, token="s3cret") as server:
         with pytest.raises(InvalidStatus) as no_token:
-            async with connect(url(server)):
+            async with connect(url(server), additional_headers={}):
                 pass
         assert no_token.value.response.status_code == 401
         with pytest.raises(InvalidStatus) as wrong:
@@ -267,7 +282,8 @@ async def call_list(server: CcxServer) -> None:
         assert listing and listing[0]["state"] == "exited"
 
 
-def _serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+def _serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, str]:
+    """A real `ccx-tui serve` on a free port: (process, port, the token it made)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -285,8 +301,10 @@ def _serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
     assert proc.stderr is not None
     line = proc.stderr.readline().decode()
     assert "listening on ws://127.0.0.1:" in line, line
-    port = int(line.split(":")[-1].split("/")[0])
-    return proc, port
+    port = int(line.split("127.0.0.1:")[1].split("/")[0])
+    token = (data_dir / "serve" / "token").read_text().strip()
+    assert token not in line  # says where the token is, never the token
+    return proc, port, token
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["line-frames", "batches"])
@@ -296,7 +314,7 @@ async def test_slow_client_never_stalls_the_process(data_dir: Path, batch: bool)
     server's memory stays flat, and the client then receives every byte in order;
     with line frames as with batches (whose payloads the server reads into one reused
     buffer: a frame still waiting to be sent must already be a copy, or this breaks)."""
-    proc, port = _serve(data_dir)
+    proc, port, token = _serve(data_dir)
     try:
         server = psutil.Process(proc.pid)
         idle_rss = server.memory_info().rss
@@ -310,7 +328,11 @@ async def test_slow_client_never_stalls_the_process(data_dir: Path, batch: bool)
         expected.update(line * (size // len(line)) + line[: size % len(line)])
         # The client's own keepalive is off: it deliberately reads nothing for a while.
         async with connect(
-            f"ws://127.0.0.1:{port}/ws/mcp", max_size=None, max_queue=1, ping_interval=None
+            f"ws://127.0.0.1:{port}/ws/mcp",
+            max_size=None,
+            max_queue=1,
+            ping_interval=None,
+            additional_headers={"Authorization": f"Bearer {token}"},
         ) as ws:
             await recv(ws)
             await call(ws, "execute", {"command": command, "batch": batch}, 1)
@@ -353,7 +375,20 @@ async def test_slow_client_never_stalls_the_process(data_dir: Path, batch: bool)
         proc.wait(20)
 
 
-def test_serve_refuses_public_address_without_token(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ((), "without TLS"),
+        (("--no-auth", "--insecure"), "--no-auth is for loopback only"),
+    ],
+    ids=["no-tls", "no-auth"],
+)
+def test_serve_refuses_public_address_without_tls_or_with_no_auth(
+    tmp_path: Path, extra: tuple[str, ...], said: str
+) -> None:
+    """Off loopback a token is not enough (it would cross the network in the clear):
+    TLS or an explicit --insecure; and --no-auth never.  (This used to check "refuses
+    without --token": every server has a token now, made when none is given.)"""
     proc = subprocess.run(
         [
             sys.executable,
@@ -364,13 +399,15 @@ def test_serve_refuses_public_address_without_token(tmp_path: Path) -> None:
             "0.0.0.0",
             "--data-dir",
             str(tmp_path),
+            *extra,
         ],
         capture_output=True,
         timeout=30,
         env={k: v for k, v in os.environ.items() if k != "CCX_TUI_TOKEN"},
     )
     assert proc.returncode == 2
-    assert b"without --token" in proc.stderr and b"Traceback" not in proc.stderr
+    assert said.encode() in proc.stderr and b"Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
 
 
 async def collect_batches(
@@ -526,3 +563,136 @@ async def test_batched_attach_replays_from_any_byte_offset(data_dir: Path) -> No
         assert batches[0][0] == 8
         assert got[:8] + b"".join(p for _, _, p in batches) == b"line1\nline2\nline3\nafter\n"
         assert others[-1]["params"]["exit_code"] == 0
+
+
+async def test_a_watcher_leaving_never_ends_the_owners_job(data_dir: Path, tmp_path: Path) -> None:
+    """Regression: a second client attached to a session and left, and 30 s later the
+    owner's job was killed.  Now only the owner's leaving starts the reattach-grace
+    countdown: you should see no countdown after the watcher leaves, and the job run
+    to its own end (exit 0) although the grace here is only 0.05 s."""
+    release = tmp_path / "release"
+    command = f"echo up; while [ ! -e {release} ]; do sleep 0.01; done; echo done"
+    async with running_server(data_dir, reattach_grace=0.05) as server:
+        async with connect(url(server)) as owner:
+            await recv(owner)
+            await call(owner, "execute", {"command": command, "detachable": True}, 1)
+            sid = (await recv(owner))["result"]["session"]
+            async with connect(url(server)) as watcher:
+                await recv(watcher)
+                await call(watcher, "session.attach", {"session_id": sid, "offset": 0}, 1)
+                assert (await recv(watcher))["result"]["status"] == "attached"
+            await until(lambda: server.health()["active_sessions"] == 1, what="watcher gone")
+            assert sid not in server.orphaned
+            assert server.engine.get(sid).state.live
+            release.touch()
+            seen, end = await until_terminal(owner)
+        assert end["method"] == "process.completed" and end["params"]["exit_code"] == 0
+        out = "".join(m["params"]["data"] for m in seen if m["method"] == "process.output")
+        assert out == "up\ndone\n"
+
+
+async def test_the_countdown_starts_once_the_owner_is_gone_and_nobody_watches(
+    data_dir: Path,
+) -> None:
+    """The owner leaves while a watcher is attached: the session lives on (someone
+    follows it); when the watcher leaves too, the grace countdown runs and ends it."""
+    async with running_server(data_dir, reattach_grace=0.05) as server:
+        async with connect(url(server)) as watcher:
+            async with connect(url(server)) as owner:
+                await recv(owner)
+                params = {"command": "echo up; sleep 1000", "detachable": True}
+                await call(owner, "execute", params, 1)
+                sid = (await recv(owner))["result"]["session"]
+                await recv(watcher)
+                await call(watcher, "session.attach", {"session_id": sid, "offset": 0}, 1)
+                assert (await recv(watcher))["result"]["status"] == "attached"
+            await until(lambda: server.health()["active_sessions"] == 1, what="owner gone")
+            assert sid not in server.orphaned
+            assert server.engine.get(sid).state.live
+        info = await asyncio.wait_for(server.engine.wait(sid), 20)
+        assert info.state.value == "killed" and info.reason == "client gone"
+    assert wait_gone(sid) == []
+
+
+@pytest.mark.parametrize("how", ["disconnect", "cancel"])
+async def test_a_queued_execute_never_starts_once_its_client_is_done_with_it(
+    data_dir: Path, tmp_path: Path, how: str
+) -> None:
+    """Regression: the server at its limit queues an `execute`; its client leaves (or
+    sends CANCEL) before a slot frees.  The command used to start all the same when
+    the slot freed (its connection could not even read the CANCEL meanwhile).  You
+    should see the session end `killed` without ever starting, and its command never
+    run; a CANCEL gets its answer, and the execute an error."""
+    release, ran = tmp_path / "release", tmp_path / "ran"
+    async with running_server(data_dir, max_sessions=1) as server:
+        async with connect(url(server)) as first:
+            await recv(first)
+            command = f"while [ ! -e {release} ]; do sleep 0.01; done"
+            await call(first, "execute", {"command": command}, 1)
+            assert (await recv(first))["result"]["status"] == "started"
+            async with connect(url(server)) as queued:
+                await recv(queued)
+                await call(queued, "execute", {"command": f"touch {ran}"}, 1)
+                await until(lambda: len(server.engine.sessions()) == 2, what="second session")
+                sid = server.engine.sessions()[-1].id
+                assert server.engine.get(sid).state.value == "queued"
+                if how == "cancel":
+                    await call(queued, "control", {"type": "CANCEL"}, 2)
+                    replies = {m["id"]: m for m in [await recv(queued), await recv(queued)]}
+                    assert replies[2]["result"] == {"status": "canceled"}
+                    assert replies[1]["error"]["message"] == "Canceled before it started"
+            await until(lambda: server.engine.get(sid).state.final, what="queued one dropped")
+            release.touch()
+            _, end = await until_terminal(first)
+            assert end["params"]["exit_code"] == 0
+        info = server.engine.get(sid)
+        assert info.state.value == "killed" and info.started_at is None
+    assert not ran.exists()
+
+
+async def test_bad_numbers_get_invalid_params_and_the_connection_stays(data_dir: Path) -> None:
+    """Regression: a 400-digit `ttl` raised OverflowError and closed the connection
+    with 1011.  Every numeric param (ttl, timeout, offset) is checked: you should see a
+    -32602 error for each, then the same connection run a command."""
+    huge = int("9" * 400)
+    bad: list[tuple[str, dict[str, Any]]] = [
+        ("execute", {"command": "true", "ttl": huge}),
+        ("execute", {"command": "true", "ttl": -1}),
+        ("execute", {"command": "true", "ttl": "5"}),
+        ("execute", {"command": "true", "ttl": True}),
+        ("execute", {"command": "true", "timeout": huge}),
+        ("execute", {"command": "true", "timeout": 1e400}),
+        ("execute", {"command": "true", "env": {"A": 1}}),
+        ("execute", {"command": "true", "cwd": 5}),
+        ("session.attach", {"session_id": "x", "offset": huge}),
+        ("session.attach", {"session_id": "x", "offset": -1}),
+    ]
+    async with running_server(data_dir) as server, connect(url(server)) as ws:
+        await recv(ws)
+        for msg_id, (method, params) in enumerate(bad, 1):
+            await call(ws, method, params, msg_id)
+            reply = await recv(ws)
+            assert reply["id"] == msg_id and reply["error"]["code"] == -32602, (params, reply)
+            assert "Invalid params" in reply["error"]["message"]
+        await call(ws, "execute", {"command": "echo still-alive", "ttl": 60, "timeout": 0}, 99)
+        assert (await recv(ws))["result"]["status"] == "started"
+        seen, end = await until_terminal(ws)
+        assert any(m.get("params", {}).get("data") == "still-alive\n" for m in seen)
+        assert server.engine.sessions()[-1].spec.ttl == 60
+
+
+async def test_env_is_a_param_and_never_listed(data_dir: Path) -> None:
+    """`connected` offers cwd/env/ttl; `env` reaches the process and nowhere else:
+    not its command line, not `sessions.list`."""
+    async with running_server(data_dir) as server, connect(url(server)) as ws:
+        hello = await recv(ws)
+        assert {"cwd", "env", "ttl"} <= set(hello["params"]["capabilities"])
+        params = {"command": 'echo "$API_KEY"', "env": {"API_KEY": "sekrit-value"}}
+        await call(ws, "execute", params, 1)
+        await recv(ws)
+        seen, _ = await until_terminal(ws)
+        assert any(m.get("params", {}).get("data") == "sekrit-value\n" for m in seen)
+        await call(ws, "sessions.list", {}, 2)
+        listing = await recv(ws)
+    assert listing["result"][0]["command"] == 'echo "$API_KEY"'
+    assert "sekrit-value" not in json.dumps(listing)

@@ -1,4 +1,6 @@
-"""Snapshot tests of the app's screens at a fixed size, with nothing nondeterministic."""
+"""Snapshot tests of the app's screens at a fixed size, with nothing nondeterministic:
+full-app snapshots show sessions recorded with fixed ids, times and output (what a past
+run left in the data dir), read through a fixed clock; no real pid, path or CPU."""
 
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ from ccx_tui.app import CcxApp, make_app
 from ccx_tui.config import Settings
 from ccx_tui.engine.local import EngineStats
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.store import DataStore
+from ccx_tui.engine.transcript import STDERR, STDOUT, TranscriptWriter
 from ccx_tui.engine.usage import TreeUsage
 from ccx_tui.widgets.help import HelpScreen
+from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.search_bar import SearchBar
 from ccx_tui.widgets.sidebar import Sidebar
 from ccx_tui.widgets.transcript_view import TranscriptView
@@ -24,17 +29,63 @@ SIZE = (110, 30)
 NOW = 1_800_000_000.0
 
 
-def finished_app(data_dir: Path, *commands: str) -> CcxApp:
-    return make_app(Settings(data_dir=data_dir), list(commands), sample_usage=False)
+Output = list[tuple[int, bytes]]
+"""What a session printed: (STDOUT or STDERR, bytes), in order."""
+
+
+def finished_app(data_dir: Path, *sessions: tuple[str, Output]) -> CcxApp:
+    """The app over a data dir holding `sessions` (command, output) as a past run left
+    them: exit 0, each started 65 s before NOW and run for 3 s; the app's clock is NOW.
+    `all_final` opens them in tabs, as a user would from the history screen."""
+    store = DataStore(data_dir)
+    for n, (command, output) in enumerate(sessions, 1):
+        session_id = f"{n:016x}"
+        directory = store.create_session_dir(session_id)
+        writer = TranscriptWriter(directory)
+        for stream, data in output:
+            writer.write(stream, data)
+        writer.close()
+        started = NOW - 65 + n
+        store.write_meta(
+            SessionInfo(
+                id=session_id,
+                spec=SessionSpec(command, cwd="/"),
+                state=State.EXITED,
+                directory=directory,
+                created_at=started,
+                run=1,
+                started_at=started,
+                ended_at=started + 3,
+                exit_code=0,
+                bytes=writer.offset,
+                lines=writer.newlines,
+            )
+        )
+    return make_app(Settings(data_dir=data_dir), [], sample_usage=False, clock=lambda: NOW)
+
+
+def out(text: str) -> Output:
+    return [(STDOUT, text.encode())]
 
 
 async def all_final(pilot: Pilot[int]) -> None:
+    """Open every recorded session in a tab, oldest first (the last one is active), and
+    wait until each tab shows all its lines."""
     app = pilot.app
     assert isinstance(app, CcxApp)
-    await until(lambda: len(app._open) > 0)
-    await until(lambda: all(app.engine.get(s).state.final for s in app._open))
+    await ready(pilot)
+    past = len(app.engine.sessions())
+    for opened in range(past):
+        await pilot.press("h")
+        await until(lambda: isinstance(app.screen, HistoryScreen), what="the history")
+        await pilot.press("end", "enter")  # the oldest is at the end of the list
+        await until(lambda: len(app._open) == opened + 1, what="a tab")  # noqa: B023
     await until(lambda: app._current() == app._open[-1])
-    await pilot.pause(0.2)
+    for session_id in app._open:
+        view = app._panes[session_id].view
+        lines = app.engine.get(session_id).lines
+        await until(lambda: view.line_count == lines, what="the output")  # noqa: B023
+    await pilot.pause()
 
 
 async def ready(pilot: Pilot[int]) -> None:
@@ -47,7 +98,11 @@ async def ready(pilot: Pilot[int]) -> None:
 def test_main_screen(snap_compare, data_dir: Path) -> None:
     """Two finished sessions, the second active: tabs with state icons, the output,
     the status bar, the sidebar with limits and each session's state."""
-    app = finished_app(data_dir, "printf 'alpha\\nbeta\\n'", "seq 1 40")
+    app = finished_app(
+        data_dir,
+        ("printf 'alpha\\nbeta\\n'", out("alpha\nbeta\n")),
+        ("seq 1 40", out("".join(f"{i}\n" for i in range(1, 41)))),
+    )
     assert snap_compare(app, terminal_size=SIZE, run_before=all_final)
 
 
@@ -57,13 +112,19 @@ def test_ansi_session(snap_compare, data_dir: Path) -> None:
         "printf '\\033[1;32mPASS\\033[0m test_one\\n\\033[31mFAIL\\033[0m test_two\\n'; "
         "printf 'progress 10%%\\rprogress 100%%\\n'; echo 'to stderr' >&2"
     )
-    app = finished_app(data_dir, command)
+    output = [
+        (STDOUT, b"\x1b[1;32mPASS\x1b[0m test_one\n\x1b[31mFAIL\x1b[0m test_two\n"),
+        (STDOUT, b"progress 10%\rprogress 100%\n"),
+        (STDERR, b"to stderr\n"),
+    ]
+    app = finished_app(data_dir, (command, output))
     assert snap_compare(app, terminal_size=SIZE, run_before=all_final)
 
 
 def test_long_line_session(snap_compare, data_dir: Path) -> None:
     """A 1 MB line renders cut, with a marker, instead of freezing the app."""
-    app = finished_app(data_dir, "echo before; head -c 1000000 /dev/zero | tr '\\0' x; echo")
+    command = "echo before; head -c 1000000 /dev/zero | tr '\\0' x; echo"
+    app = finished_app(data_dir, (command, out("before\n" + "x" * 1_000_000 + "\n")))
     assert snap_compare(app, terminal_size=SIZE, run_before=all_final)
 
 
@@ -147,7 +208,13 @@ def test_sidebar(snap_compare) -> None:
 SEARCHABLE = (
     "for i in $(seq 1 60); do "
     'if [ $((i % 7)) -eq 0 ]; then echo "line $i: ERROR disk quota"; '
-    'else echo "line $i: ok"; fi; done'
+    'else echo "line $i: ok"; fi; done',
+    out(
+        "".join(
+            f"line {i}: ERROR disk quota\n" if i % 7 == 0 else f"line {i}: ok\n"
+            for i in range(1, 61)
+        )
+    ),
 )
 
 
@@ -189,7 +256,7 @@ def test_filter_session(snap_compare, data_dir: Path) -> None:
 def test_save_dialog(snap_compare, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`s` asks where to save, offering a file named after the tab in the current dir."""
     monkeypatch.chdir("/")
-    app = finished_app(data_dir, "seq 1 5")
+    app = finished_app(data_dir, ("seq 1 5", out("1\n2\n3\n4\n5\n")))
 
     async def open_save(pilot: Pilot[int]) -> None:
         await all_final(pilot)

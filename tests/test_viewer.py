@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ccx_tui.app import ViewerApp, resolve_view_target
 from ccx_tui.config import Settings
 from ccx_tui.widgets.transcript_view import TranscriptView
@@ -61,3 +63,33 @@ def test_view_errors_are_one_line(tmp_path: Path) -> None:
         assert proc.returncode == 2
         assert message in proc.stderr.decode()
         assert "Traceback" not in proc.stderr.decode()
+
+
+@pytest.fixture
+def marked_up_session(tmp_path: Path) -> Path:
+    """A data dir with one session whose command holds markup and a title sequence."""
+    data = tmp_path / "data"
+    command = "true # [/] [b]x \x1b]2;pwned\x07"
+    subprocess.run(
+        [sys.executable, "-m", "ccx_tui", "exec", "--data-dir", str(data), "--", command],
+        check=True,
+        capture_output=True,
+    )
+    return data
+
+
+async def test_view_title_is_plain_text_with_visible_escapes(marked_up_session: Path) -> None:
+    """`ccx-tui view ID` of a session whose command holds markup (`[/]`, `[b]`) and a
+    title sequence: the title line shows it as text, the sequence as visible escapes.
+    (The title used to go through markup, where `[/]` raised MarkupError, and its
+    ESC to the terminal.)"""
+    data = marked_up_session
+    [session_dir] = (data / "sessions").iterdir()
+    path, title = resolve_view_target(Settings(data_dir=data), session_dir.name[:20])
+    assert title == f"{session_dir.name} · true # [/] [b]x \\x1b]2;pwned\\x07"
+    app = ViewerApp(path, title)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await until(lambda: "[/] [b]x \\x1b]2;pwned\\x07" in text(app), what="the title")
+        strips = app.screen._compositor.render_strips()
+        assert not any("\x1b" in seg.text for strip in strips for seg in strip), text(app)
+        await pilot.press("q")

@@ -32,15 +32,17 @@ from ccx_tui.engine.events import (
     Subscriber,
 )
 from ccx_tui.engine.linemux import LineMux
+from ccx_tui.engine.process import SECRET_ENV, kill_marked
 from ccx_tui.engine.runner import LocalProc, OnData, OnEof, Proc
 from ccx_tui.engine.session import (
     SessionInfo,
     SessionSpec,
     State,
     check_transition,
-    new_session_id,
+    resolve_id,
 )
 from ccx_tui.engine.store import DEFAULT_RETENTION, DataStore, MetaWriter
+from ccx_tui.engine.tap import DEFAULT_WINDOW, OutputTap, PauseGate
 from ccx_tui.engine.transcript import META, TranscriptWriter
 from ccx_tui.engine.write_behind import WriteBehind
 from ccx_tui.errors import InvalidTransition, UnknownSession
@@ -58,6 +60,8 @@ MAX_RESTART_DELAY = 60.0
 """The automatic-restart backoff never waits longer than this (seconds)."""
 STABLE_SECONDS = 10.0
 """A run that lasted this long was healthy: the next failure starts the backoff over."""
+ORPHANS_KILLED = "killed: orphaned after ccx-tui died"
+"""The reason of an interrupted session whose leftover processes a later start killed."""
 _MAX_DOUBLINGS = 32  # 2.0 ** n overflows for a large n; the delay is capped long before
 
 
@@ -73,6 +77,8 @@ class EngineConfig:
     shell: str = "/bin/sh"
     load_history: bool = True
     exit_drain: float = 2.0  # seconds to keep reading after the main process exits
+    scrub_env: frozenset[str] = SECRET_ENV
+    """Variables no session inherits (tokens); SECRET_ENV is always among them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,9 @@ class _Record:
         self.proc: Proc | None = None
         self.restart_handle: asyncio.TimerHandle | None = None  # an automatic restart due
         self.end_reason: str | None = None  # the run's own reason, under the restart note
+        self.gate = PauseGate()  # pauses the process's pipes for the disk or a tap
+        self.taps: set[OutputTap] = set()
+        self.out_offset = info.bytes  # transcript offset of the next byte, kept or not
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checking after every change."""
@@ -157,14 +166,35 @@ class LocalEngine:
         await self.aclose()
 
     async def open(self) -> None:
-        """Load history from the data directory and apply the retention limit."""
+        """Load history from the data directory, kill what ccx-tuis that died left
+        running (see `_kill_orphans`), and apply the retention limit."""
         if self.config.load_history:
             for info in await asyncio.to_thread(self.store.load_history):
                 if info.restart_at is not None:  # its ccx-tui died before the restart
                     info = replace(info, restart_at=None, reason="restart cancelled")
                 self._records[info.id] = _Record(info)
                 self._counts[info.state] += 1
+            await self._kill_orphans()
         await self._retention()
+
+    async def _kill_orphans(self) -> None:
+        """Kill the process trees of sessions whose ccx-tui died (SIGKILL, a crash):
+        they are interrupted here, yet their processes, found by their marker, may
+        still run, out of anyone's reach.  Their reason says so."""
+        if self.location != "local":
+            return
+        markers = {
+            f"{r.info.id}.{r.info.run}": r
+            for r in self._records.values()
+            if r.info.state is State.INTERRUPTED
+            and r.info.location == "local"
+            and r.info.reason != ORPHANS_KILLED
+        }
+        if not markers:
+            return
+        for marker in await kill_marked(markers, grace=self.config.kill_grace):
+            rec = markers[marker]
+            self._set(rec, State.INTERRUPTED, reason=ORPHANS_KILLED, pid=None)
 
     # -- queries ----------------------------------------------------------------------
 
@@ -196,6 +226,38 @@ class LocalEngine:
         sub.close()
         self._subscribers.discard(sub)
 
+    def tap(
+        self, session_id: str, *, backpressure: bool = False, window: int = DEFAULT_WINDOW
+    ) -> OutputTap:
+        """A live feed of the session's output from now on, straight from the engine
+        (see tap.py): it does not depend on the disk keeping the transcript.
+
+        With `backpressure`, a consumer that falls behind pauses the process (nothing
+        is lost); without, it loses the oldest bytes past `window` (counted in `lost`).
+        The tap closes when the session is final (no restart due) or the engine
+        closes; a finished session's tap is closed at once.  `start()` does not yield
+        to the loop, so a tap made right after it returns misses no byte.  Raises
+        UnknownSession.  The consumer calls `close()` when done.
+        """
+        rec = self._find(session_id)
+        tap = OutputTap(
+            rec.out_offset,
+            gate=rec.gate if backpressure else None,
+            window=window,
+            on_close=rec.taps.discard,
+        )
+        done = rec.info.state.final and rec.info.state is not State.CREATED
+        if self._closed or (done and rec.restart_handle is None and rec.ended.is_set()):
+            tap.close()
+        else:
+            rec.taps.add(tap)
+        return tap
+
+    def record_error(self, session_id: str) -> str | None:
+        """Why the session's record (meta.json) could not be saved the last time, or
+        None if it was.  After `aclose()` this covers its final state."""
+        return self._meta.error(self._find(session_id).info.directory)
+
     async def events(self) -> AsyncIterator[Event]:
         """Iterate over events until the engine closes.  Safe to cancel."""
         sub = self.subscribe()
@@ -212,7 +274,7 @@ class LocalEngine:
 
         With `autostart=False` it is only created (state `created`, run 0) until
         `restart()` starts it.  Raises InvalidCommand for a bad spec (nothing is
-        created then).
+        created then), DataDirError if its folder cannot be made.
         """
         if self._closed:
             raise InvalidTransition("the engine is closed")
@@ -221,9 +283,8 @@ class LocalEngine:
         if spec.shell == "/bin/sh" and self.config.shell != "/bin/sh":
             spec = replace(spec, shell=self.config.shell)
         spec = self._validate(spec)
-        session_id = new_session_id()
         # A mkdir and an empty file: cheaper inline than a trip to a thread.
-        directory = self.store.create_session_dir(session_id)
+        session_id, directory = self.store.new_session()
         info = SessionInfo(
             id=session_id,
             spec=spec,
@@ -294,6 +355,8 @@ class LocalEngine:
             await self._terminate(rec, force=False)
             await rec.wait_until(lambda: not (rec.restart and rec.info.state.live))
             return self._snapshot(rec)
+        if rec.lock_fd is None:
+            rec.lock_fd = self._lock(rec)
         if rec.restart_handle is not None:
             rec.restart_handle.cancel()
             rec.restart_handle = None
@@ -350,6 +413,9 @@ class LocalEngine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for sub in list(self._subscribers):
             sub.close()
+        for rec in self._records.values():
+            for tap in list(rec.taps):
+                tap.close()
         await asyncio.to_thread(self._meta.close)  # every final state is on disk
 
     def kill_all_now(self) -> None:
@@ -366,10 +432,7 @@ class LocalEngine:
         rec = self._records.get(session_id)
         if rec is not None:
             return rec
-        matches = [r for sid, r in self._records.items() if sid.startswith(session_id)]
-        if len(matches) == 1 and session_id:
-            return matches[0]
-        raise UnknownSession(f"no such session: {session_id}")
+        return self._records[resolve_id(session_id, self._records)]
 
     def _snapshot(self, rec: _Record) -> SessionInfo:
         writer = rec.writer
@@ -387,10 +450,13 @@ class LocalEngine:
         for sub in self._subscribers:
             sub.put(event)
 
-    def _save(self, rec: _Record) -> None:
+    def _save(self, rec: _Record, *, unlock: bool = False) -> None:
         # On the writer's thread: a rename costs about a millisecond on some disks, and
         # a full disk must not stop the engine (the transcript's error shows it).
-        self._meta.put(self._snapshot(rec))
+        # With `unlock`, the session's lock goes with the snapshot, released once the
+        # final state is on disk (see MetaWriter).
+        fd, rec.lock_fd = (rec.lock_fd, None) if unlock else (None, rec.lock_fd)
+        self._meta.put(self._snapshot(rec), unlock=fd)
 
     def _set(self, rec: _Record, state: State, **changes: Any) -> None:
         """Change the session's info, save and announce it (keeping the state is no
@@ -403,11 +469,12 @@ class LocalEngine:
             self._counts[old] -= 1
             self._counts[state] += 1
             self.max_live_seen = max(self.max_live_seen, self._live)
-        self._save(rec)
         # A session waiting to restart is not done: it stays ours until then.
-        if state.final and rec.info.restart_at is None and rec.lock_fd is not None:
-            self.store.unlock_session(rec.lock_fd)
-            rec.lock_fd = None
+        done = state.final and rec.info.restart_at is None
+        self._save(rec, unlock=done)
+        if done and state is not State.CREATED:
+            for tap in list(rec.taps):
+                tap.close()
         self._emit(SessionUpdated(self._snapshot(rec)))
         rec.notify()
 
@@ -460,6 +527,7 @@ class LocalEngine:
             return False
         if transcript.offset and transcript.last_byte != b"\n":
             transcript.write(META, b"\n")  # the next run starts on a line of its own
+        rec.out_offset = transcript.offset + transcript.bytes_lost
         loop = asyncio.get_running_loop()
         writer = WriteBehind(transcript, loop, on_written=lambda: self._written(rec))
         rec.writer = writer
@@ -490,14 +558,17 @@ class LocalEngine:
             await writer.aclose()
             mux.close()
             detail = exc.strerror or str(exc)
-            self._finish(
-                rec, State.FAILED, f"cannot start {spec.shell}: {detail}", ended_at=time.time()
-            )
+            # The shell's cwd went away (or shut us out) since the spec was checked.
+            where = exc.filename is not None and str(exc.filename) == spec.cwd
+            what = f"cannot enter directory {spec.cwd}" if where else f"cannot start {spec.shell}"
+            self._finish(rec, State.FAILED, f"{what}: {detail}", ended_at=time.time())
             return False
         rec.proc = proc
         rec.pid = proc.pid
         if isinstance(proc, LocalProc):  # a slow disk holds the process back, not memory
-            writer.pause, writer.resume = proc.pause_reading, proc.resume_reading
+            rec.gate.attach(proc.pause_reading, proc.resume_reading)
+            gate = rec.gate
+            writer.pause, writer.resume = lambda: gate.hold(writer), lambda: gate.release(writer)
         now = time.time()
         deadline = now + spec.ttl if spec.ttl else None
         self._set(rec, rec.info.state, pid=rec.pid, started_at=now, ttl_deadline=deadline)
@@ -514,6 +585,8 @@ class LocalEngine:
             mux.flush()
             mux.close()
             await writer.aclose()
+            rec.gate.release(writer)
+            rec.gate.detach()
             rec.proc = None
         code = ending.returncode
         sig = -code if code is not None and code < 0 else None
@@ -607,9 +680,23 @@ class LocalEngine:
         self._set(rec, State.QUEUED, run=rec.info.run + 1, started_at=None, **new_run)
         rec.ended.clear()
         if rec.lock_fd is None:
-            rec.lock_fd = self.store.lock_session(rec.info.directory)
+            rec.lock_fd = self._lock(rec)
         self._queue.append(rec.info.id)
         self._pump()
+
+    def _lock(self, rec: _Record) -> int:
+        """Take the session's lock (back from the meta writer if it still has it);
+        InvalidTransition if another ccx-tui holds it (it restarted the session, or its
+        retention is deleting it) or the session's folder is gone."""
+        fd = self._meta.reclaim_lock(rec.info.directory)
+        if fd is not None:
+            return fd
+        try:
+            return self.store.lock_session(rec.info.directory)
+        except FileNotFoundError:
+            raise InvalidTransition(f"its folder is gone: {rec.info.directory}") from None
+        except OSError:
+            raise InvalidTransition("another ccx-tui owns this session now") from None
 
     def _validate(self, spec: SessionSpec) -> SessionSpec:
         """Check the spec where it will run (here: the local cwd must exist)."""
@@ -624,6 +711,7 @@ class LocalEngine:
             on_eof,
             exit_drain=self.config.exit_drain,
             leftover_grace=min(self.config.kill_grace, 1.0),
+            scrub_env=self.config.scrub_env | SECRET_ENV,
         )
 
     def _requeue(self, rec: _Record, reason: str) -> None:
@@ -636,7 +724,11 @@ class LocalEngine:
         writer = rec.writer
         if writer is None:
             return
+        offset = rec.out_offset
+        rec.out_offset += len(data)
         writer.write(stream, data)
+        for tap in rec.taps:
+            tap.put(offset, stream, data)
         self._report_write_error(rec)
 
     def _written(self, rec: _Record) -> None:

@@ -3,7 +3,9 @@
 A child runs in a new session (so its own process group) with stdin from /dev/null
 and both pipes drained by an asyncio protocol.  Every child carries the environment
 variable `MARKER_ENV` naming its session run, so descendants that left the group
-(`setsid`, double forks) are still found and killed.
+(`setsid`, double forks) are still found and killed.  ccx-tui's own secrets
+(`SECRET_ENV` and whatever the caller adds) never reach a child: they are removed from
+the inherited environment (a session's own declared env may still set them).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import psutil
 
 MARKER_ENV = "CCX_TUI_SESSION"
+SECRET_ENV = frozenset({"CCX_TUI_TOKEN"})
+"""Variables of ccx-tui's own that no session inherits, whatever the configuration."""
 PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -56,10 +60,13 @@ async def spawn(
     env: dict[str, str],
     marker: str,
     protocol: Callable[[], OutputProtocol],
+    scrub: frozenset[str] = SECRET_ENV,
 ) -> tuple[asyncio.SubprocessTransport, OutputProtocol]:
-    """Start `argv` in its own session; raises OSError if it cannot be started."""
-    full_env = dict(os.environ)
-    full_env.update(env)
+    """Start `argv` in its own session; raises OSError if it cannot be started.
+
+    The child inherits our environment minus `scrub` and `SECRET_ENV`, plus `env`.
+    """
+    full_env = child_env(env, scrub)
     full_env[MARKER_ENV] = marker
     loop = asyncio.get_running_loop()
     transport, proto = await loop.subprocess_exec(
@@ -79,6 +86,14 @@ async def spawn(
             with contextlib.suppress(OSError, ValueError):  # bigger pipes mean fewer wake-ups
                 fcntl.fcntl(raw.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
     return transport, proto
+
+
+def child_env(env: dict[str, str], scrub: frozenset[str] = SECRET_ENV) -> dict[str, str]:
+    """Our environment without the secret variables, updated with `env`."""
+    hidden = scrub | SECRET_ENV
+    full_env = {k: v for k, v in os.environ.items() if k not in hidden}
+    full_env.update(env)
+    return full_env
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -151,3 +166,47 @@ async def kill_tree(
         _signal_all(pgid, procs, signal.SIGKILL)
         await asyncio.sleep(0.02)
     return signal.SIGKILL
+
+
+def find_marked(markers: Collection[str]) -> dict[str, list[psutil.Process]]:
+    """Live processes (and their descendants) carrying one of `markers`, by marker:
+    one pass over every process, however many markers."""
+    wanted = set(markers)
+    found: dict[str, dict[int, psutil.Process]] = {}
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        with contextlib.suppress(psutil.Error):
+            marker = proc.environ().get(MARKER_ENV)
+            if marker in wanted:
+                group = found.setdefault(marker, {})
+                group[proc.pid] = proc
+                for child in proc.children(recursive=True):
+                    group[child.pid] = child
+    return {m: [p for p in g.values() if _alive(p)] for m, g in found.items()}
+
+
+async def kill_marked(markers: Collection[str], *, grace: float) -> set[str]:
+    """TERM every process carrying one of `markers`, wait up to `grace` seconds, then
+    KILL what is left (for the trees of a ccx-tui that died).  Returns the markers
+    that had live processes.  Signals already sent stay sent if cancelled."""
+    found = await asyncio.to_thread(find_marked, markers)
+    found = {m: procs for m, procs in found.items() if procs}
+    procs = [p for group in found.values() for p in group]
+    if not procs:
+        return set()
+    _signal_all(None, procs, signal.SIGTERM)
+    _signal_all(None, procs, signal.SIGCONT)  # a stopped process must see its TERM
+    deadline = time.monotonic() + grace
+    while procs and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        procs = [p for p in procs if _alive(p)]
+    for _ in range(50):
+        left = await asyncio.to_thread(find_marked, found)
+        procs = [p for group in left.values() for p in group]
+        if not procs:
+            break
+        _signal_all(None, procs, signal.SIGKILL)
+        await asyncio.sleep(0.02)
+    return set(found)

@@ -26,6 +26,7 @@ NOT_ALLOWED = -32001
 NO_PROCESS = -32002
 SESSION_LIMIT = -32003
 ALREADY_RUNNING = -32602
+INVALID_PARAMS = -32602  # JSON-RPC's own code; upstream reuses it for "already running"
 INTERNAL = -32603
 METHOD_NOT_FOUND = -32601
 
@@ -258,6 +259,26 @@ def encode_batch(offset: int, runs: Sequence[tuple[str, int]]) -> str:
     )
 
 
+# -- output a server lost: a ccx-tui extension -----------------------------------------
+#
+# When the server's transcript cannot be written (a full disk), its clients get the
+# live output from the server's memory; a client that falls further behind than that
+# memory keeps loses the bytes in between.  A batch client is told where and how many:
+#   {"jsonrpc":"2.0","method":"process.output_lost",
+#    "params":{"offset":N,"bytes":n,"reason":"the server's disk is full"}}
+# (the next batch starts at N + n); a line client gets `lost_line(n, reason)` as a
+# stderr `process.output` line, as upstream's own "[Stream timed out after Ns]".  The
+# terminal notification then carries `write_error` and `bytes_lost`: what the server's
+# transcript did not keep.  Decoded as an OtherNotification.
+
+LOST_METHOD = "process.output_lost"
+
+
+def lost_line(count: int, reason: str) -> str:
+    """The line that tells the user `count` bytes of output never reached them."""
+    return f"[ccx-tui: {count} bytes of output lost: {reason}]\n"
+
+
 def _decode_batch(p: dict[str, Any]) -> OutputBatch | ProtocolError:
     offset, raw = _opt_int(p.get("offset")), p.get("runs")
     if offset is None or offset < 0 or not isinstance(raw, list):
@@ -406,8 +427,9 @@ def encode_output(stream: str, line: str) -> list[str]:
 
 
 def encode_completed(
-    pid: int | None, pgid: int | None, exit_code: int, execution_time: float
+    pid: int | None, pgid: int | None, exit_code: int, execution_time: float, **extra: Any
 ) -> str:
+    """`process.completed`; `extra`: extension params (see LOST_METHOD)."""
     params = process_params("completed" if exit_code == 0 else "failed", pid, pgid, exit_code)
     params.update(
         execution_time=execution_time,
@@ -415,6 +437,7 @@ def encode_completed(
         early_completion_time=None,
         time_saved=0,
         completion_marker=None,
+        **extra,
     )
     return encode_notification("process.completed", params)
 

@@ -2,12 +2,17 @@
 
 Follows PROTOCOL.md's advice: answers `ping` with `pong`, sends `timeout: 0` and
 enforces the TTL itself (CANCEL, then closing the socket after the grace period so the
-server escalates to KILL), builds cwd and env into the command string, waits
-generously for the execute result, and reads the socket continuously (output goes
-straight to the caller's sink, which spools it to disk), so it never stalls a server.
-From `ccx-tui serve` it also asks for a detachable session (reattached after a network
-blip) and for batched output: raw transcript bytes in large binary frames instead of a
-JSON frame per line (see server.py), which keeps invalid UTF-8 exact.
+server escalates to KILL), waits generously for the execute result, and reads the
+socket continuously (output goes straight to the caller's sink, which spools it to
+disk), so it never stalls a server.  cwd and env go to `ccx-tui serve` as the `cwd` and
+`env` params (never into the command line, where `ps` and `sessions.list` would show a
+secret); only an upstream server, which ignores those params, gets them built into
+the command string.  From `ccx-tui serve` it also asks for a detachable session
+(reattached after a network blip) and for batched output: raw transcript bytes in
+large binary frames instead of a JSON frame per line (see server.py), which keeps
+invalid UTF-8 exact.  `wss://` URLs are verified against the system's CAs, or those of
+`ca_file`.  A `ws+unix:///abs/path` URL names a Unix socket (the engine process of a
+data dir, see daemon.py), where `attach` also follows a session started elsewhere.
 """
 
 from __future__ import annotations
@@ -16,16 +21,21 @@ import asyncio
 import contextlib
 import itertools
 import shlex
-from collections.abc import Callable
-from dataclasses import dataclass
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection, connect, unix_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from ccx_tui.engine import protocol as p
+from ccx_tui.engine.auth import client_tls
 from ccx_tui.engine.session import SessionSpec
-from ccx_tui.errors import CcxError
+from ccx_tui.engine.unixsock import WS_URI, unix_path_of
+from ccx_tui.errors import CcxError, ConfigError
 
 EXECUTE_DEADLINE = 60.0  # real servers take 3-15 s to start a process
 CONNECT_DEADLINE = 10.0
@@ -41,6 +51,11 @@ class SessionLimitReached(RemoteError):
     """The server is at its session limit (-32003, then close 1008)."""
 
 
+class RemoteRefused(RemoteError):
+    """The server will not take us as we are (bad token, unverified certificate...):
+    retrying will not help, changing the token or the CA file will."""
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteOutcome:
     """How a remote command ended: state is exited, killed, expired, failed or lost."""
@@ -50,13 +65,28 @@ class RemoteOutcome:
     signal: int | None = None
     reason: str | None = None
     pid: int | None = None
+    server_write_error: str | None = None
+    """Why the server's own transcript could not keep all the output (a full disk)."""
+    server_bytes_lost: int = 0
+    """How many bytes it could not keep (they were sent to us all the same)."""
+
+    @property
+    def server_loss(self) -> str | None:
+        """One line on what the server's transcript lost, if anything."""
+        if self.server_write_error is None:
+            return None
+        return (
+            f"on the server: {self.server_write_error}; "
+            f"{self.server_bytes_lost} bytes of output were not kept in its transcript"
+        )
 
 
 Sink = Callable[[str, bytes], None]  # (stream, bytes) for each piece of output
 
 
 def remote_command(spec: SessionSpec) -> str:
-    """Upstream ignores cwd and env: build them into the command line."""
+    """Upstream ignores cwd and env: build them into the command line (visible in the
+    server's process list: only for a server without the `cwd`/`env` params)."""
     prefix = ""
     if spec.cwd:
         prefix += f"cd {shlex.quote(spec.cwd)} || exit 126; "
@@ -79,9 +109,11 @@ class RemoteRun:
         token: str | None = None,
         kill_grace: float = 3.0,
         batch: bool = True,
+        ca_file: Path | None = None,
     ) -> None:
         self.url = url
         self.token = token
+        self.ca_file = ca_file
         self.kill_grace = kill_grace
         self.batch = batch
         self.batched = False
@@ -91,6 +123,8 @@ class RemoteRun:
         self._stop_reason: str | None = None
         self._stop = asyncio.Event()
         self.pid: int | None = None
+        self.session: str | None = None
+        """The server's id of the session (ccx-tui servers; known once it started)."""
         self.started = asyncio.Event()
 
     async def control(self, kind: str) -> None:
@@ -108,23 +142,58 @@ class RemoteRun:
             self._stop_reason = reason
         self._stop.set()
 
+    def _tls(self) -> ssl.SSLContext | None:
+        if urlsplit(self.url).scheme != "wss":
+            return None
+        try:
+            return client_tls(self.ca_file)
+        except ConfigError as exc:
+            raise RemoteRefused(str(exc)) from None
+
     async def _connect(self) -> ClientConnection:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
+            tls = self._tls()
+            unix = unix_path_of(self.url)
             async with asyncio.timeout(CONNECT_DEADLINE):
+                if unix is not None:
+                    return await unix_connect(
+                        unix,
+                        WS_URI,
+                        max_size=None,
+                        open_timeout=CONNECT_DEADLINE,
+                        compression=None,
+                    )
                 return await connect(
                     self.url,
                     additional_headers=headers,
                     max_size=None,
                     open_timeout=CONNECT_DEADLINE,
                     compression=None,
+                    ssl=tls,
                 )
         except InvalidStatus as exc:
             code = exc.response.status_code
-            hint = " (check the token)" if code in (401, 403) else ""
-            raise RemoteError(f"{self.url} refused the connection: HTTP {code}{hint}") from None
+            if code == 401:
+                why = "bad token" if self.token else "a token is required (--token-file FILE)"
+                raise RemoteRefused(f"{self.url} refused: {why}") from None
+            raise RemoteError(f"{self.url} refused the connection: HTTP {code}") from None
         except InvalidURI:
             raise RemoteError(f"not a WebSocket URL: {self.url}") from None
+        except ssl.SSLCertVerificationError as exc:
+            hint = "" if self.ca_file else " (a private CA? give its certificate: --ca-file)"
+            raise RemoteRefused(
+                f"cannot connect to {self.url}: certificate verify failed: "
+                f"{exc.verify_message}{hint}"
+            ) from None
+        except ssl.SSLError as exc:
+            raise RemoteError(
+                f"cannot connect to {self.url}: TLS failed: {exc.reason or exc}"
+            ) from None
+        except InvalidHandshake as exc:
+            # Typically a ws:// URL for a TLS server: its answer is no HTTP at all.
+            hint = " (a TLS server? use wss://)" if self.url.startswith("ws://") else ""
+            raise RemoteError(f"cannot connect to {self.url}: {exc}{hint}") from None
         except (OSError, TimeoutError) as exc:
             detail = getattr(exc, "strerror", None) or str(exc) or "timed out"
             raise RemoteError(f"cannot connect to {self.url}: {detail}") from None
@@ -134,6 +203,19 @@ class RemoteRun:
         self._ws = await self._connect()
         try:
             return await self._session(spec, sink)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), 2)
+
+    async def attach(self, session_id: str, sink: Sink) -> RemoteOutcome:
+        """Follow a session running on a ccx-tui server from its first byte to its end:
+        `sink` gets its whole transcript so far, then its live output.  `cancel()`
+        kills it.  Raises RemoteError if the server cannot be used at all; a server
+        that does not know the session makes it end as "failed".  Cancelling is safe:
+        it closes our socket only, and an engine process keeps the session running."""
+        self._ws = await self._connect()
+        try:
+            return await self._session(None, sink, attach=session_id)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2)
@@ -183,7 +265,9 @@ class RemoteRun:
         await self._ws.send(frame)
         return msg_id
 
-    async def _session(self, spec: SessionSpec, sink: Sink) -> RemoteOutcome:
+    async def _session(
+        self, spec: SessionSpec | None, sink: Sink, *, attach: str | None = None
+    ) -> RemoteOutcome:
         loop = asyncio.get_running_loop()
         execute_id: int | None = None
         pid: int | None = None
@@ -200,7 +284,7 @@ class RemoteRun:
         resumable = False
         batched = False
         hold = False
-        remote_session: str | None = None
+        remote_session: str | None = attach
         checkpoint = 0
         received = 0  # batched: the server transcript offset we have everything up to
         batch: p.OutputBatch | None = None  # a batch's header, waiting for its payload
@@ -336,20 +420,33 @@ class RemoteRun:
                 if isinstance(msg, p.Result) and msg.id == execute_id:
                     started = True
                     if isinstance(msg.result, dict):
-                        session = msg.result.get("session")
+                        session = msg.result.get("session", remote_session)
                         remote_session = session if isinstance(session, str) else None
                         raw_pid = msg.result.get("pid")
                         pid = raw_pid if isinstance(raw_pid, int) else None
                     self.pid = pid
+                    self.session = remote_session
                     self.started.set()
-                    if spec.ttl:
+                    if spec is not None and spec.ttl:
                         ttl_at = loop.time() + spec.ttl
                     continue
                 if not isinstance(msg, p.Notification):
                     continue
                 event = p.decode_notification(msg)
-                if isinstance(event, p.Connected):
-                    params: dict[str, Any] = {"command": remote_command(spec), "timeout": 0}
+                if isinstance(event, p.Connected) and attach is not None:
+                    if "attach" not in event.capabilities:
+                        raise RemoteError(f"{self.url} cannot attach to sessions")
+                    params = {"session_id": attach, "offset": 0}
+                    resumable = True
+                    hold = True
+                    if self.batch and p.BATCH in event.capabilities:
+                        params[p.BATCH] = True
+                        batched = self.batched = True
+                        hold = False
+                    execute_id = await self._send("session.attach", params)
+                elif isinstance(event, p.Connected):
+                    assert spec is not None
+                    params = _execute_params(spec, event.capabilities)
                     if "attach" in event.capabilities:  # a ccx-tui server: ask to detach
                         params["detachable"] = True
                         resumable = True
@@ -368,6 +465,13 @@ class RemoteRun:
                 elif isinstance(event, p.ProcessEnded):
                     commit()
                     return self._ended(event, pid)
+                elif isinstance(event, p.OtherNotification) and event.method == p.LOST_METHOD:
+                    # Output the server could not keep nor still hold: say so, in place.
+                    offset, count = event.params.get("offset"), event.params.get("bytes")
+                    if isinstance(offset, int) and isinstance(count, int) and count > 0:
+                        why = str(event.params.get("reason") or "the server lost it")
+                        emit("stderr", p.lost_line(count, why).encode())
+                        received = max(received, offset + count)
                 elif isinstance(event, p.OtherNotification) and event.method == (
                     "stream.checkpoint"
                 ):
@@ -382,6 +486,14 @@ class RemoteRun:
         return "expired" if self._stop_reason == "expired" else "killed"
 
     def _ended(self, event: p.ProcessEnded, pid: int | None) -> RemoteOutcome:
+        outcome = self._ending(event, pid)
+        error, lost = event.extra.get("write_error"), event.extra.get("bytes_lost")
+        if isinstance(error, str):  # a ccx-tui server's transcript lost output
+            count = lost if isinstance(lost, int) and not isinstance(lost, bool) else 0
+            outcome = replace(outcome, server_write_error=error, server_bytes_lost=count)
+        return outcome
+
+    def _ending(self, event: p.ProcessEnded, pid: int | None) -> RemoteOutcome:
         if event.kind == "error":
             return RemoteOutcome("failed", reason=event.error, pid=pid)
         code = event.exit_code
@@ -392,3 +504,15 @@ class RemoteRun:
         if code is not None and code < 0:
             return RemoteOutcome("exited", exit_code=128 - code, signal=-code, pid=pid)
         return RemoteOutcome("exited", exit_code=code, pid=pid)
+
+
+def _execute_params(spec: SessionSpec, capabilities: Sequence[str]) -> dict[str, Any]:
+    """`execute`'s params: cwd and env as params for a server that takes them."""
+    if (spec.cwd or spec.env) and not {"cwd", "env"} <= set(capabilities):
+        return {"command": remote_command(spec), "timeout": 0}
+    params: dict[str, Any] = {"command": spec.command, "timeout": 0}
+    if spec.cwd:
+        params["cwd"] = spec.cwd
+    if spec.env:
+        params["env"] = dict(spec.env)
+    return params

@@ -14,12 +14,15 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from ccx_tui.engine.auth import client_tls
 from ccx_tui.engine.local import EngineConfig, LocalEngine, _Record
 from ccx_tui.engine.remote import RemoteError, RemoteOutcome, RemoteRun, SessionLimitReached
 from ccx_tui.engine.runner import Ending, OnData, OnEof, Proc
 from ccx_tui.engine.session import RESTART_POLICIES, SessionSpec, State
+from ccx_tui.engine.unixsock import get_health, unix_path_of
 from ccx_tui.errors import InvalidCommand
 
 PROBE_EVERY = 10.0
@@ -59,6 +62,8 @@ class RemoteProc:
             return Ending(returncode, State.LOST, outcome.reason)
         if outcome.state == "failed":
             return Ending(returncode, State.FAILED, outcome.reason)
+        if outcome.server_loss is not None:  # the server's full disk: say so
+            return Ending(returncode, State.EXITED, outcome.server_loss)
         return Ending(returncode)
 
     async def terminate(self, *, force: bool, grace: float) -> None:
@@ -77,13 +82,20 @@ class RemoteEngine(LocalEngine):
     """Sessions on the cc_executor server at `url` (transcripts in the local data dir)."""
 
     def __init__(
-        self, config: EngineConfig, url: str, *, token: str | None = None, name: str | None = None
+        self,
+        config: EngineConfig,
+        url: str,
+        *,
+        token: str | None = None,
+        name: str | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         super().__init__(replace(config, load_history=False))
         self.url = url
         self.location = url
         self.name = name or url
         self.token = token
+        self.ca_file = ca_file
         self.status = "connecting"
         """connecting / connected / unreachable: REASON (retrying in Ns)."""
         self._probe: asyncio.Task[None] | None = None
@@ -110,7 +122,9 @@ class RemoteEngine(LocalEngine):
         return spec
 
     async def _launch(self, rec: _Record, on_data: OnData, on_eof: OnEof) -> Proc:
-        run = RemoteRun(self.url, token=self.token, kill_grace=self.config.kill_grace)
+        run = RemoteRun(
+            self.url, token=self.token, kill_grace=self.config.kill_grace, ca_file=self.ca_file
+        )
         spec = replace(rec.info.spec, ttl=None)  # the engine enforces the TTL itself
 
         def sink(stream: str, data: bytes) -> None:
@@ -151,10 +165,14 @@ class RemoteEngine(LocalEngine):
             await asyncio.sleep(delay)
 
     def _get_health(self) -> dict[str, object]:
+        unix = unix_path_of(self.url)
+        if unix is not None:  # the engine process of a data dir
+            return get_health(unix)
         request = urllib.request.Request(health_url(self.url))
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        tls = client_tls(self.ca_file) if request.type == "https" else None
+        with urllib.request.urlopen(request, timeout=5, context=tls) as response:  # noqa: S310
             data = json.loads(response.read(65536))
         return data if isinstance(data, dict) else {}
 

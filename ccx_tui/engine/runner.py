@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ccx_tui.engine.process import OutputProtocol, kill_tree, signal_tree, spawn
+from ccx_tui.engine.process import SECRET_ENV, OutputProtocol, kill_tree, signal_tree, spawn
 from ccx_tui.engine.session import SessionSpec, State
 
 OnData = Callable[[int, bytes], None]
@@ -86,13 +86,16 @@ class LocalProc:
         *,
         exit_drain: float,
         leftover_grace: float,
+        scrub_env: frozenset[str] = SECRET_ENV,
     ) -> LocalProc:
-        """Spawn it; raises OSError if the shell cannot be started."""
+        """Spawn it; raises OSError if the shell cannot be started.  The variables in
+        `scrub_env` are not inherited (the spec's own env may still set them)."""
         transport, proto = await spawn(
             [spec.shell, "-c", spec.command],
             cwd=spec.cwd,
             env=spec.env,
             marker=marker,
+            scrub=scrub_env,
             protocol=lambda: OutputProtocol(
                 lambda fd, data: on_data(fd - 1, data), lambda fd: on_eof(fd - 1)
             ),

@@ -3,16 +3,30 @@
 Wire-compatible with upstream clients, minus upstream's faults: each connection is fed
 from the session's on-disk transcript by its own sender, so a client that stops
 reading only lags (the process never blocks, server memory stays flat, nothing is
-lost); CANCEL escalates TERM -> KILL; exit codes are true; `cwd`, `env`, `ttl` are
-honoured; non-object JSON gets an error instead of a dropped connection.
+lost).  The live output does not depend on the disk: once the transcript stops (a
+full disk) the sender goes on from a tap of the engine's output, holding at most
+LIVE_WINDOW bytes for a client that lags (never back-pressure: a stuck client must
+not stall the job); bytes neither the disk nor that window has are announced (a
+stderr line, or `process.output_lost` to a batch client), never skipped silently,
+and the terminal notification then carries `write_error` and `bytes_lost`.
+CANCEL escalates TERM -> KILL; exit codes are true; `cwd`, `env`, `ttl` are
+honoured; non-object JSON and bad params get an error instead of a dropped connection.
+Unlike upstream it always checks a bearer token on the handshake (401 otherwise), and
+speaks TLS when given a context (see auth.py).
 
 Extensions, which only a client that asks for them ever sees (`connected` lists them
 among its capabilities; upstream clients ignore those):
 
+- `cwd`, `env` (an object of strings) and `ttl` (seconds) with `execute`
+  (capabilities "cwd", "env", "ttl"): a client that sees them sends secrets in `env`
+  rather than in the command line, where every user's `ps` would show them.
 - `"detachable": true` with `execute`: the session outlives its socket for
   `reattach_grace` seconds; `session.attach` {session_id, offset} replays the
   transcript from a byte offset, and `stream.checkpoint` {offset} notifications say
-  where line frames may be resumed from.  `sessions.list` lists the sessions.
+  where line frames may be resumed from.  `sessions.list` lists the sessions (never
+  their environment).  The connection that ran `execute` owns the session; others
+  that attach only watch: the countdown starts when the owner has gone and no other
+  connection is attached, so a watcher leaving never ends the owner's job.
 - `"batch": true` with `execute` or `session.attach` (capability "batch"): output
   comes not as one `process.output` frame per line but as batches of up to
   BATCH_BYTES of the transcript, each a text notification
@@ -34,13 +48,16 @@ import contextlib
 import hmac
 import http
 import json
+import math
 import os
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve, unix_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
@@ -48,10 +65,14 @@ from websockets.http11 import Response
 
 from ccx_tui import __version__
 from ccx_tui.engine import protocol as p
+from ccx_tui.engine.auth import is_loopback
 from ccx_tui.engine.events import OutputAppended, SessionUpdated
+from ccx_tui.engine.live_backlog import LiveBacklog, loss_reason
 from ccx_tui.engine.local import LocalEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.tap import OutputTap
 from ccx_tui.engine.transcript import META, SIDECAR_NAME, STDERR, STDOUT, read_segments
+from ccx_tui.engine.unixsock import peer_uid
 from ccx_tui.errors import CcxError, InvalidCommand
 
 PATHS = ("/ws/mcp", "/ws")
@@ -63,18 +84,39 @@ READ_BYTES = 256 * 1024  # transcript bytes turned into frames per step
 BATCH_BYTES = 512 * 1024
 MAX_RUNS = 4096  # stream runs per batch: bounds its header however output interleaves
 MAX_FRAME = 16 * 1024 * 1024
+MAX_OFFSET = 2**62  # past any transcript; bigger numbers would overflow pread
 KEEPALIVE_TIMEOUT = 300.0
 HOLD_CHARS = 4 * 1024 * 1024  # an unfinished line longer than this goes as it is (bounded)
+# Live output a sender holds for its client once the transcript stops (a full disk):
+# a client further behind than this loses the oldest of it, and is told so.
+LIVE_WINDOW = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
+    """How to serve.  A token is required unless `no_auth` (allowed on loopback only),
+    or on a Unix socket (`unix_path`, made 0600: only our uid may connect, checked
+    with SO_PEERCRED; host, port and token do not apply)."""
+
     host: str = "127.0.0.1"
     port: int = 8003
     token: str | None = None
+    no_auth: bool = False
+    tls: ssl.SSLContext | None = None
     max_connections: int = 100
     ping_interval: float = 30.0
     reattach_grace: float = 30.0  # how long a detachable session outlives its socket
+    unix_path: Path | None = None
+    keep_sessions: bool = False
+    """Sessions outlive their clients, with no deadline (the engine process, daemon.py):
+    they live until they end or are killed."""
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.tls is not None else "ws"
+
+
+CAPABILITIES = ("execute", "control", "stream", "cwd", "env", "ttl", "attach", "sessions", p.BATCH)
 
 
 class _Feed:
@@ -120,6 +162,13 @@ class CcxServer:
     """Serves the protocol; `async with CcxServer(engine, config) as server:`."""
 
     def __init__(self, engine: LocalEngine, config: ServeConfig) -> None:
+        """Raises ValueError for a config without a token that is not explicitly open
+        (`no_auth`), or open anywhere but on loopback."""
+        unix = config.unix_path is not None
+        if config.token is None and not config.no_auth and not unix:
+            raise ValueError("a token is required (or no_auth, on loopback only)")
+        if config.no_auth and not unix and not is_loopback(config.host):
+            raise ValueError(f"no_auth is for loopback only, not {config.host}")
         self.engine = engine
         self.config = config
         self.started = time.monotonic()
@@ -127,6 +176,8 @@ class CcxServer:
         self._connections: set[ServerConnection] = set()
         self._wakeups: dict[str, set[asyncio.Event]] = {}
         self._detached: dict[str, asyncio.TimerHandle] = {}
+        # The connections following each session (its owner, and any that attached).
+        self._followers: dict[str, set[_Connection]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.port = config.port
 
@@ -140,17 +191,20 @@ class CcxServer:
     async def start(self) -> None:
         """Bind and start serving (raises OSError if the address is taken)."""
         self._spawn(self._dispatch_events())
-        self._server = await serve(
-            self._handle,
-            self.config.host,
-            self.config.port,
-            process_request=self._process_request,
-            max_size=MAX_FRAME,
-            compression=None,
+        options: dict[str, Any] = {
+            "process_request": self._process_request,
+            "ssl": self.config.tls,
+            "max_size": MAX_FRAME,
+            "compression": None,
             # A client that stops reading cannot answer pings either (its pong waits
             # behind our data), so a tight ping timeout would drop slow clients.
-            ping_timeout=KEEPALIVE_TIMEOUT,
-        )
+            "ping_timeout": KEEPALIVE_TIMEOUT,
+        }
+        if self.config.unix_path is not None:
+            self._server = await unix_serve(self._handle, self.config.unix_path, **options)
+            os.chmod(self.config.unix_path, 0o600)  # its directory is 0700 all along
+            return
+        self._server = await serve(self._handle, self.config.host, self.config.port, **options)
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
 
@@ -186,6 +240,10 @@ class CcxServer:
         }
 
     def _process_request(self, conn: ServerConnection, request: HttpRequest) -> Response | None:
+        if self.config.unix_path is not None:
+            uid = peer_uid(conn.transport.get_extra_info("socket"))
+            if uid != os.getuid():  # the socket's mode should have kept them out
+                return conn.respond(http.HTTPStatus.FORBIDDEN, "another user's engine\n")
         path = request.path.split("?", 1)[0]
         if path == "/health":
             body = json.dumps(self.health()).encode()
@@ -195,9 +253,10 @@ class CcxServer:
             return conn.respond(http.HTTPStatus.NOT_FOUND, f"no such endpoint: {path}\n")
         token = self.config.token
         if token is not None:
-            given = request.headers.get("Authorization", "")
+            given = ",".join(request.headers.get_all("Authorization"))  # two: no match
             expected = f"Bearer {token}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            # Both sides as bytes: compare_digest refuses non-ASCII str.
+            if not hmac.compare_digest(given.encode(errors="replace"), expected.encode()):
                 reason = "missing token" if not given else "wrong token"
                 return conn.respond(http.HTTPStatus.UNAUTHORIZED, f"{reason}\n")
         return None
@@ -231,8 +290,10 @@ class CcxServer:
         try:
             await conn.run()
         finally:
-            self._connections.discard(ws)
-            await conn.closed()
+            try:
+                await conn.closed()
+            finally:  # counted until its session has been seen to
+                self._connections.discard(ws)
 
     def wakeup_for(self, session_id: str) -> asyncio.Event:
         event = asyncio.Event()
@@ -246,23 +307,52 @@ class CcxServer:
             if not events:
                 del self._wakeups[session_id]
 
-    def detach(self, session_id: str) -> None:
-        """Keep a live session for `reattach_grace` seconds, then kill it."""
-        loop = asyncio.get_running_loop()
-        self._detached[session_id] = loop.call_later(
-            self.config.reattach_grace,
-            lambda: self._spawn(self._kill_detached(session_id)),
-        )
-
-    def reattached(self, session_id: str) -> None:
+    def follow(self, session_id: str, conn: _Connection) -> None:
+        """`conn` follows the session (its owner, or attached): no countdown runs."""
+        self._followers.setdefault(session_id, set()).add(conn)
         handle = self._detached.pop(session_id, None)
         if handle is not None:
             handle.cancel()
 
-    async def _kill_detached(self, session_id: str) -> None:
-        self._detached.pop(session_id, None)
+    def unfollow(self, session_id: str, conn: _Connection, *, gone: bool) -> None:
+        """`conn` no longer follows the session (`gone`: its socket closed).
+
+        The owner of a session that is not detachable takes it along (upstream's
+        semantics).  Otherwise a live session nobody follows any more gets
+        `reattach_grace` seconds for its owner to come back, then is killed.
+        """
+        followers = self._followers.get(session_id, set())
+        followers.discard(conn)
+        if not followers:
+            self._followers.pop(session_id, None)
         with contextlib.suppress(CcxError):
-            await self.engine.kill(session_id, reason="client gone")
+            if not gone or self.config.keep_sessions or self.engine.get(session_id).state.final:
+                return
+            if conn.owner and not conn.detachable:
+                self._spawn(self._kill(session_id, "client disconnected"))
+            elif not followers and session_id not in self._detached:
+                self._detached[session_id] = asyncio.get_running_loop().call_later(
+                    self.config.reattach_grace, self._grace_over, session_id
+                )
+
+    def _grace_over(self, session_id: str) -> None:
+        self._detached.pop(session_id, None)
+        if not self._followers.get(session_id):
+            self._spawn(self._kill(session_id, "client gone"))
+
+    @property
+    def clients(self) -> int:
+        """Connections open now (each counted until its session has been seen to)."""
+        return len(self._connections)
+
+    @property
+    def orphaned(self) -> frozenset[str]:
+        """Live sessions nobody follows: their reattach-grace countdown is running."""
+        return frozenset(self._detached)
+
+    async def _kill(self, session_id: str, reason: str) -> None:
+        with contextlib.suppress(CcxError):
+            await self.engine.kill(session_id, reason=reason)
 
 
 class _Connection:
@@ -273,9 +363,14 @@ class _Connection:
         self.engine = server.engine
         self.ws = ws
         self.session_id: str | None = None
+        self.owner = False  # this connection ran the session (rather than attached)
         self.detachable = False
         self.canceled = False
         self.batch = False  # the client asked for batched (binary) output
+        # The session's live output, from its start (or the attach) on: what the
+        # transcript does not keep still reaches the client (see `_stream`).
+        self.tap: OutputTap | None = None
+        self.starter: asyncio.Task[None] | None = None  # answers a queued execute
         self.sender: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
 
@@ -290,14 +385,7 @@ class _Connection:
                 {
                     "session_id": str(uuid.uuid4()),
                     "version": __version__,
-                    "capabilities": [
-                        "execute",
-                        "control",
-                        "stream",
-                        "attach",
-                        "sessions",
-                        p.BATCH,
-                    ],
+                    "capabilities": list(CAPABILITIES),
                 },
             )
         )
@@ -323,20 +411,42 @@ class _Connection:
                 await self.send(p.encode_notification("ping", {"timestamp": time.time()}))
 
     async def closed(self) -> None:
-        if self.sender is not None:
-            self.sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await self.sender
+        for task in (self.starter, self.sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await task
+        self._set_tap(None)
         sid = self.session_id
         if sid is None:
             return
         with contextlib.suppress(CcxError):
-            if self.engine.get(sid).state.final:
-                return
-            if self.detachable:
-                self.server.detach(sid)
-            else:  # upstream semantics: the socket owns the process
-                await self.engine.kill(sid, reason="client disconnected")
+            if (
+                self.owner
+                and not self.server.config.keep_sessions
+                and self.engine.get(sid).state is State.QUEUED
+            ):
+                # Its client is gone before it started: it never will.
+                await self.engine.kill(sid, reason="client disconnected before it started")
+        self.server.unfollow(sid, self, gone=True)
+
+    def _switch_to(self, session_id: str, *, owner: bool) -> OutputTap:
+        """Follow `session_id` from now on (the previous one has ended); returns the
+        tap of its live output, the connection's to close."""
+        if self.session_id is not None:
+            self.server.unfollow(self.session_id, self, gone=False)
+        self.session_id = session_id
+        self.owner = owner
+        self.server.follow(session_id, self)
+        # Tapped at once: `start()` has not yielded, so no byte can be missed.
+        tap = self.engine.tap(session_id, window=LIVE_WINDOW)
+        self._set_tap(tap)
+        return tap
+
+    def _set_tap(self, tap: OutputTap | None) -> None:
+        if self.tap is not None:
+            self.tap.close()
+        self.tap = tap
 
     async def _on_frame(self, frame: str | bytes) -> str | None:
         msg = p.parse(frame)
@@ -349,16 +459,18 @@ class _Connection:
         if not isinstance(msg, p.Request):
             return None  # a stray response: nothing to answer
         try:
-            result = await self._call(msg.method, msg.params)
+            result = await self._call(msg.method, msg.params, msg.id)
         except _RpcError as exc:
             return p.encode_error(msg.id, exc.code, exc.message)
         except CcxError as exc:
             return p.encode_error(msg.id, p.INTERNAL, str(exc))
+        if result is _LATER:
+            return None
         return p.encode_result(msg.id, result)
 
-    async def _call(self, method: str, params: dict[str, Any]) -> Any:
+    async def _call(self, method: str, params: dict[str, Any], msg_id: Any) -> Any:
         if method == "execute":
-            return await self._execute(params)
+            return await self._execute(params, msg_id)
         if method == "control":
             return await self._control(params)
         if method == "hook_status":
@@ -374,41 +486,52 @@ class _Connection:
     def _busy(self) -> bool:
         if self.session_id is None:
             return False
-        return not self.engine.get(self.session_id).state.final or (
-            self.sender is not None and not self.sender.done()
+        return not self.engine.get(self.session_id).state.final or any(
+            task is not None and not task.done() for task in (self.starter, self.sender)
         )
 
-    async def _execute(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _execute(self, params: dict[str, Any], msg_id: Any) -> object:
         if self._busy():
             raise _RpcError(p.ALREADY_RUNNING, "A process is already running")
         command = params.get("command")
         if not isinstance(command, str) or not command.strip():
             raise _RpcError(p.NOT_ALLOWED, "Command not allowed or empty")
         env = params.get("env") or {}
-        ttl = params.get("ttl")
-        if not isinstance(env, dict) or not (ttl is None or isinstance(ttl, (int, float))):
-            raise _RpcError(p.INTERNAL, "env must be an object and ttl a number")
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            raise _RpcError(p.INVALID_PARAMS, "Invalid params: env must map names to strings")
         cwd = params.get("cwd")
+        if cwd is not None and not isinstance(cwd, str):
+            raise _RpcError(p.INVALID_PARAMS, "Invalid params: cwd must be a string")
+        ttl = _seconds(params, "ttl")
+        _seconds(params, "timeout")  # upstream's inactivity timeout: checked, not used
         try:
-            spec = SessionSpec(
-                command=command,
-                cwd=str(cwd) if cwd else None,
-                env={str(k): str(v) for k, v in env.items()},
-                ttl=float(ttl) if ttl else None,
-            )
+            spec = SessionSpec(command=command, cwd=cwd or None, env=dict(env), ttl=ttl or None)
             info = await self.engine.start(spec)
         except InvalidCommand as exc:
             raise _RpcError(p.INTERNAL, str(exc)) from None
-        self.session_id = info.id
+        tap = self._switch_to(info.id, owner=True)
         self.detachable = bool(params.get("detachable"))
         self.batch = params.get(p.BATCH) is True
         self.canceled = False
-        info = await self._until_started(info.id)
+        # Queued behind the limit, it may wait long: frames (a CANCEL, the close) must
+        # still be read meanwhile, so the answer comes from a task of its own.
+        self.starter = asyncio.get_running_loop().create_task(
+            self._answer_start(info.id, msg_id, tap)
+        )
+        return _LATER
+
+    async def _answer_start(self, session_id: str, msg_id: Any, tap: OutputTap) -> None:
+        info = await self._until_started(session_id)
+        if info.pid is None and info.state is State.KILLED and self.canceled:
+            await self.send(p.encode_error(msg_id, p.INTERNAL, "Canceled before it started"))
+            return
         result: dict[str, Any] = {"status": "started", "pid": info.pid, "pgid": info.pid}
         if self.detachable:
             result["session"] = info.id
-        self.sender = asyncio.get_running_loop().create_task(self._stream(info.id, 0))
-        return result
+        await self.send(p.encode_result(msg_id, result))
+        self.sender = asyncio.get_running_loop().create_task(self._stream(info.id, 0, tap))
 
     async def _until_started(self, session_id: str) -> SessionInfo:
         """Queued behind the limit: wait (clients give execute a generous deadline)."""
@@ -426,16 +549,22 @@ class _Connection:
     async def _attach(self, params: dict[str, Any]) -> dict[str, Any]:
         session_id = params.get("session_id")
         offset = params.get("offset", 0)
-        if not isinstance(session_id, str) or not isinstance(offset, int) or offset < 0:
-            raise _RpcError(p.INTERNAL, "session.attach needs session_id and offset >= 0")
+        if (
+            not isinstance(session_id, str)
+            or not isinstance(offset, int)
+            or isinstance(offset, bool)
+            or not 0 <= offset <= MAX_OFFSET
+        ):
+            raise _RpcError(
+                p.INVALID_PARAMS, "Invalid params: session.attach needs session_id and offset >= 0"
+            )
         if self._busy():
             raise _RpcError(p.ALREADY_RUNNING, "A process is already running")
         info = self.engine.get(session_id)
-        self.server.reattached(info.id)
-        self.session_id = info.id
+        tap = self._switch_to(info.id, owner=False)
         self.detachable = True
         self.batch = params.get(p.BATCH) is True
-        self.sender = asyncio.get_running_loop().create_task(self._stream(info.id, offset))
+        self.sender = asyncio.get_running_loop().create_task(self._stream(info.id, offset, tap))
         return {"status": "attached", "pid": info.pid, "pgid": info.pid, "state": info.state}
 
     async def _control(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -455,14 +584,25 @@ class _Connection:
             )
             return {"status": status}
         self.canceled = True
-        self.server._spawn(self.engine.kill(sid, reason="canceled by client"))
+        if self.engine.get(sid).state is State.QUEUED:  # dequeued at once: it never starts
+            await self.engine.kill(sid, reason="canceled by client before it started")
+        else:
+            self.server._spawn(self.engine.kill(sid, reason="canceled by client"))
         return {"status": "canceled"}
 
-    async def _stream(self, session_id: str, offset: int) -> None:
-        """Send the transcript from `offset` as frames, following it until the end."""
+    async def _stream(self, session_id: str, offset: int, tap: OutputTap) -> None:
+        """Send the output from `offset` as frames, following it until the end.
+
+        What the transcript has is read from it; once the transcript stops (a full
+        disk), the rest comes from a tap of the live output, at most LIVE_WINDOW bytes
+        behind (no back-pressure: a stuck client never stalls the job).  Bytes neither
+        has any more (this client fell further behind) are announced, never skipped
+        silently.
+        """
         info = self.engine.get(session_id)
         pid = info.pid  # the engine forgets it at the end; clients still want it
         wake = self.server.wakeup_for(session_id)
+        live = LiveBacklog(LIVE_WINDOW)
         feed = _Feed()
         buffer = bytearray(BATCH_BYTES) if self.batch else bytearray()
         pos = offset
@@ -479,6 +619,7 @@ class _Connection:
                     wake.clear()
                     info = self.engine.get(session_id)
                     end = info.bytes
+                    live.add(tap.read_nowait(), kept=end)
                     if pos < end and self.batch:
                         # Every batch carries its offset: no checkpoints needed.
                         stop = min(end, pos + BATCH_BYTES)
@@ -491,22 +632,73 @@ class _Connection:
                     if pos < end:
                         stop = min(end, pos + READ_BYTES)
                         pos = await self._send_range(fd, info, pos, stop, feed)
-                        if self.detachable and feed.idle:
-                            # Extension: a point a reattaching client can resume from.
-                            await self.send(
-                                p.encode_notification("stream.checkpoint", {"offset": pos})
-                            )
+                        await self._checkpoint(pos, feed)
+                        continue
+                    if info.write_error is not None and live:  # the disk stopped there
+                        pos = await self._send_live(live, pos, feed, info)
                         continue
                     if info.state.final:
                         break
                     await wake.wait()
             finally:
                 os.close(fd)
+            # Attached after the end: what the disk did not keep is gone.
+            if info.write_error is not None and pos < info.bytes + info.bytes_lost:
+                await self._send_lost(pos, info.bytes + info.bytes_lost - pos, info, feed)
             for frame in feed.flush():
                 await self.send(frame)
             await self.send(self._terminal(self.engine.get(session_id), pid))
         finally:
+            tap.close()
             self.server.drop_wakeup(session_id, wake)
+
+    async def _checkpoint(self, pos: int, feed: _Feed) -> None:
+        if self.detachable and feed.idle:
+            # Extension: a point a reattaching client can resume from.
+            await self.send(p.encode_notification("stream.checkpoint", {"offset": pos}))
+
+    async def _send_live(self, live: LiveBacklog, pos: int, feed: _Feed, info: SessionInfo) -> int:
+        """Send the next run of output the transcript did not keep, from memory;
+        first the notice of a gap before it, if any.  Returns the new position."""
+        start, chunks = live.take(pos, BATCH_BYTES, MAX_RUNS)
+        if start > pos:
+            await self._send_lost(pos, start - pos, info, feed)
+        pos = start
+        if self.batch:
+            runs: list[tuple[str, int]] = []
+            for chunk in chunks:
+                stream = _STREAM_NAMES.get(chunk.stream, "stdout")
+                if runs and runs[-1][0] == stream:
+                    runs[-1] = (stream, runs[-1][1] + len(chunk.data))
+                else:
+                    runs.append((stream, len(chunk.data)))
+            payload = b"".join(chunk.data for chunk in chunks)
+            if payload:
+                async with self.send_lock:  # the payload follows its header
+                    await self.ws.send(p.encode_batch(pos, runs))
+                    await self.ws.send(payload)
+            return pos + len(payload)
+        for chunk in chunks:
+            pos += len(chunk.data)
+            if chunk.stream == META:
+                continue
+            stream = "stderr" if chunk.stream == STDERR else "stdout"
+            for frame in feed.feed(stream, chunk.data):
+                await self.send(frame)
+        await self._checkpoint(pos, feed)
+        return pos
+
+    async def _send_lost(self, pos: int, count: int, info: SessionInfo, feed: _Feed) -> None:
+        """Tell the client that `count` bytes from `pos` will never reach it."""
+        reason = loss_reason(info.write_error)
+        if self.batch:
+            params = {"offset": pos, "bytes": count, "reason": reason}
+            await self.send(p.encode_notification(p.LOST_METHOD, params))
+            return
+        for frame in feed.flush():  # what came before, unfinished lines included
+            await self.send(frame)
+        for frame in p.encode_output("stderr", p.lost_line(count, reason)):
+            await self.send(frame)
 
     async def _send_range(
         self, fd: int, info: SessionInfo, start: int, stop: int, feed: _Feed
@@ -524,17 +716,20 @@ class _Connection:
         return start + len(data)
 
     def _terminal(self, info: SessionInfo, pid: int | None) -> str:
+        # Extension: what the server's transcript could not keep (a full disk).
+        kept: dict[str, Any] = {}
+        if info.write_error is not None:
+            kept = {"write_error": info.write_error, "bytes_lost": info.bytes_lost}
         if info.state is State.FAILED:
             return p.encode_notification(
-                "process.error", {"error": info.reason or "could not start"}
+                "process.error", {"error": info.reason or "could not start", **kept}
             )
         if self.canceled and info.state is State.KILLED:
             code = -info.signal if info.signal else info.exit_code
-            return p.encode_notification(
-                "process.canceled", p.process_params("canceled", pid, pid, code)
-            )
+            params = p.process_params("canceled", pid, pid, code)
+            return p.encode_notification("process.canceled", {**params, **kept})
         code = -info.signal if info.signal else (info.exit_code or 0)
-        return p.encode_completed(pid, pid, code, info.elapsed())
+        return p.encode_completed(pid, pid, code, info.elapsed(), **kept)
 
 
 _PAUSE_RESUME = {"PAUSE": "paused", "RESUME": "resumed"}
@@ -592,6 +787,26 @@ class _Batch:
     header: str
     payload: memoryview  # of the caller's buffer
     size: int
+
+
+_LATER = object()  # a request answered later, by a task
+
+
+def _seconds(params: dict[str, Any], name: str) -> float | None:
+    """A param that must be a finite number >= 0 of seconds, if present."""
+    value = params.get(name)
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        seconds = float(value) if ok else math.nan
+    except OverflowError:  # an int of 400 digits
+        seconds = math.inf
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise _RpcError(
+            p.INVALID_PARAMS, f"Invalid params: {name} must be a finite number of seconds >= 0"
+        )
+    return seconds
 
 
 class _RpcError(Exception):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ccx_tui.errors import InvalidCommand, InvalidTransition
+from ccx_tui.errors import AmbiguousSession, InvalidCommand, InvalidTransition, UnknownSession
 
 
 class State(StrEnum):
@@ -76,10 +78,38 @@ DEFAULT_RESTART_DELAY = 1.0
 _id_lock = threading.Lock()
 _last_ms = 0
 _seq = 0
+ID_RANDOM_BITS = 48
+"""Random bits at the end of every id: processes starting sessions in the same
+millisecond (whose counters may agree) still get different ids."""
+
+
+def resolve_id(prefix: str, ids: Iterable[str], *, what: str = "session") -> str:
+    """The id that is `prefix`, else the one id that starts with it.
+
+    Raises UnknownSession (none; `what` names the thing looked for) or
+    AmbiguousSession (several: the message lists up to five of them).
+    """
+    matches = [i for i in ids if prefix and i.startswith(prefix)]
+    if prefix in matches:
+        return prefix
+    if not matches:
+        raise UnknownSession(f"no such {what}: {prefix}")
+    if len(matches) > 1:
+        shown = ", ".join(sorted(matches)[:5])
+        more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+        raise AmbiguousSession(
+            f"ambiguous id prefix '{prefix}': matches {shown}{more} (give more digits)"
+        )
+    return matches[0]
 
 
 def new_session_id() -> str:
-    """A 16-hex-digit id that sorts by creation time (ms clock, then a counter)."""
+    """A 27-hex-digit id that sorts by creation time: 12 digits of ms clock, a 3-digit
+    counter (ids made in one process in one ms keep their order), 12 random digits.
+
+    Older ids had 16 digits (4 random bits); they still load and sort with these (the
+    clock comes first in both).
+    """
     global _last_ms, _seq
     with _id_lock:
         ms = time.time_ns() // 1_000_000
@@ -92,7 +122,22 @@ def new_session_id() -> str:
             ms += 1
             _seq = 0
         _last_ms = ms
-        return f"{ms:012x}{_seq:03x}{secrets.randbelow(16):x}"
+        return f"{ms:012x}{_seq:03x}{secrets.randbits(ID_RANDOM_BITS):012x}"
+
+
+def check_cwd(path: str, shown: str) -> None:
+    """Raise InvalidCommand naming `shown` unless `path` is a directory we may enter
+    (else the shell could not start there, and would say only "cannot start /bin/sh")."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InvalidCommand(f"no such directory: {shown}") from None
+    except OSError as exc:
+        raise InvalidCommand(f"cannot use directory {shown}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(mode):
+        raise InvalidCommand(f"not a directory: {shown}")
+    if not os.access(path, os.X_OK):
+        raise InvalidCommand(f"cannot enter directory {shown}: permission denied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +165,7 @@ class SessionSpec:
         if "\x00" in self.command:
             raise InvalidCommand("command contains a NUL byte")
         cwd = os.path.abspath(os.path.expanduser(self.cwd or os.getcwd()))
-        if not os.path.isdir(cwd):
-            raise InvalidCommand(f"no such directory: {self.cwd}")
+        check_cwd(cwd, self.cwd or cwd)
         for key, value in self.env.items():
             if not key or "=" in key or "\x00" in key or "\x00" in value:
                 raise InvalidCommand(f"bad environment variable: {key!r}")

@@ -7,16 +7,20 @@ import re
 from bisect import bisect_right
 from collections.abc import Sequence
 
+from rich.ansi import AnsiDecoder
 from rich.style import Style
 from rich.text import Text
 
 from ccx_tui.engine.transcript import STDOUT, Segment
+from ccx_tui.textsafe import Sgr, terminal_tokens
 
 TAB_SIZE = 8
 UNKNOWN = -1
 """`omitted` value for a line known to be cut by an unknown number of bytes."""
 
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
+_INTRODUCERS = re.compile(r"[\x1b\x80-\x9f]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 # Control characters that survive ANSI decoding would move the real terminal's cursor;
 # show them as same-width symbols instead so span offsets stay valid.
 _CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c != 0x09}
@@ -86,13 +90,7 @@ def line_text(
         style: Base style under the line's own ANSI colours.
         marker_style: Style of the cut marker.
     """
-    plain = final_state(decode(data, cut=omitted != 0))
-    if "\x1b" in plain:
-        text = Text.from_ansi(plain, no_wrap=True, end="")
-    else:
-        text = Text(plain, no_wrap=True, end="")
-    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text.plain if ch != "\t"):
-        text.plain = text.plain.translate(_CONTROL_PICTURES)
+    text = styled_text(final_state(decode(data, cut=omitted != 0)))
     if "\t" in text.plain:
         text.expand_tabs(TAB_SIZE)
     if omitted:
@@ -101,6 +99,38 @@ def line_text(
         # A span, not `Text.style`: `Text.render` drops the latter on unstyled text.
         text.stylize_before(style)
     return text
+
+
+def styled_text(line: str) -> Text:
+    """One line of output as rich `Text`: its colours and plain-URL hyperlinks kept,
+    every other escape sequence dropped (see `textsafe.terminal_tokens`).
+
+    This is the one way output reaches the screen: Textual writes a `Text`'s styles as
+    its own SGR and OSC 8 sequences and its text as it is, so a link's URL must be a
+    `safe_url` (it goes to the terminal inside ours) and C0/C1 controls left in the text
+    (BEL, a stray ESC, U+0085...) are shown as symbols of the same width; tabs stay.
+    """
+    text = Text(no_wrap=True, end="")
+    if _INTRODUCERS.search(line):
+        _append_tokens(text, line)
+    else:
+        text.append(line)  # Rich drops BEL, BS, VT, FF and CR here
+    if _CONTROLS.search(text.plain):
+        text.plain = text.plain.translate(_CONTROL_PICTURES)
+    return text
+
+
+def _append_tokens(text: Text, line: str) -> None:
+    colours = AnsiDecoder()  # Rich's SGR state machine, fed only well-formed SGR
+    link: Style | None = None
+    for token in terminal_tokens(line):
+        if isinstance(token, str):
+            style = colours.style + link if link else colours.style
+            text.append(token, style or None)
+        elif isinstance(token, Sgr):
+            colours.decode_line(f"\x1b[{token.params}m")
+        else:
+            link = Style(link=token.url) if token.url else None
 
 
 def line_streams(offsets: Sequence[int], segments: Sequence[Segment]) -> list[int]:

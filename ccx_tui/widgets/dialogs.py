@@ -6,16 +6,19 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ccx_tui.config import parse_env, parse_seconds
 from ccx_tui.engine.session import SessionSpec
 from ccx_tui.errors import CcxError
+from ccx_tui.widgets.safe import plain, printable
 
 FORM_CSS = """
 FORM {
@@ -38,9 +41,10 @@ FORM {
 
 
 def show_refusal(screen: Screen[Any], reason: str) -> None:
-    """Show why the dialog's values are refused, in its #error line."""
+    """Show why the dialog's values are refused, in its #error line (literally: the
+    reason quotes what was typed, a path, a command)."""
     error = screen.query_one("#error", Static)
-    error.update(f"✘ {reason}")
+    error.update(plain(f"✘ {reason}", multiline=True))
     error.add_class("shown")
 
 
@@ -65,7 +69,10 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self._cwd = cwd or os.getcwd()
+        cwd = cwd or os.getcwd()
+        # An input shows its value raw: a directory name holding ESC would reach the
+        # terminal.  Empty means the current directory anyway.
+        self._cwd = cwd if printable(cwd) == cwd else ""
         self._ttl = ttl
         self._locations = locations or ["local"]
 
@@ -75,7 +82,7 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
             yield Label("Command", classes="field")
             yield Input(placeholder="e.g. make -j4 test", id="command")
             yield Label("Directory", classes="field")
-            yield Input(value=self._cwd, id="cwd")
+            yield Input(value=self._cwd, placeholder="the current directory", id="cwd")
             yield Label("TTL (seconds, or 90s / 5m / 2h; empty for none)", classes="field")
             yield Input(value="" if self._ttl is None else f"{self._ttl:g}", id="ttl")
             yield Label("Environment (NAME=VALUE, space separated)", classes="field")
@@ -83,7 +90,7 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
             if len(self._locations) > 1:
                 yield Label("Run on", classes="field")
                 yield Select(
-                    [(loc, loc) for loc in self._locations],
+                    [(Text(printable(loc)), loc) for loc in self._locations],  # server names
                     value=self._locations[0],
                     allow_blank=False,
                     id="location",
@@ -153,15 +160,16 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def __init__(
         self,
-        question: str,
+        question: str | Content,
         *,
         yes: str = "Yes",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
+        """A `question` given as a str is shown literally; Content keeps its styles."""
         super().__init__(name=name, id=id, classes=classes)
-        self._question = question
+        self._question = plain(question, multiline=True) if isinstance(question, str) else question
         self._yes = yes
 
     def compose(self) -> ComposeResult:
@@ -207,7 +215,7 @@ class SaveDialog(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(f"[b]Save {self._what}[/b]")
+            yield Static(Content.from_markup("[b]Save $what[/b]", what=self._what))
             yield Label("To file", classes="field")
             yield Input(value=self._default, id="path")
             yield Static("", id="error")

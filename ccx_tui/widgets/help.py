@@ -57,7 +57,11 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ),
     (
         "App",
-        [("?", "this help"), ("ctrl+p", "command palette"), ("q", "quit (kills sessions)")],
+        [
+            ("?", "this help"),
+            ("ctrl+p", "command palette"),
+            ("q  ctrl+q", "quit: kills the sessions, after asking if any still run"),
+        ],
     ),
 ]
 

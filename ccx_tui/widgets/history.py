@@ -15,6 +15,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from ccx_tui.engine.session import SessionInfo
+from ccx_tui.widgets.safe import printable
 from ccx_tui.widgets.status import size, state_icon, state_label
 
 
@@ -50,7 +51,7 @@ class HistoryScreen(ModalScreen[str | None]):
             when = dt.datetime.fromtimestamp(info.created_at).strftime("%Y-%m-%d %H:%M")
             label = Text(no_wrap=True, overflow="ellipsis")
             label.append(f"{icon} {when}  {state_label(info):<12} {size(info.bytes):>7}  ")
-            label.append(info.spec.command.replace("\n", " "))
+            label.append(printable(info.spec.command.replace("\n", " ")))  # literally
             options.append(Option(label, id=info.id))
         with Vertical(id="history"):
             yield Static(f"[b]Past sessions[/b] ({len(options)}) — Enter opens, Escape closes")

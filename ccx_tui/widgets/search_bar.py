@@ -13,6 +13,8 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
+from ccx_tui.widgets.safe import plain
+
 DEBOUNCE = 0.15
 """Seconds of no typing before the pattern is searched (each search rescans the file)."""
 
@@ -191,4 +193,4 @@ class SearchBar(Horizontal):
             return
         status = self.query_one("#search-status", Static)
         status.set_class(bool(self.error), "error")
-        status.update(self.error or self.status)
+        status.update(plain(self.error or self.status))  # the error may quote the pattern

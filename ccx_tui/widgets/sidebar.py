@@ -11,6 +11,7 @@ from textual.widgets import Static
 from ccx_tui.engine.local import EngineStats
 from ccx_tui.engine.session import SessionInfo
 from ccx_tui.engine.usage import TreeUsage
+from ccx_tui.widgets.safe import printable
 from ccx_tui.widgets.status import (
     duration,
     restart_badge,
@@ -37,11 +38,13 @@ def ttl_bar(remaining: float, total: float, width: int = BAR_WIDTH) -> str:
 
 
 def session_row(info: SessionInfo, now: float, usage: TreeUsage | None, selected: bool) -> Text:
+    """A session's lines.  Its title, server and write error are untrusted text: Text
+    takes them literally, `printable` keeps each on its line."""
     icon, colour = state_icon(info)
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("›" if selected else " ", style="bold")
     text.append(f"{icon} ", style=_COLOURS.get(colour, ""))
-    text.append(info.spec.title, style="bold" if selected else "")
+    text.append(printable(info.spec.title), style="bold" if selected else "")
     text.append("\n   ")
     text.append(state_label(info), style=_COLOURS.get(colour, ""))
     if badge := restart_badge(info):
@@ -49,7 +52,7 @@ def session_row(info: SessionInfo, now: float, usage: TreeUsage | None, selected
     if info.started_at is not None:
         text.append(f"  {duration(info.elapsed(now))}", style="bright_black")
     if info.location != "local":
-        text.append(f"  @{info.location}", style="cyan")
+        text.append(f"  @{printable(info.location)}", style="cyan")
     if note := restart_note(info, now):
         text.append(f"\n   {note}", style="red" if info.restart_at is None else "yellow")
     remaining = info.ttl_remaining(now)
@@ -61,7 +64,8 @@ def session_row(info: SessionInfo, now: float, usage: TreeUsage | None, selected
     if usage is not None and info.state.live:
         text.append(f"\n   cpu {usage.cpu:.0f}%  mem {size(usage.rss)}", style="bright_black")
     if info.write_error:
-        text.append(f"\n   ⚠ {info.write_error}; {size(info.bytes_lost)} lost", style="red")
+        error = printable(info.write_error)
+        text.append(f"\n   ⚠ {error}; {size(info.bytes_lost)} lost", style="red")
     return text
 
 
@@ -109,7 +113,7 @@ class Sidebar(VerticalScroll):
         yield Static(id="rows")
 
     def on_mount(self) -> None:
-        self._render_all()
+        self._show()  # `is_mounted` turns true only after this handler
 
     def watch_stats(self) -> None:
         self._schedule()
@@ -137,8 +141,10 @@ class Sidebar(VerticalScroll):
 
     def _render_all(self) -> None:
         self._pending = False
-        if not self.is_mounted:
-            return
+        if self.is_mounted:
+            self._show()
+
+    def _show(self) -> None:
         limits = Text(no_wrap=True)
         stats = self.stats
         if stats is not None:
@@ -151,7 +157,7 @@ class Sidebar(VerticalScroll):
             if stats.paused:
                 limits.append(f", paused {stats.paused}")
         for name, status in self.servers:
-            limits.append(f"\n{name}: {status}", style="cyan")
+            limits.append(f"\n{printable(name)}: {printable(status)}", style="cyan")
         self.query_one("#limits", Static).update(limits)
         rows = Text()
         if not self.sessions:

@@ -16,11 +16,13 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.notifications import SeverityLevel
 
 from ccx_tui.engine.export import save_transcript
 from ccx_tui.engine.search import compile_query
 from ccx_tui.errors import CcxError
 from ccx_tui.widgets.dialogs import GotoLineDialog, SaveDialog
+from ccx_tui.widgets.safe import printable
 from ccx_tui.widgets.search_bar import SearchBar
 from ccx_tui.widgets.transcript_view import TranscriptView
 
@@ -41,9 +43,13 @@ def pager_command(path: Path, line: int | None, env: dict[str, str] | None = Non
 
 
 def default_save_name(title: str, filtered: bool) -> str:
-    """A file name in the current directory from the tab title."""
+    """A file name in the current directory from the tab title (just the name if the
+    directory's path holds control characters: the dialog's input would show them raw,
+    and a relative name is saved in the current directory all the same)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-.") or "transcript"
-    return os.path.join(os.getcwd(), f"{stem}{'-filtered' if filtered else ''}.log")
+    name = f"{stem}{'-filtered' if filtered else ''}.log"
+    cwd = os.getcwd()
+    return os.path.join(cwd, name) if printable(cwd) == cwd else name
 
 
 class TranscriptPanel(Vertical):
@@ -93,6 +99,25 @@ class TranscriptPanel(Vertical):
     @property
     def bar(self) -> SearchBar:
         return self.query_one(SearchBar)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast, always literal (`markup` is ignored), control characters visible:
+        the panel's toasts quote paths, $PAGER and errors, in the app and in `view`."""
+        super().notify(
+            printable(message, multiline=True),
+            title=printable(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     # -- search -------------------------------------------------------------------------
 
