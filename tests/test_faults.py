@@ -18,7 +18,7 @@ import pytest
 
 from ccx_tui.config import Settings
 from ccx_tui.config_file import ServerEntry
-from ccx_tui.engine import SessionSpec, State
+from ccx_tui.engine import SessionSpec, State, write_behind
 from ccx_tui.engine import tap as tap_module
 from ccx_tui.engine.process import PIPE_SIZE
 from ccx_tui.engine.session import SessionInfo
@@ -466,3 +466,23 @@ def test_a_record_is_kept_when_the_disk_fills_before_it_is_first_written(
     final = replace(info, state=State.EXITED, exit_code=0, write_error="full", bytes_lost=9)
     store.write_meta(final)
     assert store.read_meta(directory) == final
+
+
+async def test_a_tap_for_what_the_disk_did_not_keep_holds_nothing_while_it_keeps_all(
+    make_engine,
+) -> None:
+    """A server's sender or a view reads what the disk kept from the transcript; its
+    tap (`unkept_only`) must not hold a window of bytes the disk already has for a
+    consumer that stalls: with a healthy disk it holds at most the writer's backlog,
+    where a plain tap holds its whole window (8 MiB per stalled client before)."""
+    size = 24 * 1024 * 1024
+    async with make_engine() as engine:
+        info = await engine.start(SessionSpec(f"head -c {size} /dev/zero; sleep 30"))
+        plain = engine.tap(info.id)
+        unkept = engine.tap(info.id, unkept_only=True)
+        await until(lambda: engine.get(info.id).bytes >= size, what="all output on disk")
+        assert plain.backlog >= tap_module.DEFAULT_WINDOW - 1024 * 1024
+        # The writer's backlog: its high water mark, plus the chunk read meanwhile.
+        assert unkept.backlog <= write_behind.HIGH_WATER + PIPE_SIZE, unkept.backlog
+        assert plain.lost and not unkept.lost
+        await engine.kill(info.id)

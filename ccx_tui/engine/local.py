@@ -227,7 +227,12 @@ class LocalEngine:
         self._subscribers.discard(sub)
 
     def tap(
-        self, session_id: str, *, backpressure: bool = False, window: int = DEFAULT_WINDOW
+        self,
+        session_id: str,
+        *,
+        backpressure: bool = False,
+        window: int = DEFAULT_WINDOW,
+        unkept_only: bool = False,
     ) -> OutputTap:
         """A live feed of the session's output from now on, straight from the engine
         (see tap.py): it does not depend on the disk keeping the transcript.
@@ -236,14 +241,21 @@ class LocalEngine:
         is lost); without, it loses the oldest bytes past `window` (counted in `lost`).
         The tap closes when the session is final (no restart due) or the engine
         closes; a finished session's tap is closed at once.  `start()` does not yield
-        to the loop, so a tap made right after it returns misses no byte.  Raises
-        UnknownSession.  The consumer calls `close()` when done.
+        to the loop, so a tap made right after it returns misses no byte.  With
+        `unkept_only` the tap holds only what the transcript has not (yet) got: for a
+        consumer that reads the rest from the disk.  Raises UnknownSession.  The
+        consumer calls `close()` when done.
         """
         rec = self._find(session_id)
+
+        def kept() -> int:
+            return rec.writer.offset if rec.writer is not None else 0
+
         tap = OutputTap(
             rec.out_offset,
             gate=rec.gate if backpressure else None,
             window=window,
+            kept=kept if unkept_only else None,
             on_close=rec.taps.discard,
         )
         done = rec.info.state.final and rec.info.state is not State.CREATED

@@ -439,7 +439,7 @@ class _Connection:
         self.owner = owner
         self.server.follow(session_id, self)
         # Tapped at once: `start()` has not yielded, so no byte can be missed.
-        tap = self.engine.tap(session_id, window=LIVE_WINDOW)
+        tap = self.engine.tap(session_id, window=LIVE_WINDOW, unkept_only=True)
         self._set_tap(tap)
         return tap
 

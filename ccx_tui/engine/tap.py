@@ -15,6 +15,10 @@ Memory is bounded in one of two ways:
 - Without (a window of `window` bytes), the oldest chunks are dropped when the consumer
   falls behind; `lost` counts them and the offsets show the gap.  What was dropped is
   in the transcript if the disk kept it (below the session's transcript size).
+- A consumer that reads what the disk kept from the transcript (a server's sender, a
+  view) asks for the rest only (`kept`): chunks the disk has written are dropped as
+  soon as it has, so while the disk is fine such a tap holds no more than the writer's
+  backlog, however far its consumer lags.
 
 A source that cannot pause (a remote process) bounds a back-pressure tap by
 `HARD_LIMIT` the same way.
@@ -94,14 +98,18 @@ class OutputTap:
         *,
         gate: PauseGate | None = None,
         window: int = DEFAULT_WINDOW,
+        kept: Callable[[], int] | None = None,
         on_close: Callable[[OutputTap], None] = lambda _tap: None,
     ) -> None:
+        """`kept`, if given, tells how far the transcript on disk goes: chunks below
+        it are not held (the consumer reads those from the disk)."""
         self.offset = offset
         self.lost = 0
         """Bytes dropped because the consumer fell behind (0 with back-pressure, unless
         the source cannot pause)."""
         self._gate = gate
         self._window = window
+        self._kept = kept
         self._on_close = on_close
         self._chunks: deque[Chunk] = deque()
         self._queued = 0
@@ -125,6 +133,10 @@ class OutputTap:
             if self._queued > HIGH_WATER:
                 gate.hold(self)
             return
+        if self._kept is not None:
+            kept = self._kept()
+            while self._chunks and self._chunks[0].offset + len(self._chunks[0].data) <= kept:
+                self._queued -= len(self._chunks.popleft().data)
         limit = HARD_LIMIT if gate is not None else self._window
         while self._queued > limit and len(self._chunks) > 1:
             dropped = self._chunks.popleft()

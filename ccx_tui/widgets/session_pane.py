@@ -40,7 +40,7 @@ def live_tap(engine: LocalEngine, info: SessionInfo) -> OutputTap | None:
     if info.state.final and info.restart_at is None:
         return None
     with contextlib.suppress(CcxError):
-        tap = engine.tap(info.id, window=LIVE_WINDOW)
+        tap = engine.tap(info.id, window=LIVE_WINDOW, unkept_only=True)
         if not tap.closed:
             return tap
     return None
