@@ -23,6 +23,7 @@ from ccx_tui.config import (
 from ccx_tui.config_file import ConfigFile, FileDefaults, load_config, load_procfile
 from ccx_tui.engine.session import SessionSpec
 from ccx_tui.errors import CcxError, ConfigError
+from ccx_tui.textsafe import escape_controls
 
 EXIT_USAGE = 2
 SUBCOMMANDS = ("exec", "sessions", "view", "serve", "engine")
@@ -34,6 +35,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that fails with one line (plus a hint), never a wall of usage."""
 
     def error(self, message: str) -> NoReturn:
+        # The message quotes the user's argv, which may hold control characters.
+        message = escape_controls(message)
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(EXIT_USAGE)
 
@@ -218,8 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         ns = parsers["main"].parse_args(args)
         return _run_app(ns)
     except CcxError as exc:
-        from ccx_tui.textsafe import escape_controls
-
         # Messages quote ids, paths and servers' words: never let them drive the terminal.
         sys.stderr.write(f"ccx-tui: {escape_controls(str(exc))}\n")
         return EXIT_USAGE

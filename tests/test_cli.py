@@ -487,3 +487,11 @@ def test_errors_quoting_user_text_escape_controls(data_dir: Path) -> None:
         assert not CONTROLS.search(proc.stderr), proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert b"\\x1b]" in proc.stderr and b"\\x07" in proc.stderr
+
+
+def test_usage_errors_escape_the_argv_they_quote(tmp_path: Path) -> None:
+    """argparse quotes the user's own words back; a control sequence in them (pasted
+    from a hostile page, say) is shown as visible escapes, not sent to the terminal."""
+    proc = ccx("sessions", "\x1b]2;pwned\x07", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "\x1b" not in proc.stderr and "\\x1b]2;pwned\\x07" in proc.stderr

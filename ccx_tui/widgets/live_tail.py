@@ -14,6 +14,7 @@ from textual.widgets import Static
 from ccx_tui.engine.tap import Chunk
 from ccx_tui.engine.transcript import STDERR
 from ccx_tui.widgets.ansi import UNKNOWN, line_text
+from ccx_tui.widgets.safe import plain
 
 MAX_LINES = 200
 """Lines of the latest output shown (the block is bounded like the memory behind it)."""
@@ -83,7 +84,8 @@ class LiveTail(Vertical):
     def show(self, header: str, lines: list[Line]) -> None:
         """Show `header` (plain text) and `lines` (output bytes, rendered safely: only
         the colours the transcript view understands, no terminal control)."""
-        self.query_one("#live-header", Static).update(Text(header))
+        # The header quotes the write error (a path, the OS's words): escaped.
+        self.query_one("#live-header", Static).update(plain(header))
         stderr = self.get_component_rich_style("live-tail--stderr")
         body = Text()
         for i, (stream, data, omitted) in enumerate(lines):
