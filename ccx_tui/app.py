@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
-from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
 
@@ -41,7 +40,7 @@ from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.palette import ANSI_THEME
-from ccx_tui.widgets.safe import printable
+from ccx_tui.widgets.safe import LiteralToastsApp, printable
 from ccx_tui.widgets.session_pane import SessionPane, live_tap, pane_id
 from ccx_tui.widgets.session_tabs import SessionTabs
 from ccx_tui.widgets.sidebar import Sidebar
@@ -69,8 +68,6 @@ PALETTE = [
     ("Keys", "Show every key (?)", "help"),
     ("Quit ccx-tui", "Kill running sessions and quit, after asking (q)", "quit"),
 ]
-TOAST_CHARS = 400
-"""A toast longer than this (a long command, a server's error page) is cut."""
 
 
 def tab_label(info: SessionInfo) -> Content:
@@ -90,7 +87,7 @@ class UsageSampled(Message):
         self.usage = usage
 
 
-class CcxApp(App[int]):
+class CcxApp(LiteralToastsApp):
     """Tabs of sessions, a sidebar of limits and TTLs, everything on the keyboard."""
 
     CSS_PATH = "app.tcss"
@@ -230,29 +227,6 @@ class CcxApp(App[int]):
         elif info.state in (State.KILLED, State.EXPIRED, State.FAILED, State.LOST):
             reason = f" ({info.reason})" if info.reason not in (None, info.state.value) else ""
             self.notify(f"{title}: {info.state.value}{reason}", severity="warning")
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
-        """A toast, always literal: never markup (`markup` is ignored), control characters
-        shown as visible escapes, at most TOAST_CHARS long.  Every toast here may carry a
-        command, a path, a session's reason or a server's words (and a `[/]` parsed as
-        markup ended the app, killing every session).  Safe from any thread."""
-        if len(message) > TOAST_CHARS:
-            message = message[: TOAST_CHARS - 1] + "…"
-        super().notify(
-            printable(message, multiline=True),
-            title=printable(title),
-            severity=severity,
-            timeout=timeout,
-            markup=False,
-        )
 
     # -- tabs -------------------------------------------------------------------------
 
@@ -574,7 +548,7 @@ class CcxApp(App[int]):
             engine.kill_all_now()
 
 
-class ViewerApp(App[int]):
+class ViewerApp(LiteralToastsApp):
     """`ccx-tui view`: one file or past session, read-only, following it as it grows."""
 
     CSS_PATH = "app.tcss"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import marked_processes, wait_gone_for
+from tests.serving import serving
 
 CCX = [sys.executable, "-m", "ccx_tui"]
 
@@ -352,24 +353,10 @@ def test_defaults_data_dir_is_shared_by_exec_and_sessions(tmp_path: Path) -> Non
 def test_exec_on_a_server_named_in_the_config(tmp_path: Path) -> None:
     """`exec --server NAME` runs on that [[server]] with the token from its token_env,
     against a real `ccx-tui serve`."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CCX_TUI_")}
-    serve = subprocess.Popen(
-        [*CCX, "serve", "--port", "0", "--token", "s3cret", "--data-dir", str(tmp_path / "srv")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean,
-    )
-    try:
-        assert serve.stderr is not None
-        said: list[str] = []
-        for line in serve.stderr:  # ends at EOF if serve dies; pytest-timeout bounds it
-            said.append(line)
-            if "listening on " in line:
-                break
-        else:
-            raise AssertionError(f"serve did not start: {said}")
-        url = said[-1].split("listening on ")[1].split()[0]
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    token_file.chmod(0o600)
+    with serving(tmp_path / "srv", "--token-file", str(token_file)) as (url, _):
         (tmp_path / "ccx.toml").write_text(
             f'[defaults]\ndata_dir = "local"\n\n[[server]]\nname = "box"\nurl = "{url}"\n'
             'token_env = "BOX_TOKEN"\n'
@@ -380,9 +367,6 @@ def test_exec_on_a_server_named_in_the_config(tmp_path: Path) -> None:
         assert (ran.returncode, ran.stdout) == (3, "remote\n"), ran.stderr
         refused = one_line_error(ccx(*use, "true", cwd=tmp_path))
         assert "$BOX_TOKEN is not set" in refused
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(20)
 
 
 # -- stored and remote text on the command line (escapes) ---------------------------------

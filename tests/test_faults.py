@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -486,3 +487,20 @@ async def test_a_tap_for_what_the_disk_did_not_keep_holds_nothing_while_it_keeps
         assert unkept.backlog <= write_behind.HIGH_WATER + PIPE_SIZE, unkept.backlog
         assert plain.lost and not unkept.lost
         await engine.kill(info.id)
+
+
+async def test_a_tap_whose_chunks_the_disk_took_waits_instead_of_spinning() -> None:
+    """A put whose chunk the disk already has (dropped at once) must not leave the tap
+    looking ready: its reader spun on the event loop for good and froze the app."""
+    kept = 0
+    tap = tap_module.OutputTap(0, kept=lambda: kept)
+    reader = asyncio.create_task(tap.read())
+    await asyncio.sleep(0)
+    kept = 10
+    tap.put(0, STDOUT, b"0123456789")  # on disk already: dropped, nothing to read
+    for _ in range(3):
+        await asyncio.sleep(0)  # the reader runs (and, before the fix, never returned)
+    assert not reader.done()
+    tap.put(10, STDOUT, b"more")
+    assert [c.data for c in await reader] == [b"more"]
+    tap.close()

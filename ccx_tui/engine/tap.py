@@ -173,5 +173,6 @@ class OutputTap:
         Cancelling is safe: nothing is taken from the queue until the wait is over.
         """
         while not self._chunks and not self.closed:
+            self._ready.clear()  # chunks the disk kept may have gone since it was set
             await self._ready.wait()
         return self.read_nowait()

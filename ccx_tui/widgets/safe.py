@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
+from textual.app import App
 from textual.content import Content
+from textual.notifications import SeverityLevel
 
 from ccx_tui.textsafe import escape_controls
 
@@ -26,3 +28,35 @@ def printable(text: str, *, multiline: bool = False) -> str:
 def plain(text: str, *, multiline: bool = False) -> Content:
     """`text` as literal content: not parsed as markup, control characters visible."""
     return Content(printable(text, multiline=multiline))
+
+
+TOAST_CHARS = 400
+"""A toast longer than this (a server's error page, say) is cut."""
+
+
+class LiteralToastsApp(App[int]):
+    """An app whose toasts are always literal: never markup (`markup` is ignored),
+    control characters shown as visible escapes, at most TOAST_CHARS long.  Every toast
+    may carry a command, a path, a session's reason or a server's words, and a `[/]`
+    parsed as markup ended the app, killing every session.  Widgets' `notify` comes
+    here too."""
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Safe from any thread, as Textual's own."""
+        if len(message) > TOAST_CHARS:
+            message = message[: TOAST_CHARS - 1] + "…"
+        super().notify(
+            printable(message, multiline=True),
+            title=printable(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )

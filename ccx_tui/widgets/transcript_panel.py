@@ -16,7 +16,6 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.notifications import SeverityLevel
 
 from ccx_tui.engine.export import save_transcript
 from ccx_tui.engine.search import compile_query
@@ -99,25 +98,6 @@ class TranscriptPanel(Vertical):
     @property
     def bar(self) -> SearchBar:
         return self.query_one(SearchBar)
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
-        """A toast, always literal (`markup` is ignored), control characters visible:
-        the panel's toasts quote paths, $PAGER and errors, in the app and in `view`."""
-        super().notify(
-            printable(message, multiline=True),
-            title=printable(title),
-            severity=severity,
-            timeout=timeout,
-            markup=False,
-        )
 
     # -- search -------------------------------------------------------------------------
 
