@@ -8,10 +8,8 @@ import datetime as dt
 import io
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +18,7 @@ from ccx_tui.config import Settings
 from ccx_tui.engine.linemux import LineMux
 from ccx_tui.engine.local import LocalEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.stop_signals import on_stop_signals
 from ccx_tui.engine.store import DataStore
 from ccx_tui.engine.tap import Chunk
 from ccx_tui.engine.transcript import (
@@ -35,7 +34,6 @@ if TYPE_CHECKING:  # the server (and websockets) load only for `serve`
     from ccx_tui.config import ServerTarget
     from ccx_tui.engine.server import ServeConfig
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 EXIT_TTL = 124
 EXIT_CANNOT_RUN = 127
@@ -101,19 +99,6 @@ def exit_code_for(info: SessionInfo, stop_signal: int | None) -> int:
     if info.exit_code is not None:
         return info.exit_code
     return 1
-
-
-@contextlib.contextmanager
-def on_stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
-    """Call `handler(signum)` on SIGINT/SIGTERM/SIGHUP while the block runs."""
-    loop = asyncio.get_running_loop()
-    for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, handler, signum)
-    try:
-        yield
-    finally:
-        for signum in STOP_SIGNALS:
-            loop.remove_signal_handler(signum)
 
 
 def report(

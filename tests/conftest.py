@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ccx_tui.engine.local import EngineConfig, LocalEngine
+
+if TYPE_CHECKING:
+    from tests.test_e2e_tmux import Tmux
 
 
 @pytest.fixture
@@ -31,3 +34,15 @@ def make_engine(
             yield engine
 
     return factory
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    """A private tmux server for one test (see tests/test_e2e_tmux.py), closed after it."""
+    from tests.test_e2e_tmux import Tmux
+
+    server = Tmux(tmp_path)
+    try:
+        yield server
+    finally:
+        server.close()

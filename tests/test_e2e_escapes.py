@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.test_e2e_tmux import Tmux, ccx, pytestmark  # noqa: F401  (tmux's marks: ours too)
 
@@ -26,48 +23,39 @@ HOSTILE = (
 )
 
 
-@pytest.fixture
-def term(tmp_path: Path) -> Iterator[Tmux]:
-    server = Tmux(tmp_path)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def assert_terminal_untouched(tmux: Tmux) -> None:
     title = tmux.run("display-message", "-p", "-t", "e2e", "#{pane_title}").strip()
     buffers = tmux.run("list-buffers").strip()
     assert ("pwned" not in title, buffers) == (True, ""), f"title {title!r}, buffers {buffers!r}"
 
 
-def test_view_passes_no_escape_sequence_to_the_terminal(term: Tmux, tmp_path: Path) -> None:
+def test_view_passes_no_escape_sequence_to_the_terminal(tmux: Tmux, tmp_path: Path) -> None:
     """`ccx-tui view FILE` of a file full of title (OSC 0/2), clipboard (OSC 52) and
     hyperlinks with sequences in their URL: every line's text shows, tmux's pane title
     and paste buffers stay as they were.  Before the fix, the OSC 8 link's URL went to
     the terminal with the title and clipboard sequences in it."""
     hostile = tmp_path / "hostile.log"
     hostile.write_bytes(HOSTILE)
-    term.start(ccx("view", "--data-dir", str(tmp_path / "data"), str(hostile)))
-    screen = term.wait_for_screen("ALL-SHOWN")
+    tmux.start(ccx("view", "--data-dir", str(tmp_path / "data"), str(hostile)))
+    screen = tmux.wait_for_screen("ALL-SHOWN")
     for text in ("LINK-TITLE", "LINK-CLIP", "GOOD-LINK", "title", "clipboard"):
         assert text in screen, screen
-    term.send("q")
-    assert term.wait_exit() == 0  # everything the app wrote has reached tmux by now
-    assert_terminal_untouched(term)
+    tmux.send("q")
+    assert tmux.wait_exit() == 0  # everything the app wrote has reached tmux by now
+    assert_terminal_untouched(tmux)
 
 
-def test_tui_passes_no_escape_sequence_to_the_terminal(term: Tmux, tmp_path: Path) -> None:
+def test_tui_passes_no_escape_sequence_to_the_terminal(tmux: Tmux, tmp_path: Path) -> None:
     """The same file printed by a session of the TUI: the output tab shows it, and the
     pane title and paste buffers stay as they were."""
     hostile = tmp_path / "hostile.log"
     hostile.write_bytes(HOSTILE)
     command = f"cat {shlex.quote(str(hostile))}; sleep 1000"
-    term.start(ccx("--data-dir", str(tmp_path / "data"), "--kill-grace", "0.5", command))
-    screen = term.wait_for_screen("ALL-SHOWN")
+    tmux.start(ccx("--data-dir", str(tmp_path / "data"), "--kill-grace", "0.5", command))
+    screen = tmux.wait_for_screen("ALL-SHOWN")
     assert "LINK-TITLE" in screen and "LINK-CLIP" in screen, screen
-    term.send("q")
-    term.wait_for_screen("still running or queued")
-    term.send("y")
-    assert term.wait_exit() == 0
-    assert_terminal_untouched(term)
+    tmux.send("q")
+    tmux.wait_for_screen("still running or queued")
+    tmux.send("y")
+    assert tmux.wait_exit() == 0
+    assert_terminal_untouched(tmux)

@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import live_markers
+from tests.helpers import wait_gone_for
 from tests.test_e2e_tmux import TMUX, Tmux, ccx
 
 pytestmark = [
@@ -21,26 +21,25 @@ DEADLINE = 30.0
 """Generous: ending takes about a second; only a hang runs into it."""
 
 
-def _app_processes(data: Path) -> list[psutil.Process]:
+def _live_apps(data: Path) -> list[psutil.Process]:
+    """The ccx-tui processes serving `data` that are still alive (not zombies)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "status"]):
         cmdline = proc.info["cmdline"] or []
         if str(data) in cmdline and "ccx_tui" in cmdline:
-            found.append(proc)
+            if proc.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(proc)
     return found
 
 
-def _wait_all_gone(data: Path, markers_before: set[str]) -> None:
+def _wait_all_gone(data: Path) -> None:
+    """The app and every process of its sessions end before DEADLINE."""
     deadline = time.monotonic() + DEADLINE
-    while True:
-        apps = [p for p in _app_processes(data) if p.status() != psutil.STATUS_ZOMBIE]
-        left = set(live_markers()) - markers_before
-        if not apps and not left:
-            return
+    while apps := _live_apps(data):
         if time.monotonic() > deadline:
-            states = [(p.pid, p.status(), p.cpu_percent(0.2)) for p in apps]
-            raise AssertionError(f"still there: apps {states}, sessions {sorted(left)}")
+            raise AssertionError(f"the app is still there: {[p.pid for p in apps]}")
         time.sleep(0.05)
+    assert wait_gone_for(data, timeout=max(0.0, deadline - time.monotonic())) == []
 
 
 @pytest.mark.parametrize("answer_quit", [True, False], ids=["quit-then-hangup", "hangup"])
@@ -54,7 +53,6 @@ def test_the_process_ends_when_its_terminal_dies(tmp_path: Path, answer_quit: bo
     and so is every session process.
     """
     data = tmp_path / "data"
-    before = set(live_markers())
     tmux = Tmux(tmp_path)
     try:
         # Sessions that ignore SIGTERM: the quit takes the kill grace (2 s), so the
@@ -71,4 +69,4 @@ def test_the_process_ends_when_its_terminal_dies(tmp_path: Path, answer_quit: bo
             tmux.wait_for_screen("stopping sessions")  # the quit is under way, then:
     finally:
         tmux.close()  # the terminal dies: kill-server closes the pane's pty
-    _wait_all_gone(data, before)
+    _wait_all_gone(data)

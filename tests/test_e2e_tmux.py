@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,15 +162,6 @@ class Tmux:
         # tmux 3.3 leaves its socket file behind.
         tmpdir = os.environ.get("TMUX_TMPDIR", "/tmp")
         Path(tmpdir, f"tmux-{os.getuid()}", self.socket).unlink(missing_ok=True)
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    server = Tmux(tmp_path)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def ccx(*args: str) -> list[str]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from ccx_tui.config import Settings
 from ccx_tui.engine.local import LocalEngine
 from ccx_tui.engine.server import CcxServer, ServeConfig
+from ccx_tui.engine.stop_signals import on_stop_signals
 from ccx_tui.engine.store import DataStore
 from ccx_tui.engine.unixsock import check_path
 from ccx_tui.errors import CcxError
@@ -44,7 +45,6 @@ EXIT_RUNNING = 3
 """Exit status of an engine that found another one holding the data dir."""
 EXIT_FAILED = 1
 TICK = 0.1  # how often an idle engine checks whether it may go
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -134,7 +134,6 @@ def run_engine(settings: Settings, *, idle_exit: float = IDLE_EXIT, detach: bool
 
 
 async def _serve(settings: Settings, sock: Path, idle_exit: float) -> int:
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     stopped_by: list[int] = []
 
@@ -142,9 +141,7 @@ async def _serve(settings: Settings, sock: Path, idle_exit: float) -> int:
         stopped_by.append(signum)
         stop.set()
 
-    for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    with on_stop_signals(on_signal):
         async with LocalEngine(settings.engine_config()) as engine:
             server = CcxServer(engine, ServeConfig(unix_path=sock, keep_sessions=True))
             try:
@@ -165,9 +162,6 @@ async def _serve(settings: Settings, sock: Path, idle_exit: float) -> int:
                     await engine.aclose(f"engine process stopped ({why})")
                 else:
                     _log(f"idle for {idle_exit:g}s: exiting")
-    finally:
-        for signum in STOP_SIGNALS:
-            loop.remove_signal_handler(signum)
     return 0
 
 

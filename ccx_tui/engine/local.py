@@ -723,7 +723,7 @@ class LocalEngine:
             on_eof,
             exit_drain=self.config.exit_drain,
             leftover_grace=min(self.config.kill_grace, 1.0),
-            scrub_env=self.config.scrub_env | SECRET_ENV,
+            scrub_env=self.config.scrub_env,  # spawn adds SECRET_ENV whatever this says
         )
 
     def _requeue(self, rec: _Record, reason: str) -> None:

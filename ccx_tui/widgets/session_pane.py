@@ -98,10 +98,11 @@ class SessionPane(TabPane):
         self._panel = TranscriptPanel(info.transcript, title=info.spec.title, follow=True)
         self._tap = tap
         self._live = LiveBacklog(LIVE_WINDOW)
+        self._live_tail = LiveTail()  # held: updated after every drained batch
 
     def compose(self) -> ComposeResult:
         yield self._panel
-        yield LiveTail()
+        yield self._live_tail
         yield Static(id="status")
 
     def on_mount(self) -> None:
@@ -174,7 +175,7 @@ class SessionPane(TabPane):
         info = self.info
         if not self.is_mounted or info is None:
             return
-        block = self.query_one(LiveTail)
+        block = self._live_tail
         if info.write_error is None or not self._live:
             block.hide()
             return
