@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import PY, Row, fmt_ratio, yes_no
+from ccx_tui.engine.daemon_client import stop_engine
 
 TARGET_RATIO = 2.0
 GIVE_UP = 30.0
@@ -88,9 +89,10 @@ def _case(other: str, reps: int, data_dir: Path, tag: str) -> list[float]:
     finally:
         tmux("send-keys", "-t", "bench", "q", check=False)
         time.sleep(0.5)
-        tmux("send-keys", "-t", "bench", "y", check=False)
+        tmux("send-keys", "-t", "bench", "k", check=False)  # kill them and quit
         _, alive = psutil.wait_procs(procs, timeout=5)
         tmux("kill-server", check=False)
+        stop_engine(data_dir)  # the sessions run in the engine process: end them all
         for proc in alive:  # only what this run started under its own pane
             try:
                 proc.kill()

@@ -22,6 +22,8 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
 
 from ccx_tui.config import DeclaredSession, ServerTarget, Settings
+from ccx_tui.engine.api import Engine
+from ccx_tui.engine.client import EngineClient
 from ccx_tui.engine.events import (
     Event,
     OutputAppended,
@@ -30,13 +32,12 @@ from ccx_tui.engine.events import (
     SessionUpdated,
     Subscriber,
 )
-from ccx_tui.engine.local import LocalEngine
 from ccx_tui.engine.remote_engine import RemoteEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.usage import TreeUsage, UsageSampler
 from ccx_tui.errors import CcxError
 from ccx_tui.hangup import EXIT_HANGUP, HangupGuard
-from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog
+from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, QuitDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.palette import ANSI_THEME
@@ -54,7 +55,8 @@ Press [b]c[/b] to create one, or start ccx-tui with commands:
 
     ccx-tui 'make test' 'npm run dev'
 
-Press [b]h[/b] for past sessions, [b]?[/b] for help, [b]q[/b] to quit."""
+Press [b]h[/b] for past sessions, [b]?[/b] for help, [b]q[/b] to quit,
+[b]d[/b] to detach (sessions keep running; [b]ccx-tui attach[/b] brings them back)."""
 
 
 PALETTE = [
@@ -66,7 +68,8 @@ PALETTE = [
     ("Close tab", "Close the session's tab (w)", "close_tab"),
     ("History", "Open a past session (h)", "history"),
     ("Keys", "Show every key (?)", "help"),
-    ("Quit ccx-tui", "Kill running sessions and quit, after asking (q)", "quit"),
+    ("Detach", "Leave, sessions keep running: ccx-tui attach brings them back (d)", "detach"),
+    ("Quit ccx-tui", "Kill running sessions or detach, after asking (q)", "quit"),
 ]
 
 
@@ -108,16 +111,17 @@ class CcxApp(LiteralToastsApp):
         *[Binding(str(n), f"jump({n})", f"Tab {n}", show=False) for n in range(1, 10)],
         Binding("h", "history", "History"),
         Binding("question_mark", "help", "Help"),
+        Binding("d", "detach", "Detach"),
         Binding("q", "quit", "Quit"),
     ]
 
     def __init__(
         self,
-        engine: LocalEngine,
+        engine: Engine,
         *,
         settings: Settings,
         commands: list[str] | None = None,
-        remotes: list[RemoteEngine] | None = None,
+        remotes: list[Engine] | None = None,
         declared: list[DeclaredSession] | None = None,
         clock: Callable[[], float] = time.time,
         sample_usage: bool = True,
@@ -127,7 +131,7 @@ class CcxApp(LiteralToastsApp):
         self.ansi_theme_dark = ANSI_THEME
         self.engine = engine
         self.remotes = list(remotes or [])
-        self.engines: list[LocalEngine] = [engine, *self.remotes]
+        self.engines: list[Engine] = [engine, *self.remotes]
         self.settings = settings
         self._commands = list(commands or [])
         self._declared = list(declared or [])
@@ -139,6 +143,8 @@ class CcxApp(LiteralToastsApp):
         self._quitting = False
         self._asking_to_quit = False  # the quit question is on screen
         self._hangup = False  # the terminal is gone: end the process, never touch it
+        self.detached = 0
+        """Sessions left running in the engine process when the app detached."""
 
         # The widgets the timer, the engine's events and the usage thread update, held
         # here rather than looked up: those outlive the widgets by a little at exit.
@@ -155,8 +161,17 @@ class CcxApp(LiteralToastsApp):
         yield Footer()
 
     async def on_mount(self) -> None:
-        for engine in self.engines:
-            await engine.open()
+        for engine in list(self.engines):
+            try:
+                await engine.open()
+            except CcxError as exc:  # the engine process could not be started or reached
+                if engine is self.engine:
+                    self.exit(return_code=1, message=f"ccx-tui: {exc}")
+                    return
+                self.notify(f"{engine.name}: {exc}", severity="error", timeout=30)
+                self.engines.remove(engine)
+                if engine in self.remotes:
+                    self.remotes.remove(engine)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
@@ -171,7 +186,10 @@ class CcxApp(LiteralToastsApp):
             ).install()
         for engine in self.engines:
             self._engine_events(engine, engine.subscribe())
+        await self._show_current_work()
         for item in self._declared:
+            if self._already_running(item):
+                continue
             await self._start(item.spec, item.server or "local", autostart=item.autostart)
         for command in self._commands:
             await self._start(SessionSpec(command))
@@ -182,10 +200,34 @@ class CcxApp(LiteralToastsApp):
     async def on_unmount(self) -> None:
         await asyncio.gather(*(engine.aclose() for engine in self.engines))
 
+    async def _show_current_work(self) -> None:
+        """Tabs for the work the engines already have (an engine process that outlived
+        its last client), showing the latest live session."""
+        current = [info for engine in self.engines for info in engine.current()]
+        for info in current:
+            await self._open_tab(info, activate=False)
+        live = [info for info in current if not info.state.final]
+        if current:
+            self._activate((live or current)[-1].id)
+
+    def _already_running(self, item: DeclaredSession) -> bool:
+        """A declared session the engine still runs from an earlier start (attaching
+        again must not start a second copy)."""
+        if item.server not in (None, "local"):
+            return False
+        spec = item.spec
+        return any(
+            info.spec.command == spec.command
+            and info.spec.name == spec.name
+            and (spec.cwd is None or info.spec.cwd == spec.cwd)
+            and not info.state.final
+            for info in self.engine.current()
+        )
+
     # -- the one place engine events become UI updates --------------------------------
 
     @work(group="engine", exit_on_error=True)
-    async def _engine_events(self, engine: LocalEngine, sub: Subscriber) -> None:
+    async def _engine_events(self, engine: Engine, sub: Subscriber) -> None:
         """Apply `sub`'s events (subscribed by the caller before anything can happen, so
         no event falls between starting this worker and its first wait)."""
         try:
@@ -280,7 +322,7 @@ class CcxApp(LiteralToastsApp):
         if pane is not None and pane.is_attached:
             pane.screen.set_focus(pane.view)
 
-    def _engine_of(self, session_id: str) -> LocalEngine:
+    def _engine_of(self, session_id: str) -> Engine:
         """The engine that runs (or ran) the session: local, or one per server."""
         for engine in self.remotes:
             with contextlib.suppress(CcxError):
@@ -303,6 +345,7 @@ class CcxApp(LiteralToastsApp):
             tabs.active = pane_id(session_id)
             tabs.get_child_by_type(ContentSwitcher).current = pane_id(session_id)
             self._focus_view()
+            self._sidebar.selected = session_id  # the sidebar's mark moves with it
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self) -> None:
@@ -349,7 +392,8 @@ class CcxApp(LiteralToastsApp):
     def _sample(self) -> None:
         # A message, not call_from_thread, which waits for the loop: it may be exiting,
         # and a message to an app that has closed is dropped.
-        self.post_message(UsageSampled(self._sampler.sample()))
+        roots = [pid for engine in self.engines if (pid := engine.engine_pid) is not None]
+        self.post_message(UsageSampled(self._sampler.sample(roots)))
 
     @on(UsageSampled)
     def _usage_sampled(self, message: UsageSampled) -> None:
@@ -494,56 +538,84 @@ class CcxApp(LiteralToastsApp):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def action_detach(self) -> None:
+        """Leave at once: the engine process keeps every session running, and
+        `ccx-tui attach` (or `ccx-tui`) brings them back."""
+        if not self._quitting:
+            self.run_worker(self._leave(kill=False), group="actions")
+
     async def action_quit(self) -> None:
         """Every way to quit (q, Textual's ctrl+q, the palette) comes here: while
-        sessions run or wait, ask first, since quitting kills them."""
+        sessions run or wait, do what `on_exit` says (ask: kill them, or detach and
+        leave them running, or cancel)."""
         if self._quitting or self._asking_to_quit:
             return  # already on the way out, or already asked
         busy = sum(e.stats.live + e.stats.queued for e in self.engines)
-        if not busy:
-            self.run_worker(self._stop_all_and_exit(), group="actions")
+        on_exit = self.settings.on_exit
+        if not busy or on_exit == "detach":
+            self.run_worker(self._leave(kill=False), group="actions")
             return
 
-        def answered(ok: bool | None) -> None:
+        def answered(choice: str | bool | None) -> None:
             self._asking_to_quit = False
-            if ok:
-                self.run_worker(self._stop_all_and_exit(), group="actions")
+            if choice in ("kill", True):
+                self.run_worker(self._leave(kill=True), group="actions")
+            elif choice == "detach":
+                self.run_worker(self._leave(kill=False), group="actions")
 
         self._asking_to_quit = True
-        self.push_screen(
-            ConfirmDialog(
-                f"{busy} session(s) still running or queued. Quitting kills them.",
-                yes="Quit and kill",
-            ),
-            answered,
-        )
+        if on_exit == "kill":
+            self.push_screen(
+                ConfirmDialog(
+                    f"{busy} session(s) still running or queued. Quitting kills them.",
+                    yes="Quit and kill",
+                ),
+                answered,
+            )
+            return
+        kept = sum(e.stats.live + e.stats.queued for e in self.engines if e.survives_detach)
+        self.push_screen(QuitDialog(busy, lost_on_detach=busy - kept), answered)
 
     def _on_signal(self, signum: int) -> None:
+        """SIGTERM, SIGINT, SIGHUP (the terminal is gone): detach, unless `on_exit`
+        says to kill (nobody is there to ask)."""
         hangup = signum == signal.SIGHUP
-        self.run_worker(self._stop_all_and_exit(hangup=hangup), group="actions")
+        kill = self.settings.on_exit == "kill"
+        self.run_worker(self._leave(kill=kill, hangup=hangup), group="actions")
 
-    async def _stop_all_and_exit(self, *, hangup: bool = False) -> None:
-        """Kill every session (TERM, grace, KILL), save their state, then exit.
+    async def _leave(self, *, kill: bool, hangup: bool = False) -> None:
+        """Kill every session first (TERM, grace, KILL) if `kill`; then let go of the
+        engines (the engine process keeps what still runs) and exit.
 
         After SIGHUP the terminal is gone: there is nothing to restore, and Textual's
-        own shutdown would block for good writing to it (the process stayed behind, its
-        sessions killed), so the process ends right after the sessions do.
+        own shutdown would block for good writing to it (the process stayed behind),
+        so the process ends right after the engines are let go.
         """
         if hangup:  # also when quitting is under way: its exit must not touch the tty
             self._hangup = True
         if self._quitting:
             return
         self._quitting = True
-        if not hangup and any(e.stats.live for e in self.engines):
-            self.notify("stopping sessions…", timeout=10)
+        if kill:
+            if not hangup and any(e.stats.live for e in self.engines):
+                self.notify("stopping sessions…", timeout=10)
+            await asyncio.gather(
+                *(engine.kill_all("ccx-tui exited") for engine in self.engines),
+                return_exceptions=True,  # an engine that is gone has nothing to kill
+            )
+        else:
+            self.detached = sum(
+                e.stats.live + e.stats.queued for e in self.engines if e.survives_detach
+            )
         await asyncio.gather(*(engine.aclose() for engine in self.engines))
         if self._hangup:
             os._exit(EXIT_HANGUP)
         self.exit(0)
 
     def _kill_all_now(self) -> None:
-        """The last resort (HangupGuard's watchdog thread): SIGKILL every session's
-        tree and save their state."""
+        """The last resort (HangupGuard's watchdog thread): SIGKILL the trees of the
+        sessions that live in this process (remote servers' runs) and save their
+        state; an engine process's sessions are not ours to kill."""
         for engine in self.engines:
             engine.kill_all_now()
 
@@ -614,13 +686,19 @@ def make_app(
     declared: list[DeclaredSession] | None = None,
     **kwargs: object,
 ) -> CcxApp:
-    """The app factory (tests and screenshots build the app through it).
+    """The app factory (tests and screenshots build the app through it): a client of
+    the data dir's engine process (started on first use), and an engine per server.
 
     `connect` URLs share `token`; `servers` carry their own token and name.
     """
-    engine = LocalEngine(settings.engine_config())
+    engine = EngineClient(
+        settings.data_dir,
+        engine_args=settings.engine_args(),
+        default_ttl=settings.ttl,
+        scrub_env=settings.scrub_env,
+    )
     targets = [ServerTarget(url, token) for url in (connect or [])] + list(servers or [])
-    remotes = [
+    remotes: list[Engine] = [
         RemoteEngine(settings.engine_config(), t.url, token=t.token, name=t.name, ca_file=t.ca_file)
         for t in targets
     ]
@@ -641,11 +719,21 @@ def run_app(
     servers: list[ServerTarget] | None = None,
     declared: list[DeclaredSession] | None = None,
 ) -> int:
+    """Run the app; raises EngineError (before the screen is taken) if the engine
+    process can be neither found nor started."""
+    from ccx_tui.engine.daemon_client import ensure_engine
+
+    ensure_engine(settings.data_dir, args=settings.engine_args())
     app = make_app(settings, commands, servers=servers, declared=declared)
     try:
         code = app.run()
     finally:
-        app.engine.kill_all_now()  # normally a no-op: aclose() ran on unmount
+        for engine in app.engines:
+            engine.kill_all_now()  # normally a no-op: aclose() ran on unmount
+    if app.detached:
+        print(
+            f"[detached: {app.detached} session(s) keep running; `ccx-tui attach` brings them back]"
+        )
     return code or 0
 
 

@@ -7,6 +7,7 @@ import asyncio
 import shlex
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -16,6 +17,7 @@ from ccx_tui.config import (
     Settings,
     given_token,
     parse_env,
+    parse_positive_int,
     parse_seconds,
     resolve_servers,
     server_token,
@@ -26,7 +28,7 @@ from ccx_tui.errors import CcxError, ConfigError
 from ccx_tui.textsafe import escape_controls
 
 EXIT_USAGE = 2
-SUBCOMMANDS = ("exec", "sessions", "view", "serve", "engine")
+SUBCOMMANDS = ("exec", "sessions", "view", "serve", "engine", "web", "attach", "kill")
 AUTO_CONFIG = "ccx.toml"
 """Read from the current directory when present, unless --config or --no-config."""
 
@@ -63,14 +65,15 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
         prog="ccx-tui",
         description="Run and watch many commands at once: the positional commands, the "
         "[[session]] tables of ccx.toml and the entries of a Procfile. Settings come from "
-        "flags, then CCX_TUI_* variables, then the config file. Subcommands: exec, "
-        "sessions, view, serve (see `ccx-tui SUBCOMMAND --help`).",
+        "flags, then CCX_TUI_* variables, then the config file. Subcommands: attach, kill, "
+        "exec, sessions, view, serve, web (see `ccx-tui SUBCOMMAND --help`).",
     )
     main.add_argument("--version", action="version", version=f"ccx-tui {__version__}")
     _common(main)
     main.add_argument("--max-sessions", metavar="N", help="live sessions at once (default 16)")
     main.add_argument("--ttl", metavar="SECONDS", help="default time limit for each session")
     main.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+    _on_exit(main)
     main.add_argument(
         "--connect",
         metavar="URL",
@@ -146,11 +149,29 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     _common(view)
     view.add_argument("target", metavar="PATH|SESSION_ID")
 
+    att = _Parser(
+        prog="ccx-tui attach",
+        description="Show the sessions of the running engine process (after a detach).",
+    )
+    _common(att)
+    _on_exit(att)
+
+    kil = _Parser(prog="ccx-tui kill", description="Kill sessions of the running engine.")
+    _common(kil)
+    kil.add_argument("--now", action="store_true", help="SIGKILL at once, no grace period")
+    which = kil.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every running or queued session")
+    which.add_argument("ids", nargs="*", default=[], metavar="SESSION_ID", help="ids or prefixes")
+
     # Hidden (not in the main help): the engine process, started by ccx-tui itself.
     eng = _Parser(prog="ccx-tui engine", description="Be the engine process of a data dir.")
     eng.add_argument("--data-dir", metavar="DIR", help="the data dir it serves")
     eng.add_argument("--idle-exit", metavar="SECONDS", help="exit after this long unused")
     eng.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+    eng.add_argument("--max-sessions", metavar="N", help="sessions running at once")
+    eng.add_argument("--ttl", metavar="SECONDS", help="default time limit (0: none)")
+    eng.add_argument("--retention-bytes", metavar="N", help="history kept on disk")
+    eng.add_argument("--scrub", metavar="NAME", action="append", default=[], help="never inherited")
     eng.add_argument("--detach", action="store_true", help="fork once it holds the data dir")
     return {
         "main": main,
@@ -159,7 +180,19 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
         "view": view,
         "serve": srv,
         "engine": eng,
+        "web": _web_parser(),
+        "attach": att,
+        "kill": kil,
     }
+
+
+def _on_exit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--on-exit",
+        choices=("ask", "kill", "detach"),
+        help="what quitting does to running sessions: ask (default), kill them, or "
+        "detach (they keep running; `ccx-tui attach` brings them back)",
+    )
 
 
 def _client_auth(parser: argparse.ArgumentParser, flag: str) -> None:
@@ -259,15 +292,43 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         return asyncio.run(run_exec(settings, spec))
     if name == "serve":
         return _serve(ns)
+    if name == "web":
+        return _web(ns)
     if name == "engine":
         from ccx_tui.engine.daemon import IDLE_EXIT, run_engine
 
         idle = IDLE_EXIT
         if ns.idle_exit:
             idle = parse_seconds(ns.idle_exit, "idle exit", allow_zero=True) or 0.0
-        settings = Settings.resolve(data_dir=ns.data_dir, kill_grace=ns.kill_grace)
+        settings = Settings.resolve(
+            data_dir=ns.data_dir,
+            kill_grace=ns.kill_grace,
+            max_sessions=ns.max_sessions,
+            ttl=ns.ttl,
+        )
+        if ns.retention_bytes:
+            retention = parse_positive_int(ns.retention_bytes, "retention bytes")
+            settings = replace(settings, retention_bytes=retention)
+        settings = replace(settings, scrub_env=settings.scrub_env | set(ns.scrub))
         return run_engine(settings, idle_exit=idle, detach=ns.detach)
-    settings = Settings.resolve(data_dir=ns.data_dir, file=_file_defaults(_load_config(ns)))
+    settings = Settings.resolve(
+        data_dir=ns.data_dir,
+        on_exit=getattr(ns, "on_exit", None),
+        file=_file_defaults(_load_config(ns)),
+    )
+    if name == "attach":
+        from ccx_tui.app import run_app
+        from ccx_tui.engine_cli import require_engine
+
+        require_engine(settings)
+        return run_app(settings, [])
+    if name == "kill":
+        from ccx_tui.engine_cli import kill
+
+        if not ns.all and not ns.ids:
+            parsers = build_parsers()
+            parsers["kill"].error("give SESSION_ID... or --all")
+        return kill(settings, ns.ids, every=ns.all, force=ns.now)
     if name == "sessions":
         from ccx_tui.headless import list_sessions
 
@@ -338,6 +399,7 @@ def _run_app(ns: argparse.Namespace) -> int:
         max_sessions=ns.max_sessions,
         ttl=ns.ttl,
         kill_grace=ns.kill_grace,
+        on_exit=ns.on_exit,
         file=_file_defaults(config),
         servers=config.servers if config else (),
     )
@@ -419,3 +481,45 @@ def _serve(ns: argparse.Namespace) -> int:
         max_connections=parse_positive_int(ns.max_connections, "max connections"),
     )
     return asyncio.run(run_serve(settings, config, where))
+
+
+def _web_parser() -> argparse.ArgumentParser:
+    web = _Parser(
+        prog="ccx-tui web",
+        description="Serve the app in a browser: each browser tab is one more client. "
+        "Log in with the link it prints, or with the token in DATA_DIR/web/token.",
+    )
+    _common(web)
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    web.add_argument("--port", default="8000", help="port (default 8000; 0 picks a free one)")
+    web.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="no login (loopback only: every local user can then use the app as you)",
+    )
+    web.add_argument("--tls-cert", metavar="FILE", help="serve https://: certificate (PEM)")
+    web.add_argument("--tls-key", metavar="FILE", help="serve https://: its private key (PEM)")
+    web.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without TLS (login and screen in the clear)",
+    )
+    return web
+
+
+def _web(ns: argparse.Namespace) -> int:
+    from ccx_tui.web import run_web
+    from ccx_tui.web_auth import check_flags
+
+    options = check_flags(  # usage errors before any question about ./ccx.toml
+        ns.host,
+        ns.port,
+        no_auth=ns.no_auth,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
+        insecure=ns.insecure,
+    )
+    config = _load_config(ns)
+    settings = Settings.resolve(data_dir=ns.data_dir, file=_file_defaults(config))
+    path = config.path.absolute() if config else None
+    return run_web(options, settings.data_dir.absolute(), path, settings.kill_grace)

@@ -70,6 +70,14 @@ def _layer(raw: str | None, parse: Callable[[str], T], from_file: T | None, defa
     return default if from_file is None else from_file
 
 
+def _on_exit(text: str) -> str:
+    choices = ("ask", "kill", "detach")
+    value = text.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"bad on_exit: {text!r} (use {', '.join(choices)})")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class ServerTarget:
     """A cc_executor server to run sessions on (from --connect or a [[server]] table)."""
@@ -101,6 +109,9 @@ class Settings:
     retention_bytes: int = DEFAULT_RETENTION
     scrub_env: frozenset[str] = SECRET_ENV
     """Variables no session inherits: $CCX_TUI_TOKEN and every [[server]]'s token_env."""
+    on_exit: str = "ask"
+    """What quitting does to running sessions: ask, kill or detach (leave them running
+    in the engine process)."""
 
     @classmethod
     def resolve(
@@ -110,6 +121,7 @@ class Settings:
         max_sessions: str | None = None,
         ttl: str | None = None,
         kill_grace: str | None = None,
+        on_exit: str | None = None,
         file: FileDefaults | None = None,
         servers: Sequence[ServerEntry] = (),
     ) -> Settings:
@@ -123,6 +135,7 @@ class Settings:
         ttl_raw = ttl or env.get("CCX_TUI_TTL")
         grace_raw = kill_grace or env.get("CCX_TUI_KILL_GRACE")
         retention_raw = env.get("CCX_TUI_RETENTION_BYTES")
+        on_exit_raw = on_exit or env.get("CCX_TUI_ON_EXIT")
         defaults = cls()
         if data_dir:
             directory = Path(data_dir).expanduser()
@@ -154,7 +167,11 @@ class Settings:
             file.retention_bytes if file else None,
             defaults.retention_bytes,
         )
+        exit_choice = _layer(
+            on_exit_raw, _on_exit, file.on_exit if file else None, defaults.on_exit
+        )
         return cls(
+            on_exit=exit_choice,
             data_dir=directory,
             max_sessions=max_value,
             ttl=ttl_value,
@@ -162,6 +179,15 @@ class Settings:
             retention_bytes=retention,
             scrub_env=SECRET_ENV | {s.token_env for s in servers if s.token_env},
         )
+
+    def engine_args(self) -> tuple[str, ...]:
+        """These settings as options of `ccx-tui engine` (for an engine process the
+        app starts; variable names only, never a value)."""
+        args = ["--max-sessions", str(self.max_sessions), "--kill-grace", repr(self.kill_grace)]
+        args += ["--ttl", repr(self.ttl or 0.0), "--retention-bytes", str(self.retention_bytes)]
+        for name in sorted(self.scrub_env - SECRET_ENV):
+            args += ["--scrub", name]
+        return tuple(args)
 
     def engine_config(self, **overrides: object) -> EngineConfig:
         config = EngineConfig(

@@ -21,7 +21,9 @@ from ccx_tui.engine.session import (
 )
 from ccx_tui.errors import ConfigError, InvalidCommand
 
-DEFAULTS_KEYS = ("max_sessions", "ttl", "kill_grace", "data_dir", "retention_bytes")
+DEFAULTS_KEYS = ("max_sessions", "ttl", "kill_grace", "data_dir", "retention_bytes", "on_exit")
+ON_EXIT = ("ask", "kill", "detach")
+"""What quitting the app does to running sessions (ask, kill them, leave them running)."""
 SESSION_KEYS = (
     "name",
     "command",
@@ -51,6 +53,8 @@ class FileDefaults:
     kill_grace: float | None = None
     data_dir: Path | None = None
     retention_bytes: int | None = None
+    on_exit: str | None = None
+    """One of ON_EXIT."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +455,7 @@ def _defaults(path: str, where: Locations, data: dict[str, Any], base: Path) -> 
         kill_grace=table.seconds("kill_grace", allow_zero=True),
         data_dir=table.path_value("data_dir", base),
         retention_bytes=table.integer("retention_bytes", 1),
+        on_exit=table.choice("on_exit", ON_EXIT, "ask") if table.string("on_exit") else None,
     )
 
 

@@ -10,9 +10,18 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ccx_tui.engine.local import EngineConfig, LocalEngine
+from tests.helpers import stop_engines_under
 
 if TYPE_CHECKING:
     from tests.test_e2e_tmux import Tmux
+
+
+@pytest.fixture(autouse=True)
+def _stop_engines(tmp_path: Path) -> Iterator[None]:
+    """Engine processes a test's apps started (in its tmp_path) end with the test:
+    apps detach on exit, leaving them running, as they should for users."""
+    yield
+    stop_engines_under(tmp_path)
 
 
 @pytest.fixture

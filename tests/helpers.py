@@ -83,3 +83,12 @@ def _marker_of(proc: psutil.Process) -> str:
         return proc.environ().get(MARKER_ENV, "")
     except psutil.Error:
         return ""
+
+
+def stop_engines_under(root: Path) -> None:
+    """Stop the engine processes of every data dir under `root` (apps detach on exit,
+    leaving them running, as they should for users; a test's must end with it)."""
+    from ccx_tui.engine.daemon_client import stop_engine
+
+    for lock in root.rglob("engine.lock"):
+        stop_engine(lock.parent)

@@ -14,7 +14,7 @@ from textual.widgets import Input, TabbedContent
 from ccx_tui.app import CcxApp, make_app
 from ccx_tui.config import Settings
 from ccx_tui.engine import State
-from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, SaveDialog
+from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, QuitDialog, SaveDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.session_pane import SessionPane
@@ -72,8 +72,8 @@ async def test_starts_with_commands_and_shows_output(data_dir: Path) -> None:
         await pilot.press("left_square_bracket")
         assert current(app) == app._open[1]
         await pilot.press("q")
-        assert isinstance(app.screen, ConfirmDialog)
-        await pilot.press("y")
+        assert isinstance(app.screen, QuitDialog)
+        await pilot.press("k")  # kill and quit
         await until(lambda: not app.is_running, what="exit")
     assert left_behind(app) == []
 
@@ -203,7 +203,10 @@ async def test_queue_and_limit_in_sidebar(data_dir: Path) -> None:
         assert current(app) == app._open[0]
         await pilot.press("x")
         await until(lambda: app.engine.get(app._open[2]).state is State.EXITED)
-        assert app.engine.max_live_seen == 2
+        # The queued one started only once the killed one had ended: never 3 at once.
+        killed, queued = app.engine.get(app._open[0]), app.engine.get(app._open[2])
+        assert killed.ended_at is not None and queued.started_at is not None
+        assert queued.started_at >= killed.ended_at
 
 
 @pytest.mark.parametrize("key", ["j", "k", "g", "G", "f", "pagedown", "pageup"])
@@ -303,8 +306,8 @@ async def test_teardown_with_a_tick_at_every_step(data_dir: Path) -> None:
 @pytest.mark.parametrize("how", ["q", "ctrl+q", "palette"])
 async def test_every_way_to_quit_asks_while_sessions_run(data_dir: Path, how: str) -> None:
     """Regression: ctrl+q and the command palette's Quit killed running sessions without
-    the question `q` asks.  Each way to quit asks; `n` keeps the app and the session
-    running, `y` quits and kills it."""
+    the question `q` asks.  Each way to quit asks (kill, detach or cancel); `c` keeps
+    the app and the session running, `k` quits and kills it."""
     app = app_for(data_dir, "sleep 1000")
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: states(app) == [State.RUNNING], what="a running session")
@@ -317,15 +320,60 @@ async def test_every_way_to_quit_asks_while_sessions_run(data_dir: Path, how: st
                 await pilot.press("enter")
             else:
                 await pilot.press(how)
-            await until(lambda: isinstance(app.screen, ConfirmDialog), what="the question")
+            await until(lambda: isinstance(app.screen, QuitDialog), what="the question")
 
         await ask()
-        await pilot.press("n")
+        await pilot.press("c")
         assert app.is_running and states(app) == [State.RUNNING]
         await ask()
-        await pilot.press("y")
+        await pilot.press("k")
         await until(lambda: not app.is_running, what="exit")
     assert app.engine.get(sid).state is State.KILLED
+    assert app.detached == 0
+
+
+@pytest.mark.parametrize("how", ["quit-detach", "d", "on_exit=detach"])
+async def test_detach_leaves_sessions_running_and_attach_brings_them_back(
+    data_dir: Path, how: str
+) -> None:
+    """Detaching (the quit question's `d`, the `d` key, or on_exit = "detach" with
+    `q`) leaves the app while the session runs on in the engine process; the next app
+    on the same data dir shows it again, running, with its output so far."""
+    on_exit = "detach" if how == "on_exit=detach" else "ask"
+    app = app_for(data_dir, "echo before-detach; sleep 1000", on_exit=on_exit)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "before-detach" in screen_text(app), what="output")
+        sid = app._open[0]
+        if how == "quit-detach":
+            await pilot.press("q")
+            await until(lambda: isinstance(app.screen, QuitDialog), what="the question")
+            await pilot.press("d")
+        else:
+            await pilot.press("q" if how == "on_exit=detach" else "d")
+        await until(lambda: not app.is_running, what="exit")
+    assert app.detached == 1
+    again = app_for(data_dir)
+    async with again.run_test(size=SIZE) as pilot:
+        await until(lambda: again._open == [sid], what="the session's tab, again")
+        assert again.engine.get(sid).state is State.RUNNING
+        await until(lambda: "before-detach" in screen_text(again), what="its output so far")
+        await pilot.press("q")
+        await until(lambda: isinstance(again.screen, QuitDialog), what="the question")
+        await pilot.press("k")
+        await until(lambda: not again.is_running, what="exit")
+    assert again.engine.get(sid).state is State.KILLED
+
+
+async def test_on_exit_kill_asks_only_to_kill(data_dir: Path) -> None:
+    """on_exit = "kill" keeps round 1's behaviour: quitting asks to kill, nothing else."""
+    app = app_for(data_dir, "sleep 1000", on_exit="kill")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: states(app) == [State.RUNNING], what="a running session")
+        await pilot.press("q")
+        await until(lambda: isinstance(app.screen, ConfirmDialog), what="the question")
+        await pilot.press("y")
+        await until(lambda: not app.is_running, what="exit")
+    assert states(app) == [State.KILLED]
 
 
 async def test_past_session_without_its_transcript_is_a_toast(data_dir: Path) -> None:

@@ -56,6 +56,6 @@ def test_tui_passes_no_escape_sequence_to_the_terminal(tmux: Tmux, tmp_path: Pat
     assert "LINK-TITLE" in screen and "LINK-CLIP" in screen, screen
     tmux.send("q")
     tmux.wait_for_screen("still running or queued")
-    tmux.send("y")
+    tmux.send("k")  # kill them and quit
     assert tmux.wait_exit() == 0
     assert_terminal_untouched(tmux)

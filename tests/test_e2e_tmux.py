@@ -122,6 +122,11 @@ class Tmux:
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "e2e")
 
+    def scrollback(self) -> str:
+        """The pane's history and screen (once the pane is dead, tmux moves what the
+        process printed last into its history)."""
+        return self.run("capture-pane", "-p", "-S", "-", "-t", "e2e")
+
     def send(self, *keys: str) -> None:
         self.run("send-keys", "-t", "e2e", *keys)
 
@@ -244,7 +249,7 @@ def test_run_kill_restart_quit(tmux: Tmux, tmp_path: Path) -> None:
 
     tmux.send("q")
     tmux.wait_for_screen("still running or queued")  # the confirm dialog
-    tmux.send("y")
+    tmux.send("k")  # kill them and quit
     assert tmux.wait_exit() == 0
     for session_id in (alpha, numbered):
         assert wait_gone(f"{session_id}.") == [], f"{session_id} left processes behind"
@@ -382,7 +387,7 @@ autostart = false
     assert marked_processes(f"{ticker['id']}.1")
     tmux.send("q")
     tmux.wait_for_screen("still running or queued")
-    tmux.send("y")
+    tmux.send("k")  # kill them and quit
     assert tmux.wait_exit() == 0
     assert wait_gone(f"{ticker['id']}.") == []
 
@@ -426,7 +431,7 @@ def test_procfile_copy_save_and_timestamps(tmux: Tmux, tmp_path: Path) -> None:
 
     tmux.send("q")
     tmux.wait_for_screen("still running or queued")
-    tmux.send("y")
+    tmux.send("k")  # kill them and quit
     assert tmux.wait_exit() == 0
 
 
@@ -446,14 +451,15 @@ def test_a_key_right_after_a_tab_switch_reaches_the_new_tab(tmux: Tmux, tmp_path
         tmux.wait_screen(lambda s: "flood-line" in rows(s)[2], "the flood tab again")
     tmux.send("q")
     tmux.wait_for_screen("still running or queued")
-    tmux.send("y")
+    tmux.send("k")  # kill them and quit
     assert tmux.wait_exit() == 0
 
 
-def test_a_hangup_kills_the_sessions_and_ends_the_app(tmux: Tmux, tmp_path: Path) -> None:
-    """Regression: when the terminal goes away (tmux killed, ssh dropped: SIGHUP) the
-    app kills its sessions and exits.  It used to kill them, then hang for good in
-    Textual's shutdown, writing to the dead terminal."""
+def test_a_hangup_detaches_and_kill_by_id_ends_the_session(tmux: Tmux, tmp_path: Path) -> None:
+    """When the terminal goes away (tmux killed, ssh dropped: SIGHUP) the app exits and
+    its session runs on in the engine process (round 1 killed it; before that the app
+    hung in Textual's shutdown, writing to the dead terminal).  `ccx-tui kill ID`
+    (a prefix) then ends it, and nothing of it is left."""
     data = tmp_path / "data"
     # Launched as a shell command line in the pane, as a user's shell would.
     command = shlex.join([*ccx("--data-dir", str(data), "--kill-grace", "0.5"), "sleep 1000"])
@@ -464,11 +470,24 @@ def test_a_hangup_kills_the_sessions_and_ends_the_app(tmux: Tmux, tmp_path: Path
     apps = [
         proc
         for proc in psutil.process_iter(["cmdline"])
-        if str(data) in " ".join(proc.info["cmdline"] or []) and "ccx_tui" in str(proc.info)
+        if str(data) in (proc.info["cmdline"] or [])
+        and "ccx_tui" in (proc.info["cmdline"] or [])
+        and "engine" not in (proc.info["cmdline"] or [])
     ]
     assert apps, "the app's process"
     tmux.close()  # the terminal goes: SIGHUP
     gone, alive = psutil.wait_procs(apps, timeout=15)
     assert not alive, f"the app is still there: {alive}"
+    assert sessions(data)["sleep 1000"]["state"] == "running"
+    assert marked_processes(f"{session['id']}.1")
+    kill = subprocess.run(
+        ccx("kill", "--data-dir", str(data), session["id"][:8]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    assert kill.returncode == 0, kill.stderr
+    assert kill.stdout == f"{session['id']} killed: sleep 1000\n"
     assert wait_gone(f"{session['id']}.") == []
     assert sessions(data)["sleep 1000"]["state"] == "killed"

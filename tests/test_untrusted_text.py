@@ -20,11 +20,11 @@ from ccx_tui.app import make_app
 from ccx_tui.config import DeclaredSession, ServerTarget, Settings
 from ccx_tui.engine import State
 from ccx_tui.engine.session import SessionSpec
-from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, SaveDialog
+from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, QuitDialog, SaveDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.safe import printable
-from tests.helpers import until
+from tests.helpers import stop_engines_under, until
 
 SIZE = (120, 36)
 PIECES = [
@@ -105,8 +105,8 @@ async def drive(tmp: Path, text: str) -> None:
         assert literal in shown(app.screen.query_one("#question"))
         await pilot.press("n")
         await pilot.press("q")
-        await until(lambda: isinstance(app.screen, ConfirmDialog), what="quit question")
-        await pilot.press("n")
+        await until(lambda: isinstance(app.screen, QuitDialog), what="quit question")
+        await pilot.press("c")
 
         await pilot.press("c")  # the create dialog: a server name, a refused directory
         dialog = app.screen
@@ -165,4 +165,7 @@ def test_hostile_text_is_shown_literally_everywhere(text: str) -> None:
     characters, and opens every screen: the app must keep running and show the text
     literally, control characters as visible escapes (`^[`), never a raw ESC."""
     with tempfile.TemporaryDirectory(prefix="ccx-untrusted-") as tmp:
-        asyncio.run(drive(Path(tmp), text))
+        try:
+            asyncio.run(drive(Path(tmp), text))
+        finally:
+            stop_engines_under(Path(tmp))

@@ -21,6 +21,7 @@ from textual.widgets import Input  # noqa: E402
 from ccx_tui.app import CcxApp, ViewerApp, make_app  # noqa: E402
 from ccx_tui.config import Settings  # noqa: E402
 from ccx_tui.engine import SessionInfo, SessionSpec, State  # noqa: E402
+from ccx_tui.engine.daemon_client import stop_engine  # noqa: E402
 from ccx_tui.widgets.dialogs import CreateSessionDialog  # noqa: E402
 from ccx_tui.widgets.help import HelpScreen  # noqa: E402
 from ccx_tui.widgets.search_bar import SearchBar  # noqa: E402
@@ -156,7 +157,7 @@ async def shoot_app(workdir: Path, out: Path) -> list[Path]:
         shots.append(Path(app.save_screenshot(filename="help.svg", path=str(out))))
         await pilot.press("escape")
 
-        await app.engine.aclose()  # stop the sessions before the app goes
+        await app.engine.kill_all()  # the engine process would keep them running
         app.exit(0)
     return shots
 
@@ -222,7 +223,10 @@ def main() -> None:
         workdir = Path(tmp)
         write_scripts(workdir)
         write_log(workdir / "server.log", VIEW_LINES)
-        shots = asyncio.run(shoot_app(workdir, out))
+        try:
+            shots = asyncio.run(shoot_app(workdir, out))
+        finally:
+            stop_engine(workdir / "data")  # whatever went wrong, no engine is left behind
         shots += asyncio.run(shoot_viewer(workdir, out))
     for shot in shots:
         print(shot)

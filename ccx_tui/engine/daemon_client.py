@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ccx_tui.engine.daemon import EXIT_RUNNING, engine_pid, log_path, socket_path
@@ -42,14 +43,19 @@ def answers(sock: Path) -> bool:
 
 
 def ensure_engine(
-    data_dir: Path, *, idle_exit: float | None = None, timeout: float = START_DEADLINE
+    data_dir: Path,
+    *,
+    idle_exit: float | None = None,
+    args: Sequence[str] = (),
+    timeout: float = START_DEADLINE,
 ) -> Path:
     """The socket of `data_dir`'s engine process, started first if none answers.
 
     Blocking: call it from a thread in async code.  Callers racing (threads or
     processes) start one engine between them: starters take turns on a lock, and the
     engine's own lock settles any other race.  `idle_exit` is the new engine's idle
-    period (seconds).  Raises EngineError if no engine answers within `timeout`.
+    period (seconds); `args`, more `ccx-tui engine` options for it (its settings, see
+    engine_args).  Raises EngineError if no engine answers within `timeout`.
     """
     data_dir = data_dir.expanduser().absolute()
     sock = socket_path(data_dir)
@@ -69,13 +75,30 @@ def ensure_engine(
             if engine_pid(data_dir) is None:  # no engine at all (or ours died)
                 if started:
                     raise EngineError(f"the engine process exited at once: {_last_words(data_dir)}")
-                started = _start(data_dir, idle_exit)
+                started = _start(data_dir, idle_exit, args)
             if time.monotonic() > deadline:
                 raise EngineError(
                     f"no engine process answered on {sock} within {timeout:g}s: "
                     f"{_last_words(data_dir)}"
                 )
             time.sleep(POLL)
+
+
+def stop_engine(data_dir: Path, *, timeout: float = START_DEADLINE) -> bool:
+    """SIGTERM the engine process of `data_dir` (it kills its sessions: TERM, grace,
+    KILL) and wait until it is gone.  False if none was running.  Blocking.
+    Raises EngineError if it is still there after `timeout`."""
+    pid = engine_pid(data_dir)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while engine_pid(data_dir) is not None:
+        if time.monotonic() > deadline:
+            raise EngineError(f"the engine process {pid} did not stop within {timeout:g}s")
+        time.sleep(POLL)
+    return True
 
 
 @contextlib.contextmanager
@@ -98,7 +121,7 @@ def _start_turn(data_dir: Path, deadline: float) -> Iterator[None]:
         os.close(fd)
 
 
-def _start(data_dir: Path, idle_exit: float | None) -> bool:
+def _start(data_dir: Path, idle_exit: float | None, args: Sequence[str]) -> bool:
     """Run `ccx-tui engine --detach`: it returns once the engine holds the data dir
     (0) or found another holding it (EXIT_RUNNING).  True if it started one."""
     log = log_path(data_dir)
@@ -108,6 +131,7 @@ def _start(data_dir: Path, idle_exit: float | None) -> bool:
     argv = [sys.executable, "-m", "ccx_tui", "engine", "--detach", "--data-dir", str(data_dir)]
     if idle_exit is not None:
         argv += ["--idle-exit", repr(float(idle_exit))]
+    argv += args
     # Nobody's session: a marker inherited from a session we run in would make the
     # engine one of that session's processes, killed along with it.
     env = {k: v for k, v in os.environ.items() if k != MARKER_ENV}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -139,6 +140,9 @@ class LocalEngine:
 
     location = "local"
     name = "local"
+    status = "running"
+    survives_detach = False
+    """Its sessions are this process's: `aclose()` kills them."""
 
     def __init__(self, config: EngineConfig) -> None:
         if config.max_sessions < 1:
@@ -150,6 +154,7 @@ class LocalEngine:
         # stats read at every event, so neither may walk every session.
         self._counts: Counter[State] = Counter()
         self._records: dict[str, _Record] = {}
+        self._history: set[str] = set()  # the sessions `open` loaded from the data dir
         self._queue: deque[str] = deque()
         self._subscribers: set[Subscriber] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -173,6 +178,7 @@ class LocalEngine:
                 if info.restart_at is not None:  # its ccx-tui died before the restart
                     info = replace(info, restart_at=None, reason="restart cancelled")
                 self._records[info.id] = _Record(info)
+                self._history.add(info.id)
                 self._counts[info.state] += 1
             await self._kill_orphans()
         await self._retention()
@@ -204,6 +210,20 @@ class LocalEngine:
 
     def get(self, session_id: str) -> SessionInfo:
         return self._snapshot(self._find(session_id))
+
+    @property
+    def engine_pid(self) -> int | None:
+        """This process: the sessions are its children."""
+        return os.getpid()
+
+    def current(self) -> list[SessionInfo]:
+        """The sessions this engine has had since it opened (not the history it
+        loaded), oldest first: what a client attaching now shows as tabs."""
+        return [
+            self._snapshot(r)
+            for sid, r in sorted(self._records.items())
+            if sid not in self._history
+        ]
 
     @property
     def stats(self) -> EngineStats:
@@ -404,12 +424,10 @@ class LocalEngine:
         )
         return self._snapshot(rec)
 
-    async def aclose(self, reason: str = "ccx-tui exited") -> None:
+    async def kill_all(self, reason: str = "killed") -> None:
         """Kill every live session (TERM, grace, KILL), drop the queue, cancel pending
-        automatic restarts, stop tasks."""
-        if self._closed:
-            return
-        self._closed = True
+        automatic restarts; returns once all of them have ended.  The engine stays
+        open.  Cancelling is safe: the kills under way go on."""
         for rec in self._records.values():
             if rec.restart_handle is not None:
                 self._cancel_restart(rec, f"restart cancelled ({reason})")
@@ -420,6 +438,14 @@ class LocalEngine:
         await asyncio.gather(
             *(self.kill(r.info.id, reason=reason) for r in live), return_exceptions=True
         )
+
+    async def aclose(self, reason: str = "ccx-tui exited") -> None:
+        """Kill every live session (TERM, grace, KILL), drop the queue, cancel pending
+        automatic restarts, stop tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.kill_all(reason)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 import psutil
 
@@ -61,12 +61,14 @@ async def spawn(
     marker: str,
     protocol: Callable[[], OutputProtocol],
     scrub: frozenset[str] = SECRET_ENV,
+    base: Mapping[str, str] | None = None,
 ) -> tuple[asyncio.SubprocessTransport, OutputProtocol]:
     """Start `argv` in its own session; raises OSError if it cannot be started.
 
-    The child inherits our environment minus `scrub` and `SECRET_ENV`, plus `env`.
+    The child inherits `base` (default: our environment) minus `scrub` and
+    `SECRET_ENV`, plus `env`.
     """
-    full_env = child_env(env, scrub)
+    full_env = child_env(env, scrub, base)
     full_env[MARKER_ENV] = marker
     loop = asyncio.get_running_loop()
     transport, proto = await loop.subprocess_exec(
@@ -88,10 +90,16 @@ async def spawn(
     return transport, proto
 
 
-def child_env(env: dict[str, str], scrub: frozenset[str] = SECRET_ENV) -> dict[str, str]:
-    """Our environment without the secret variables, updated with `env`."""
-    hidden = scrub | SECRET_ENV
-    full_env = {k: v for k, v in os.environ.items() if k not in hidden}
+def child_env(
+    env: dict[str, str],
+    scrub: frozenset[str] = SECRET_ENV,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """`base` (default: our environment) without the secret variables, updated with
+    `env`.  A marker in `base` (the client's own session's) is dropped too."""
+    hidden = scrub | SECRET_ENV | {MARKER_ENV}
+    source = os.environ if base is None else base
+    full_env = {k: v for k, v in source.items() if k not in hidden}
     full_env.update(env)
     return full_env
 

@@ -96,6 +96,7 @@ class LocalProc:
             env=spec.env,
             marker=marker,
             scrub=scrub_env,
+            base=spec.base_env,
             protocol=lambda: OutputProtocol(
                 lambda fd, data: on_data(fd - 1, data), lambda fd: on_eof(fd - 1)
             ),

@@ -38,6 +38,9 @@ among its capabilities; upstream clients ignore those):
   batch gives its offset, so a client resumes after a blip from the end of the last
   one it received (no checkpoints are sent).  There is no per-line work on either
   side: one large binary frame instead of thousands of JSON ones.
+- Capability "manage": `engine.subscribe` (a live table of every session, coalesced
+  per session), `session.start/kill/restart/pause/resume` by id and
+  `engine.kill_all`, on a connection of its own; see manage.py.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
 from ccx_tui import __version__
+from ccx_tui.engine import manage
 from ccx_tui.engine import protocol as p
 from ccx_tui.engine.auth import is_loopback
 from ccx_tui.engine.events import OutputAppended, SessionUpdated
@@ -116,7 +120,18 @@ class ServeConfig:
         return "wss" if self.tls is not None else "ws"
 
 
-CAPABILITIES = ("execute", "control", "stream", "cwd", "env", "ttl", "attach", "sessions", p.BATCH)
+CAPABILITIES = (
+    "execute",
+    "control",
+    "stream",
+    "cwd",
+    "env",
+    "ttl",
+    "attach",
+    "sessions",
+    p.BATCH,
+    manage.CAPABILITY,
+)
 
 
 class _Feed:
@@ -373,6 +388,7 @@ class _Connection:
         self.starter: asyncio.Task[None] | None = None  # answers a queued execute
         self.sender: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
+        self.manager: manage.Manager | None = None  # made by the first manage request
 
     async def send(self, frame: str) -> None:
         async with self.send_lock:
@@ -411,6 +427,8 @@ class _Connection:
                 await self.send(p.encode_notification("ping", {"timestamp": time.time()}))
 
     async def closed(self) -> None:
+        if self.manager is not None:
+            await self.manager.aclose()
         for task in (self.starter, self.sender):
             if task is not None:
                 task.cancel()
@@ -481,6 +499,11 @@ class _Connection:
             return [_summary(info) for info in self.engine.sessions()]
         if method == "session.attach":
             return await self._attach(params)
+        if method in manage.METHODS:
+            if self.manager is None:
+                self.manager = manage.Manager(self.engine, self.send)
+            self.manager.call(method, params, msg_id)
+            return _LATER
         raise _RpcError(p.METHOD_NOT_FOUND, f"Method not found: {method}")
 
     def _busy(self) -> bool:

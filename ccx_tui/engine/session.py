@@ -157,6 +157,10 @@ class SessionSpec:
     """Automatic restarts in a row before giving up."""
     restart_delay: float = DEFAULT_RESTART_DELAY
     """Seconds before the first automatic restart; doubles for each one in a row."""
+    base_env: dict[str, str] | None = field(default=None, compare=False, repr=False)
+    """The environment the session inherits instead of its engine's (the one of the
+    client that asked the engine process for it: a session started from a shell with a
+    venv active must see that venv).  Held in memory only: never saved, never sent."""
 
     def validated(self) -> SessionSpec:
         """Return a copy with cwd made absolute; raise InvalidCommand for bad values."""
@@ -193,7 +197,9 @@ class SessionSpec:
         return title if len(title) <= 24 else title[:23] + "…"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["base_env"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SessionSpec:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psutil
@@ -30,12 +31,13 @@ class UsageSampler:
         self._procs: dict[int, psutil.Process] = {}
         self._markers: dict[int, str] = {}
 
-    def sample(self) -> dict[str, TreeUsage]:
-        """Usage per session id, for every process ccx-tui started (and their children)."""
-        try:
-            children = psutil.Process(os.getpid()).children(recursive=True)
-        except psutil.Error:
-            return {}
+    def sample(self, roots: Iterable[int] = ()) -> dict[str, TreeUsage]:
+        """Usage per session id, for every process under `roots` (the engine processes
+        that run sessions) and our own."""
+        children: list[psutil.Process] = []
+        for root in {os.getpid(), *roots}:
+            with contextlib.suppress(psutil.Error):
+                children += psutil.Process(root).children(recursive=True)
         seen: set[int] = set()
         cpu: dict[str, float] = {}
         rss: dict[str, int] = {}

@@ -189,6 +189,75 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(answer)
 
 
+class QuitDialog(ModalScreen[str | None]):
+    """Quitting while sessions run: `k` kills them, `d` detaches (they keep running
+    in the engine process), `c`/Escape cancels.  Dismisses with "kill", "detach" or
+    None."""
+
+    AUTO_FOCUS = "*"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k", "answer('kill')", "Kill"),
+        Binding("d", "answer('detach')", "Detach"),
+        Binding("c,escape", "answer(None)", "Cancel"),
+    ]
+
+    DEFAULT_CSS = """
+    QuitDialog {
+        align: center middle;
+        #dialog {
+            width: 66;
+            height: auto;
+            border: thick $warning 60%;
+            background: $surface;
+            padding: 1 2;
+            grid-size: 3;
+            grid-rows: auto auto;
+            grid-gutter: 1;
+        }
+        #question { column-span: 3; height: auto; }
+        Button { width: 100%; }
+    }
+    """
+
+    def __init__(
+        self,
+        busy: int,
+        *,
+        lost_on_detach: int = 0,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        """`busy` sessions run or wait; `lost_on_detach` of them (on servers this
+        app runs them on) end even if it detaches."""
+        super().__init__(name=name, id=id, classes=classes)
+        question = (
+            f"{busy} session(s) still running or queued.\n"
+            "Detach to leave them running: `ccx-tui attach` brings them back."
+        )
+        if lost_on_detach:
+            question += f"\n{lost_on_detach} of them on servers end either way."
+        self._question = question
+
+    def compose(self) -> ComposeResult:
+        with Grid(id="dialog"):
+            yield Static(self._question, id="question", markup=False)
+            yield Button("Kill and quit (k)", id="kill", variant="error")
+            yield Button("Detach (d)", id="detach", variant="primary")
+            yield Button("Cancel (c)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#detach", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id if event.button.id in ("kill", "detach") else None)
+
+    def action_answer(self, answer: str | None) -> None:
+        self.dismiss(answer)
+
+
 class SaveDialog(ModalScreen[Path | None]):
     """Ask where to save; refuse a missing directory inline and ask before overwriting.
     Dismisses with the absolute path, or None."""

@@ -60,7 +60,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         [
             ("?", "this help"),
             ("ctrl+p", "command palette"),
-            ("q  ctrl+q", "quit: kills the sessions, after asking if any still run"),
+            ("d", "detach: sessions keep running (ccx-tui attach brings them back)"),
+            ("q  ctrl+q", "quit: while sessions run, asks: kill them, detach, or cancel"),
         ],
     ),
 ]

@@ -12,8 +12,8 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static, TabPane
 
+from ccx_tui.engine.api import Engine
 from ccx_tui.engine.live_backlog import LiveBacklog, disk_full
-from ccx_tui.engine.local import LocalEngine
 from ccx_tui.engine.session import SessionInfo
 from ccx_tui.engine.tap import OutputTap
 from ccx_tui.errors import CcxError
@@ -34,14 +34,14 @@ def pane_id(session_id: str) -> str:
     return f"s-{session_id}"
 
 
-def live_tap(engine: LocalEngine, info: SessionInfo) -> OutputTap | None:
+def live_tap(engine: Engine, info: SessionInfo) -> OutputTap | None:
     """A tap of a session's output for its pane (see `SessionPane`), if it may still
     print anything; without back-pressure, so a view never holds a process back."""
     if info.state.final and info.restart_at is None:
         return None
     with contextlib.suppress(CcxError):
         tap = engine.tap(info.id, window=LIVE_WINDOW, unkept_only=True)
-        if not tap.closed:
+        if tap is not None and not tap.closed:
             return tap
     return None
 

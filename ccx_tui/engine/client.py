@@ -1,0 +1,283 @@
+"""EngineClient: the engine interface, served by a data dir's engine process.
+
+A thin asyncio loop around client_protocol.EngineProtocol: it moves frames between the
+Unix socket and the protocol, resolves requests, and hands the engine's events to
+subscribers.  Output never crosses the socket: the engine writes transcripts into
+the data dir and the views read them from there; the socket carries only the session
+table and byte counts (coalesced, at most one frame per FRAME_INTERVAL).
+
+Closing a client detaches it: the sessions go on in the engine process.  If the
+connection is lost (the engine was killed, or exited idle just as we came), the
+client starts or finds the engine again and catches up; `status` says where it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, unix_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from ccx_tui.engine.client_protocol import EngineCallError, EngineProtocol, Received, Reply
+from ccx_tui.engine.daemon import socket_path
+from ccx_tui.engine.daemon_client import EngineError, ensure_engine
+from ccx_tui.engine.events import Subscriber
+from ccx_tui.engine.local import EngineStats
+from ccx_tui.engine.process import MARKER_ENV, SECRET_ENV
+from ccx_tui.engine.session import SessionInfo, SessionSpec
+from ccx_tui.engine.tap import OutputTap
+from ccx_tui.engine.unixsock import WS_URI
+from ccx_tui.errors import UnknownSession
+
+CONNECT_DEADLINE = 30.0
+RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+ENGINE_GONE = "the engine process went away"
+
+
+class EngineClient:
+    """Sessions of the engine process of `data_dir` (started on first use).
+
+    `engine_args` are the settings a new engine process starts with (see
+    daemon_client.ensure_engine); an engine already running keeps its own.
+    `default_ttl` is sent with each session that names none; `scrub_env` names the
+    variables of our environment that never reach the engine.  Without
+    `start_engine`, `open()` only finds a running engine (EngineError if none).
+    """
+
+    location = "local"
+    name = "local"
+    survives_detach = True
+    """Sessions go on after `aclose()` (the app may offer to detach)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        engine_args: tuple[str, ...] = (),
+        default_ttl: float | None = None,
+        scrub_env: frozenset[str] = SECRET_ENV,
+        idle_exit: float | None = None,
+        environ: Mapping[str, str] | None = None,
+        start_engine: bool = True,
+    ) -> None:
+        self.data_dir = data_dir.expanduser().absolute()
+        self.engine_args = engine_args
+        self.default_ttl = default_ttl
+        self.scrub_env = scrub_env | SECRET_ENV | {MARKER_ENV}
+        self.idle_exit = idle_exit
+        self._environ = environ
+        self.start_engine = start_engine
+        self.status = "connecting"
+        """connecting / connected / reconnecting / lost: REASON."""
+        self._proto = EngineProtocol()
+        self._ws: ClientConnection | None = None
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._subscribers: set[Subscriber] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start or find the engine process, connect and load the session table.
+        Raises EngineError if no engine can be reached."""
+        await self._connect()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def aclose(self, reason: str = "detached") -> None:
+        """Detach: the sessions go on in the engine process.  Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), 2)
+        self._fail(self._proto.lost("the client closed"))
+        for sub in list(self._subscribers):
+            sub.close()
+
+    def kill_all_now(self) -> None:
+        """Nothing to do: the sessions are the engine process's (HangupGuard's last
+        resort is for engines that live in our process)."""
+
+    async def _connect(self) -> None:
+        if self.start_engine:
+            sock = await asyncio.to_thread(
+                ensure_engine, self.data_dir, idle_exit=self.idle_exit, args=self.engine_args
+            )
+        else:
+            sock = socket_path(self.data_dir)
+        try:
+            async with asyncio.timeout(CONNECT_DEADLINE):
+                ws = await unix_connect(
+                    str(sock), WS_URI, max_size=None, compression=None, open_timeout=None
+                )
+                proto = self._proto
+                while not proto.connected:
+                    await self._apply(ws, proto.receive(await ws.recv()))
+                msg_id, frame = proto.subscribe()
+                await ws.send(frame)
+                while proto.waiting(msg_id):
+                    await self._apply(ws, proto.receive(await ws.recv()))
+        except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
+            raise EngineError(f"cannot reach the engine process on {sock}: {_why(exc)}") from None
+        self._ws = ws
+        self.status = "connected"
+
+    async def _read(self) -> None:
+        while True:
+            ws = self._ws
+            assert ws is not None
+            try:
+                await self._apply(ws, self._proto.receive(await ws.recv()))
+            except ConnectionClosed:
+                if not await self._reconnect():
+                    return
+
+    async def _reconnect(self) -> bool:
+        """The engine is gone: start or find it again, and catch up."""
+        self._fail(self._proto.lost(ENGINE_GONE))
+        self.status = "reconnecting"
+        why = ENGINE_GONE
+        for delay in RECONNECT_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except EngineError as exc:
+                why = str(exc)
+                continue
+            return True
+        self.status = f"lost: {why}"
+        return False
+
+    async def _apply(self, ws: ClientConnection, received: Received) -> None:
+        """Replies to their callers, events to subscribers, answers (pongs) to `ws`."""
+        self._fail(received.replies)
+        for event in received.events:
+            for sub in self._subscribers:
+                sub.put(event)
+        for frame in received.send:
+            await ws.send(frame)
+
+    def _fail(self, replies: list[Reply]) -> None:
+        """Resolve the futures of `replies` (results and errors alike)."""
+        for reply in replies:
+            future = self._waiting.pop(reply.id, None)
+            if future is None or future.done():
+                continue
+            if reply.error is not None:
+                future.set_exception(reply.error)
+            else:
+                future.set_result(reply.result)
+
+    async def _call(self, method: str, params: dict[str, Any]) -> Any:
+        """Send a request and wait for its answer.  Raises the engine's error (a
+        CcxError), EngineCallError if the connection is lost meanwhile.  Cancelling
+        is safe: the request may still be carried out by the engine."""
+        if self._ws is None or self._closed or self.status != "connected":
+            raise EngineCallError(f"the engine process is not connected ({self.status})")
+        msg_id, frame = self._proto.request(method, params)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[msg_id] = future
+        try:
+            await self._ws.send(frame)
+        except ConnectionClosed:
+            self._waiting.pop(msg_id, None)
+            raise EngineCallError(ENGINE_GONE) from None
+        try:
+            return await future
+        finally:
+            self._waiting.pop(msg_id, None)
+
+    # -- the engine interface ---------------------------------------------------------
+
+    def sessions(self) -> list[SessionInfo]:
+        """Every session, oldest first."""
+        return [info for _, info in sorted(self._proto.sessions.items())]
+
+    def current(self) -> list[SessionInfo]:
+        """The sessions the engine has had since it started, oldest first."""
+        table = self._proto.sessions
+        return [table[sid] for sid in sorted(self._proto.current) if sid in table]
+
+    def get(self, session_id: str) -> SessionInfo:
+        """Raises UnknownSession."""
+        info = self._proto.sessions.get(session_id)
+        if info is None:
+            raise UnknownSession(f"no session {session_id!r}")
+        return info
+
+    @property
+    def stats(self) -> EngineStats:
+        return self._proto.stats
+
+    @property
+    def engine_pid(self) -> int | None:
+        pid = self._proto.engine.get("pid")
+        return pid if isinstance(pid, int) else None
+
+    def subscribe(self) -> Subscriber:
+        sub = Subscriber()
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        sub.close()
+        self._subscribers.discard(sub)
+
+    def tap(self, session_id: str, *, window: int, unkept_only: bool) -> OutputTap | None:
+        """No live tap across processes: views read the transcript."""
+        return None
+
+    async def start(self, spec: SessionSpec, *, autostart: bool = True) -> SessionInfo:
+        """Start (or only create) a session in the engine.  The spec is checked here
+        first (its cwd is ours).  Raises InvalidCommand, EngineCallError."""
+        if spec.ttl is None and self.default_ttl:
+            spec = replace(spec, ttl=self.default_ttl)
+        spec = spec.validated()
+        source = os.environ if self._environ is None else self._environ
+        environ = {k: v for k, v in source.items() if k not in self.scrub_env}
+        params = {"spec": spec.to_json(), "autostart": autostart, "environ": environ}
+        info = SessionInfo.from_json(await self._call("session.start", params))
+        # Known from now on, as with an engine of our own: its event frame may come later.
+        for event in self._proto.learn(info):
+            for sub in self._subscribers:
+                sub.put(event)
+        return info
+
+    async def kill(self, session_id: str, *, force: bool = False, reason: str = "killed") -> None:
+        """TERM, grace, KILL (KILL at once with `force`); returns once it ended."""
+        await self._call(
+            "session.kill", {"session_id": session_id, "force": force, "reason": reason}
+        )
+
+    async def restart(self, session_id: str) -> SessionInfo:
+        return SessionInfo.from_json(
+            await self._call("session.restart", {"session_id": session_id})
+        )
+
+    async def pause(self, session_id: str) -> None:
+        await self._call("session.pause", {"session_id": session_id})
+
+    async def resume(self, session_id: str) -> None:
+        await self._call("session.resume", {"session_id": session_id})
+
+    async def kill_all(self, reason: str = "killed") -> None:
+        """Kill every session of the engine; returns once they have ended."""
+        await self._call("engine.kill_all", {"reason": reason})
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -1,0 +1,235 @@
+"""The client side of the management channel (manage.py), sans I/O: frames in, events
+and frames out, deadlines; no sockets, no clock of its own (tests feed it frames).
+
+A client keeps a table of every session the server knows: filled by the answer to
+`engine.subscribe`, then kept up to date by `engine.events` frames, which become the
+engine's own events (events.py), so a client looks exactly like an engine to the app.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ccx_tui.engine import manage
+from ccx_tui.engine import protocol as p
+from ccx_tui.engine.events import (
+    Event,
+    OutputAppended,
+    SessionAdded,
+    SessionRemoved,
+    SessionUpdated,
+)
+from ccx_tui.engine.local import EngineStats
+from ccx_tui.engine.session import SessionInfo
+from ccx_tui.errors import (
+    AmbiguousSession,
+    CcxError,
+    DataDirError,
+    InvalidCommand,
+    InvalidTransition,
+    UnknownSession,
+)
+
+SUBSCRIBE = "engine.subscribe"
+# The errors a server names (manage.py's `data.error`) that a client raises as such.
+ERRORS: dict[str, type[CcxError]] = {
+    cls.__name__: cls
+    for cls in (UnknownSession, AmbiguousSession, InvalidCommand, InvalidTransition, DataDirError)
+}
+
+
+class EngineCallError(CcxError):
+    """The engine refused or failed a request; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer to request `id`: its result, or the error to raise."""
+
+    id: int
+    result: Any = None
+    error: CcxError | None = None
+
+
+@dataclass(slots=True)
+class Received:
+    """What one frame (or the time passing) gave: replies to requests, engine events,
+    and frames to send back."""
+
+    replies: list[Reply] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    send: list[str] = field(default_factory=list)
+
+
+class EngineProtocol:
+    """One connection's protocol state: pending requests and their deadlines, the
+    session table, the engine's counts."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[str, float | None]] = {}  # id -> (method, deadline)
+        self.sessions: dict[str, SessionInfo] = {}
+        """Every session the engine knows, by id, as of the last frame."""
+        self.current: list[str] = []
+        """The sessions the engine has had since it started (from the subscription)."""
+        self.stats = EngineStats(0, 0, 0, 0)
+        self.engine: dict[str, Any] = {}
+        """What the engine said of itself: pid, version, data_dir, kill_grace..."""
+        self.capabilities: tuple[str, ...] = ()
+        self.connected = False
+        """The server's `connected` notification has come."""
+        self.subscribed = False
+        self._resubscribe = False
+
+    # -- requests ---------------------------------------------------------------------
+
+    def request(
+        self, method: str, params: dict[str, Any], *, deadline: float | None = None
+    ) -> tuple[int, str]:
+        """A request's id and frame; its reply comes from `receive` (or `expire`)."""
+        msg_id = next(self._ids)
+        self._pending[msg_id] = (method, deadline)
+        return msg_id, p.encode_request(method, params, msg_id)
+
+    def subscribe(self, *, deadline: float | None = None) -> tuple[int, str]:
+        """The subscription request.  Again after a reconnect: the answer then becomes
+        events for what changed meanwhile (new, changed and gone sessions)."""
+        self._resubscribe = self.subscribed
+        return self.request(SUBSCRIBE, {}, deadline=deadline)
+
+    def waiting(self, msg_id: int) -> bool:
+        """Whether request `msg_id` still waits for its answer."""
+        return msg_id in self._pending
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for _, d in self._pending.values() if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def expire(self, now: float) -> list[Reply]:
+        """Replies (errors) for the requests whose deadline has passed."""
+        late = [i for i, (_, d) in self._pending.items() if d is not None and d <= now]
+        replies = []
+        for msg_id in late:
+            method, _ = self._pending.pop(msg_id)
+            replies.append(Reply(msg_id, error=EngineCallError(f"no answer to {method} in time")))
+        return replies
+
+    def lost(self, why: str) -> list[Reply]:
+        """The connection is gone: every pending request fails with `why`."""
+        replies = [Reply(i, error=EngineCallError(why)) for i in self._pending]
+        self._pending.clear()
+        self.connected = False
+        return replies
+
+    def learn(self, info: SessionInfo) -> list[Event]:
+        """A session a reply named (one just started): its SessionAdded if new, so
+        the event frame that will name it too is an update."""
+        if info.id in self.sessions:
+            return []
+        self.sessions[info.id] = info
+        return [SessionAdded(info)]
+
+    # -- frames from the server -------------------------------------------------------
+
+    def receive(self, frame: str | bytes) -> Received:
+        """Apply one frame from the server.  Never raises: a frame that makes no sense
+        is ignored (the server is ours; a bad frame must still not end the client)."""
+        out = Received()
+        msg = p.parse(frame)
+        if isinstance(msg, p.Result | p.ErrorResponse):
+            self._reply(msg, out)
+        elif isinstance(msg, p.Notification):
+            self._notification(msg, out)
+        return out
+
+    def _reply(self, msg: p.Result | p.ErrorResponse, out: Received) -> None:
+        if not isinstance(msg.id, int) or msg.id not in self._pending:
+            return
+        method, _ = self._pending.pop(msg.id)
+        if isinstance(msg, p.ErrorResponse):
+            name = msg.data.get("error") if isinstance(msg.data, dict) else None
+            error_class = ERRORS.get(name, EngineCallError) if isinstance(name, str) else None
+            out.replies.append(Reply(msg.id, error=(error_class or EngineCallError)(msg.message)))
+            return
+        if method == SUBSCRIBE:
+            try:
+                self._snapshot(msg.result, out)
+            except (TypeError, ValueError, KeyError) as exc:
+                error = EngineCallError(f"bad answer to {SUBSCRIBE}: {exc}")
+                out.replies.append(Reply(msg.id, error=error))
+                return
+        out.replies.append(Reply(msg.id, msg.result))
+
+    def _snapshot(self, result: Any, out: Received) -> None:
+        if not isinstance(result, dict):
+            raise TypeError("not an object")
+        infos = {info.id: info for info in map(_info, result["sessions"])}
+        self.current = [sid for sid in result.get("current", []) if sid in infos]
+        self.stats = _stats(result.get("stats"), self.stats)
+        engine = result.get("engine")
+        self.engine = engine if isinstance(engine, dict) else {}
+        if self._resubscribe:  # what happened while we were away
+            for sid, info in infos.items():
+                known = self.sessions.get(sid)
+                if known is None:
+                    out.events.append(SessionAdded(info))
+                elif known != info:
+                    out.events.append(SessionUpdated(info))
+            out.events.extend(SessionRemoved(sid) for sid in self.sessions if sid not in infos)
+        self.sessions = infos
+        self.subscribed = True
+
+    def _notification(self, msg: p.Notification, out: Received) -> None:
+        if msg.method == "ping":
+            out.send.append(p.encode_notification("pong", {}))
+        elif msg.method == "connected":
+            caps = msg.params.get("capabilities")
+            self.capabilities = tuple(c for c in caps if isinstance(c, str)) if caps else ()
+            self.connected = True
+        elif msg.method == manage.EVENTS_METHOD and self.subscribed:
+            self._events(msg.params, out)
+
+    def _events(self, params: dict[str, Any], out: Received) -> None:
+        for raw in params.get("sessions") or []:
+            try:
+                info = _info(raw)
+            except (TypeError, ValueError, KeyError):
+                continue
+            known = info.id in self.sessions
+            self.sessions[info.id] = info
+            out.events.append(SessionUpdated(info) if known else SessionAdded(info))
+        output = params.get("output")
+        for sid, counts in output.items() if isinstance(output, dict) else ():
+            had = self.sessions.get(sid)
+            if had is None or not _counts(counts):
+                continue
+            size, lines = counts
+            self.sessions[sid] = replace(had, bytes=size, lines=lines)
+            out.events.append(OutputAppended(sid, size, lines))
+        for sid in params.get("removed") or []:
+            if isinstance(sid, str) and self.sessions.pop(sid, None) is not None:
+                out.events.append(SessionRemoved(sid))
+        self.stats = _stats(params.get("stats"), self.stats)
+
+
+def _info(raw: Any) -> SessionInfo:
+    if not isinstance(raw, dict):
+        raise TypeError("a session is not an object")
+    return SessionInfo.from_json(raw)
+
+
+def _counts(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)
+    )
+
+
+def _stats(raw: Any, previous: EngineStats) -> EngineStats:
+    names = ("running", "paused", "queued", "max_sessions")
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(n), int) for n in names):
+        return previous
+    return EngineStats(*(int(raw[n]) for n in names))
