@@ -147,3 +147,19 @@ def test_pings_are_answered_and_garbage_is_ignored() -> None:
 def test_a_reply_to_nobody_is_ignored() -> None:
     proto = subscribed()
     assert proto.receive(p.encode_result(999, {})).replies == []
+
+
+def test_live_output_is_a_header_then_its_bytes() -> None:
+    """`session.live` names the session, offset and stream of the binary frame that
+    follows it (bytes kept exact, invalid UTF-8 included); a binary frame without a
+    header is ignored, and `session.live_end` ends a session's live output."""
+    proto = subscribed(info("a"))
+    header = p.encode_notification("session.live", {"session_id": "a", "offset": 7, "stream": 1})
+    assert proto.receive(header).live == []
+    out = proto.receive(b"\xff\xfe raw\n")
+    [(sid, chunk)] = out.live
+    assert (sid, chunk.offset, chunk.stream, chunk.data) == ("a", 7, 1, b"\xff\xfe raw\n")
+    assert proto.receive(b"stray").live == []
+    assert proto.receive(
+        p.encode_notification("session.live_end", {"session_id": "a"})
+    ).live_end == ["a"]

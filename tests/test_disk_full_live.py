@@ -261,8 +261,9 @@ async def test_the_client_says_what_the_server_lost_where_it_lost_it() -> None:
 
 
 def _in_process_app(data_dir: Path, command: str) -> CcxApp:
-    """The app on an engine of its own process (as it runs a remote server's
-    sessions): the pane gets a live tap of the output."""
+    """The app on an engine in its own process (as it runs a remote server's
+    sessions): the pane taps the output there; with the engine process, the output
+    the disk did not keep comes over the engine's socket."""
     settings = Settings(data_dir=data_dir, kill_grace=0.3)
     engine = LocalEngine(settings.engine_config())
     return CcxApp(engine, settings=settings, commands=[command], sample_usage=False)
@@ -270,17 +271,7 @@ def _in_process_app(data_dir: Path, command: str) -> CcxApp:
 
 @pytest.mark.parametrize(
     "engine",
-    [
-        "in-process",
-        pytest.param(
-            "engine-process",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap (issue 11): no live tap crosses the engine socket yet, "
-                "so a client of the engine process shows only what the disk kept",
-            ),
-        ),
-    ],
+    ["in-process", "engine-process"],
 )
 async def test_the_view_shows_the_latest_output_the_full_disk_did_not_keep(
     tmp_path: Path,

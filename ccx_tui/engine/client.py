@@ -33,7 +33,7 @@ from ccx_tui.engine.process import MARKER_ENV, SECRET_ENV
 from ccx_tui.engine.session import SessionInfo, SessionSpec
 from ccx_tui.engine.tap import OutputTap
 from ccx_tui.engine.unixsock import WS_URI
-from ccx_tui.errors import UnknownSession
+from ccx_tui.errors import CcxError, UnknownSession
 
 CONNECT_DEADLINE = 30.0
 RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
@@ -81,6 +81,8 @@ class EngineClient:
         self._subscribers: set[Subscriber] = set()
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
+        self._taps: dict[str, set[OutputTap]] = {}  # live output the disk did not keep
+        self._requests: set[asyncio.Task[None]] = set()  # fire-and-check requests
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -95,10 +97,16 @@ class EngineClient:
         if self._closed:
             return
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for task in [self._reader, *self._requests]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in [self._reader, *self._requests] if t is not None),
+            return_exceptions=True,
+        )
+        for taps in list(self._taps.values()):
+            for tap in list(taps):
+                tap.close()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2)
@@ -156,6 +164,8 @@ class EngineClient:
             except EngineError as exc:
                 why = str(exc)
                 continue
+            for session_id in self._taps:  # the new connection forwards them again
+                self._request_soon("session.tap", {"session_id": session_id})
             return True
         self.status = f"lost: {why}"
         return False
@@ -166,6 +176,12 @@ class EngineClient:
         for event in received.events:
             for sub in self._subscribers:
                 sub.put(event)
+        for session_id, chunk in received.live:
+            for tap in self._taps.get(session_id, ()):
+                tap.put(chunk.offset, chunk.stream, chunk.data)
+        for session_id in received.live_end:
+            for tap in list(self._taps.pop(session_id, ())):
+                tap.close()
         for frame in received.send:
             await ws.send(frame)
 
@@ -236,8 +252,38 @@ class EngineClient:
         self._subscribers.discard(sub)
 
     def tap(self, session_id: str, *, window: int, unkept_only: bool) -> OutputTap | None:
-        """No live tap across processes: views read the transcript."""
-        return None
+        """The session's output its transcript does not keep (a full or failing disk),
+        forwarded by the engine process; views read the rest from the transcript, so
+        nothing crosses the socket while the disk keeps it all.  Raises UnknownSession.
+        The caller closes the tap."""
+        info = self.get(session_id)
+        tap = OutputTap(info.bytes, window=window, on_close=self._untap)
+        taps = self._taps.setdefault(info.id, set())
+        if not taps:
+            self._request_soon("session.tap", {"session_id": info.id})
+        taps.add(tap)
+        return tap
+
+    def _untap(self, tap: OutputTap) -> None:
+        for session_id, taps in list(self._taps.items()):
+            if tap in taps:
+                taps.discard(tap)
+                if not taps:
+                    del self._taps[session_id]
+                    if not self._closed:
+                        self._request_soon("session.untap", {"session_id": session_id})
+
+    def _request_soon(self, method: str, params: dict[str, Any]) -> None:
+        """Send a request from a task of the client's own (from code that cannot
+        wait); a refusal is of no consequence (the session may be gone)."""
+
+        async def request() -> None:
+            with contextlib.suppress(CcxError):
+                await self._call(method, params)
+
+        task = asyncio.get_running_loop().create_task(request())
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
 
     async def start(self, spec: SessionSpec, *, autostart: bool = True) -> SessionInfo:
         """Start (or only create) a session in the engine.  The spec is checked here

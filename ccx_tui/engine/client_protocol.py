@@ -23,6 +23,7 @@ from ccx_tui.engine.events import (
 )
 from ccx_tui.engine.local import EngineStats
 from ccx_tui.engine.session import SessionInfo
+from ccx_tui.engine.tap import Chunk
 from ccx_tui.errors import (
     AmbiguousSession,
     CcxError,
@@ -61,6 +62,10 @@ class Received:
     replies: list[Reply] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     send: list[str] = field(default_factory=list)
+    live: list[tuple[str, Chunk]] = field(default_factory=list)
+    """Output the disk did not keep, per session (see `session.tap`)."""
+    live_end: list[str] = field(default_factory=list)
+    """Sessions whose live output is over."""
 
 
 class EngineProtocol:
@@ -82,6 +87,7 @@ class EngineProtocol:
         """The server's `connected` notification has come."""
         self.subscribed = False
         self._resubscribe = False
+        self._live_header: tuple[str, int, int] | None = None  # waits for its payload
 
     # -- requests ---------------------------------------------------------------------
 
@@ -137,6 +143,12 @@ class EngineProtocol:
         """Apply one frame from the server.  Never raises: a frame that makes no sense
         is ignored (the server is ours; a bad frame must still not end the client)."""
         out = Received()
+        header, self._live_header = self._live_header, None
+        if header is not None:  # the frame after a `session.live` header: its bytes
+            if isinstance(frame, bytes):
+                session_id, offset, stream = header
+                out.live.append((session_id, Chunk(offset, stream, frame)))
+                return out
         msg = p.parse(frame)
         if isinstance(msg, p.Result | p.ErrorResponse):
             self._reply(msg, out)
@@ -190,6 +202,15 @@ class EngineProtocol:
             self.connected = True
         elif msg.method == manage.EVENTS_METHOD and self.subscribed:
             self._events(msg.params, out)
+        elif msg.method == manage.LIVE_METHOD:
+            sid, where = msg.params.get("session_id"), msg.params.get("offset")
+            stream = msg.params.get("stream")
+            if isinstance(sid, str) and isinstance(where, int) and isinstance(stream, int):
+                self._live_header = (sid, where, stream)
+        elif msg.method == manage.LIVE_END_METHOD:
+            sid = msg.params.get("session_id")
+            if isinstance(sid, str):
+                out.live_end.append(sid)
 
     def _events(self, params: dict[str, Any], out: Received) -> None:
         for raw in params.get("sessions") or []:

@@ -415,6 +415,28 @@ class LocalEngine:
         if rec.info.state is State.PAUSED:
             self._set(rec, State.RUNNING)
 
+    async def flush_records(self) -> None:
+        """Wait until every session record saved so far is on disk (meta.json), so
+        that an engine killed from now on leaves them for the next one to find.
+        Cancelling is safe (the writes go on)."""
+        await asyncio.to_thread(self._meta.flush)
+
+    async def until_unkept(self, session_id: str) -> bool:
+        """Wait until the session's transcript stops keeping its output (the disk
+        failed: True) or the session is over, no restart due (False).  For a consumer
+        of a tap that forwards only what the disk did not keep.  Safe to cancel;
+        raises UnknownSession."""
+        rec = self._find(session_id)
+
+        def unkept() -> bool:
+            return rec.writer is not None and rec.writer.error is not None
+
+        def over() -> bool:
+            return rec.info.state.final and rec.ended.is_set() and rec.restart_handle is None
+
+        await rec.wait_until(lambda: unkept() or over() or self._closed)
+        return unkept()
+
     async def wait(self, session_id: str) -> SessionInfo:
         """Wait until the session is final: not between two runs, and no automatic
         restart pending.  Safe to cancel; raises UnknownSession."""
@@ -590,6 +612,11 @@ class LocalEngine:
             mux.eof(stream)
             self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
 
+        if info.run == 1 and self.location == "local":
+            # A process carries the session's marker: its record must be on disk first,
+            # or an engine killed now (SIGKILL) would leave it out of the next one's
+            # reach (orphans are found through the records, see `_kill_orphans`).
+            await self.flush_records()
         try:
             proc = await self._launch(rec, on_data, on_eof)
         except OSError as exc:
@@ -781,6 +808,7 @@ class LocalEngine:
         if writer is not None and writer.error is not None and not rec.error_reported:
             rec.error_reported = True
             self._emit(SessionUpdated(self._snapshot(rec)))
+            rec.notify()  # wakes `until_unkept`
 
     def _expire(self, rec: _Record) -> None:
         rec.ttl_handle = None

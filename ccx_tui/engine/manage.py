@@ -14,6 +14,11 @@ Extension methods (capability "manage"), on a connection of their own:
 - `session.start` {"spec": SPEC, "autostart": bool, "environ": {...}} -> INFO.
   `environ` is the environment the session inherits instead of the engine's (the
   client's own: a session started from a shell with a venv active sees that venv).
+- `session.tap` {"session_id"}: from now on, the session's output that its transcript
+  does not keep (a full or failing disk; nothing while the disk keeps it all) comes
+  as `session.live` {"session_id", "offset", "stream"} notifications, each followed
+  by one binary frame of its bytes, at most LIVE_WINDOW behind; `session.live_end`
+  {"session_id"} once the session is over.  `session.untap` stops it.
 - `session.kill` {"session_id", "force", "reason"}, `session.restart` -> INFO,
   `session.pause`, `session.resume` {"session_id"} (ids may be unique prefixes),
   `engine.kill_all` {"reason"}: answered once done, after an `engine.events` frame
@@ -30,6 +35,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
+from websockets.exceptions import ConnectionClosed
+
 from ccx_tui import __version__
 from ccx_tui.engine import protocol as p
 from ccx_tui.engine.events import (
@@ -42,14 +49,20 @@ from ccx_tui.engine.events import (
 )
 from ccx_tui.engine.local import EngineStats, LocalEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec
+from ccx_tui.engine.tap import Chunk, OutputTap
 from ccx_tui.errors import CcxError
 
 CAPABILITY = "manage"
 EVENTS_METHOD = "engine.events"
 FRAME_INTERVAL = 0.02  # at most 50 frames a second: a flood costs a client no more
+LIVE_METHOD = "session.live"
+LIVE_END_METHOD = "session.live_end"
+LIVE_WINDOW = 8 * 1024 * 1024  # what a forwarder holds for a client that lags
 METHODS = frozenset(
     {
         "engine.subscribe",
+        "session.tap",
+        "session.untap",
         "engine.kill_all",
         "session.start",
         "session.kill",
@@ -60,6 +73,7 @@ METHODS = frozenset(
 )
 
 Send = Callable[[str], Awaitable[None]]
+SendFrames = Callable[..., Awaitable[None]]
 
 
 def info_to_wire(info: SessionInfo) -> dict[str, Any]:
@@ -91,9 +105,11 @@ class Manager:
     `send`, from a task of its own: a kill that takes its grace period never stops the
     connection reading); `aclose` ends its subscription."""
 
-    def __init__(self, engine: LocalEngine, send: Send) -> None:
+    def __init__(self, engine: LocalEngine, send: Send, send_frames: SendFrames) -> None:
         self.engine = engine
         self._send = send
+        self._send_frames = send_frames
+        self._forwarders: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sub: Subscriber | None = None
         # What changed since the last frame: latest state per session, bounded.
@@ -109,9 +125,9 @@ class Manager:
     async def aclose(self) -> None:
         if self._sub is not None:
             self.engine.unsubscribe(self._sub)
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._forwarders.values()]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._forwarders.values(), return_exceptions=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -142,13 +158,29 @@ class Manager:
             autostart = params.get("autostart", True)
             if not isinstance(autostart, bool):
                 raise ManageError(p.INVALID_PARAMS, "Invalid params: autostart must be a boolean")
-            return info_to_wire(await engine.start(spec, autostart=autostart))
+            info = await engine.start(spec, autostart=autostart)
+            # Once a client hears of a session, it is on disk: an engine killed now
+            # leaves it for the next one to show (as interrupted) rather than lose it.
+            await engine.flush_records()
+            return info_to_wire(engine.get(info.id))
         if method == "engine.kill_all":
             await engine.kill_all(_text(params, "reason", "killed"))
             return {}
         session_id = params.get("session_id")
         if not isinstance(session_id, str) or not session_id:
             raise ManageError(p.INVALID_PARAMS, f"Invalid params: {method} needs session_id")
+        if method == "session.tap":
+            self.engine.get(session_id)  # raises UnknownSession
+            if session_id not in self._forwarders:
+                tap = self.engine.tap(session_id, window=LIVE_WINDOW, unkept_only=True)
+                task = asyncio.get_running_loop().create_task(self._forward(session_id, tap))
+                self._forwarders[session_id] = task
+            return {}
+        if method == "session.untap":
+            forwarder = self._forwarders.pop(session_id, None)
+            if forwarder is not None:
+                forwarder.cancel()
+            return {}
         if method == "session.kill":
             force = params.get("force", False)
             if not isinstance(force, bool):
@@ -162,6 +194,36 @@ class Manager:
             return {}
         await engine.resume(session_id)
         return {}
+
+    # -- live output the disk did not keep ------------------------------------------
+
+    async def _forward(self, session_id: str, tap: OutputTap) -> None:
+        """Send the session's output the transcript did not keep (once its disk
+        failed; nothing while the disk keeps it all), then `session.live_end`."""
+        try:
+            while await self.engine.until_unkept(session_id):
+                chunks = await tap.read()
+                if not chunks:
+                    break  # the session is over
+                await self._forward_chunks(session_id, chunks)
+            # Over: what the tap still holds was not kept either, if the disk failed.
+            if self.engine.get(session_id).write_error is not None:
+                await self._forward_chunks(session_id, tap.read_nowait())
+            await self._send(p.encode_notification(LIVE_END_METHOD, {"session_id": session_id}))
+        except (CcxError, ConnectionClosed):
+            pass  # the session went (retention), or the client did
+        finally:
+            tap.close()
+            if self._forwarders.get(session_id) is asyncio.current_task():
+                del self._forwarders[session_id]
+
+    async def _forward_chunks(self, session_id: str, chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            header = p.encode_notification(
+                LIVE_METHOD,
+                {"session_id": session_id, "offset": chunk.offset, "stream": chunk.stream},
+            )
+            await self._send_frames(header, chunk.data)
 
     # -- the subscription -------------------------------------------------------------
 

@@ -394,6 +394,13 @@ class _Connection:
         async with self.send_lock:
             await self.ws.send(frame)
 
+    async def send_frames(self, *frames: str | bytes) -> None:
+        """Frames that belong together (a header and its payload), with nothing sent
+        in between."""
+        async with self.send_lock:
+            for frame in frames:
+                await self.ws.send(frame)
+
     async def run(self) -> None:
         await self.send(
             p.encode_notification(
@@ -501,7 +508,7 @@ class _Connection:
             return await self._attach(params)
         if method in manage.METHODS:
             if self.manager is None:
-                self.manager = manage.Manager(self.engine, self.send)
+                self.manager = manage.Manager(self.engine, self.send, self.send_frames)
             self.manager.call(method, params, msg_id)
             return _LATER
         raise _RpcError(p.METHOD_NOT_FOUND, f"Method not found: {method}")
