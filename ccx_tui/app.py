@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
+from textual.widgets import ContentSwitcher, Static, TabbedContent
 
 from ccx_tui.config import DeclaredSession, ServerTarget, Settings
 from ccx_tui.engine.api import Engine
@@ -40,6 +40,7 @@ from ccx_tui.hangup import EXIT_HANGUP, HangupGuard
 from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, QuitDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
+from ccx_tui.widgets.key_footer import KeyFooter
 from ccx_tui.widgets.palette import ANSI_THEME
 from ccx_tui.widgets.safe import LiteralToastsApp, printable
 from ccx_tui.widgets.session_pane import SessionPane, live_tap, pane_id
@@ -158,7 +159,7 @@ class CcxApp(LiteralToastsApp):
                 yield self._empty
                 yield self._tabs
             yield self._sidebar
-        yield Footer()
+        yield KeyFooter()
 
     async def on_mount(self) -> None:
         for engine in list(self.engines):
@@ -346,6 +347,7 @@ class CcxApp(LiteralToastsApp):
             tabs.get_child_by_type(ContentSwitcher).current = pane_id(session_id)
             self._focus_view()
             self._sidebar.selected = session_id  # the sidebar's mark moves with it
+            self._refresh_pane(session_id)
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self) -> None:
@@ -380,13 +382,16 @@ class CcxApp(LiteralToastsApp):
         if self._quitting or not self.is_running:
             return  # the sessions are being stopped, or the widgets removed
         self._refresh_sidebar()
-        for session_id in self._open:
-            pane = self._pane(session_id)
-            if pane is not None:
-                with contextlib.suppress(CcxError):
-                    pane.info = self._engine_of(session_id).get(session_id)
+        self._refresh_pane(self._current())  # the others catch up when shown
         if self._sample_usage and self.engine.stats.live:
             self._sample()
+
+    def _refresh_pane(self, session_id: str | None) -> None:
+        """The pane's elapsed time, sizes and state, as of now."""
+        pane = self._pane(session_id) if session_id else None
+        if pane is not None and session_id is not None:
+            with contextlib.suppress(CcxError):
+                pane.info = self._engine_of(session_id).get(session_id)
 
     @work(thread=True, exclusive=True, group="usage")
     def _sample(self) -> None:
@@ -640,7 +645,7 @@ class ViewerApp(LiteralToastsApp):
 
         yield TranscriptPanel(self.path, title=self.path.name, follow=True, id="viewer")
         yield Static(Content(self.title), id="viewer-title")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         view = self.query_one(TranscriptView)

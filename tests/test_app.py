@@ -421,3 +421,31 @@ async def test_dialogs_put_no_control_characters_in_an_input(
         assert name == "echo-saved-here.log"
         await pilot.press("enter")
         await until(lambda: (odd / name).exists(), what="the saved file")
+
+
+async def test_a_tab_switch_keeps_the_footer_but_new_keys_show(data_dir: Path) -> None:
+    """Regression (issue 11's profile): every tab switch rebuilt the footer's keys,
+    a fifth of the app's CPU while switching under load, though the keys were the same.
+    The footer's widgets now stay across a switch; keys that do change still show
+    (the search bar's own keys)."""
+    from textual.widgets._footer import FooterKey
+
+    from ccx_tui.widgets.key_footer import KeyFooter
+
+    app = app_for(data_dir, "echo one", "echo two")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: len(app._open) == 2, what="two tabs")
+        footer = app.query_one(KeyFooter)
+        await pilot.press("1")
+        await until(lambda: bool(footer.query(FooterKey)), what="the footer's keys")
+        await pilot.pause()
+        keys = list(footer.query(FooterKey))
+        for key in ("2", "1", "2", "1"):
+            await pilot.press(key)
+            await pilot.pause()
+        assert list(footer.query(FooterKey)) == keys  # the same widgets, not rebuilt
+        await pilot.press("slash")
+        await until(
+            lambda: any(k.key == "escape" for k in footer.query(FooterKey)),
+            what="the search bar's keys",
+        )
