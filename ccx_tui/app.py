@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +17,6 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Static, TabbedContent
 
@@ -31,10 +30,11 @@ from ccx_tui.engine.events import (
     SessionRemoved,
     SessionUpdated,
     Subscriber,
+    TreeUsage,
+    UsageSampled,
 )
 from ccx_tui.engine.remote_engine import RemoteEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
-from ccx_tui.engine.usage import TreeUsage, UsageSampler
 from ccx_tui.errors import CcxError
 from ccx_tui.hangup import EXIT_HANGUP, HangupGuard
 from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, QuitDialog
@@ -83,14 +83,6 @@ def tab_label(info: SessionInfo) -> Content:
     return Content.from_markup(markup, icon=icon, title=printable(info.spec.title), badge=badge)
 
 
-class UsageSampled(Message):
-    """CPU and memory per live session id, sampled in a thread."""
-
-    def __init__(self, usage: dict[str, TreeUsage]) -> None:
-        super().__init__()
-        self.usage = usage
-
-
 class CcxApp(LiteralToastsApp):
     """Tabs of sessions, a sidebar of limits and TTLs, everything on the keyboard."""
 
@@ -137,8 +129,7 @@ class CcxApp(LiteralToastsApp):
         self._commands = list(commands or [])
         self._declared = list(declared or [])
         self._clock = clock
-        self._sample_usage = sample_usage
-        self._sampler = UsageSampler()
+        self._sample_usage = sample_usage  # show the engines' CPU and memory figures
         self._open: list[str] = []  # session ids in tab order
         self._panes: dict[str, SessionPane] = {}  # the open tabs' panes, by session id
         self._quitting = False
@@ -250,6 +241,8 @@ class CcxApp(LiteralToastsApp):
             self._session_changed(event.info)
         elif isinstance(event, SessionRemoved):
             await self._close_tab(event.session_id)
+        elif isinstance(event, UsageSampled):
+            self._set_usage(event.usage)
 
     def _session_changed(self, info: SessionInfo) -> None:
         pane = self._pane(info.id)
@@ -378,13 +371,12 @@ class CcxApp(LiteralToastsApp):
         sidebar.selected = self._current()
 
     def _tick(self) -> None:
-        """Once a second: elapsed times and TTLs move on, CPU and memory are sampled."""
+        """Once a second: elapsed times and TTLs move on (CPU and memory figures come
+        from the engine process, see UsageSampled)."""
         if self._quitting or not self.is_running:
             return  # the sessions are being stopped, or the widgets removed
         self._refresh_sidebar()
         self._refresh_pane(self._current())  # the others catch up when shown
-        if self._sample_usage and self.engine.stats.live:
-            self._sample()
 
     def _refresh_pane(self, session_id: str | None) -> None:
         """The pane's elapsed time, sizes and state, as of now."""
@@ -393,20 +385,9 @@ class CcxApp(LiteralToastsApp):
             with contextlib.suppress(CcxError):
                 pane.info = self._engine_of(session_id).get(session_id)
 
-    @work(thread=True, exclusive=True, group="usage")
-    def _sample(self) -> None:
-        # A message, not call_from_thread, which waits for the loop: it may be exiting,
-        # and a message to an app that has closed is dropped.
-        roots = [pid for engine in self.engines if (pid := engine.engine_pid) is not None]
-        self.post_message(UsageSampled(self._sampler.sample(roots)))
-
-    @on(UsageSampled)
-    def _usage_sampled(self, message: UsageSampled) -> None:
-        self._set_usage(message.usage)
-
-    def _set_usage(self, usage: dict[str, TreeUsage]) -> None:
-        if self.is_running:  # not once teardown has begun
-            self._sidebar.usage = usage
+    def _set_usage(self, usage: Mapping[str, TreeUsage]) -> None:
+        if self.is_running and self._sample_usage:  # not once teardown has begun
+            self._sidebar.usage = dict(usage)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Every session action in the command palette too (ctrl+p)."""

@@ -22,10 +22,6 @@ class Engine(Protocol):
     survives_detach: bool
     """Whether its sessions go on after `aclose()` (an engine process)."""
 
-    @property
-    def engine_pid(self) -> int | None:
-        """The process whose children the sessions are (for CPU and memory figures)."""
-
     async def open(self) -> None:
         """Get ready (connect, load the table); raises CcxError if it cannot."""
 

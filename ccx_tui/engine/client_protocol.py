@@ -20,6 +20,8 @@ from ccx_tui.engine.events import (
     SessionAdded,
     SessionRemoved,
     SessionUpdated,
+    TreeUsage,
+    UsageSampled,
 )
 from ccx_tui.engine.local import EngineStats
 from ccx_tui.engine.session import SessionInfo
@@ -233,6 +235,19 @@ class EngineProtocol:
             if isinstance(sid, str) and self.sessions.pop(sid, None) is not None:
                 out.events.append(SessionRemoved(sid))
         self.stats = _stats(params.get("stats"), self.stats)
+        usage = params.get("usage")
+        if isinstance(usage, dict):
+            out.events.append(UsageSampled(_usage(usage)))
+
+
+def _usage(raw: dict[str, Any]) -> dict[str, TreeUsage]:
+    usage = {}
+    for sid, pair in raw.items():
+        if isinstance(pair, list) and len(pair) == 2:
+            cpu, rss = pair
+            if isinstance(cpu, int | float) and isinstance(rss, int):
+                usage[sid] = TreeUsage(float(cpu), rss)
+    return usage
 
 
 def _info(raw: Any) -> SessionInfo:

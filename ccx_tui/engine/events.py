@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ccx_tui.engine.session import SessionInfo
@@ -42,7 +43,23 @@ class OutputAppended:
     lines: int
 
 
-Event = SessionAdded | SessionUpdated | SessionRemoved | OutputAppended
+@dataclass(frozen=True, slots=True)
+class TreeUsage:
+    """CPU in percent of one core since the last sample, resident memory in bytes."""
+
+    cpu: float
+    rss: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSampled:
+    """CPU and memory of each live session's process tree (about once a second, from
+    an engine process).  High-rate enough to coalesce: only the latest is kept."""
+
+    usage: Mapping[str, TreeUsage]
+
+
+Event = SessionAdded | SessionUpdated | SessionRemoved | OutputAppended | UsageSampled
 
 
 class Subscriber:
@@ -52,6 +69,7 @@ class Subscriber:
     def __init__(self) -> None:
         self._queue: deque[Event] = deque()
         self._output: dict[str, OutputAppended] = {}
+        self._usage: UsageSampled | None = None
         self._ready = asyncio.Event()
         self.closed = False
 
@@ -60,6 +78,8 @@ class Subscriber:
             return
         if isinstance(event, OutputAppended):
             self._output[event.session_id] = event
+        elif isinstance(event, UsageSampled):
+            self._usage = event
         else:
             sid = event.session_id if isinstance(event, SessionRemoved) else event.info.id
             pending = self._output.pop(sid, None)
@@ -78,7 +98,8 @@ class Subscriber:
         if self._output:
             key = next(iter(self._output))
             return self._output.pop(key)
-        return None
+        usage, self._usage = self._usage, None
+        return usage
 
     async def get(self) -> Event | None:
         """The next event, or None once the subscriber is closed and drained."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -210,11 +209,6 @@ class LocalEngine:
 
     def get(self, session_id: str) -> SessionInfo:
         return self._snapshot(self._find(session_id))
-
-    @property
-    def engine_pid(self) -> int | None:
-        """This process: the sessions are its children."""
-        return os.getpid()
 
     def current(self) -> list[SessionInfo]:
         """The sessions this engine has had since it opened (not the history it

@@ -8,7 +8,8 @@ Extension methods (capability "manage"), on a connection of their own:
   of them it has had since it started (`current`: what an attaching client opens as
   tabs), and its counts.  From then on `engine.events`
   notifications {"sessions": [INFO...], "output": {ID: [BYTES, LINES]},
-  "removed": [ID...], "stats": STATS} say what changed, at most one every
+  "removed": [ID...], "stats": STATS, "usage": {ID: [CPU%, RSS]}} say what changed
+  (usage: once a second, the CPU and memory of each live session's tree), at most one every
   FRAME_INTERVAL: a session's latest state replaces any older one not yet sent, so a
   client that reads slowly costs one entry per session, never a queue.
 - `session.start` {"spec": SPEC, "autostart": bool, "environ": {...}} -> INFO.
@@ -46,10 +47,12 @@ from ccx_tui.engine.events import (
     SessionRemoved,
     SessionUpdated,
     Subscriber,
+    TreeUsage,
 )
 from ccx_tui.engine.local import EngineStats, LocalEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec
 from ccx_tui.engine.tap import Chunk, OutputTap
+from ccx_tui.engine.usage_feed import UsageFeed
 from ccx_tui.errors import CcxError
 
 CAPABILITY = "manage"
@@ -105,8 +108,16 @@ class Manager:
     `send`, from a task of its own: a kill that takes its grace period never stops the
     connection reading); `aclose` ends its subscription."""
 
-    def __init__(self, engine: LocalEngine, send: Send, send_frames: SendFrames) -> None:
+    def __init__(
+        self,
+        engine: LocalEngine,
+        send: Send,
+        send_frames: SendFrames,
+        usage: UsageFeed | None = None,
+    ) -> None:
         self.engine = engine
+        self._usage_feed = usage
+        self._usage: dict[str, TreeUsage] | None = None  # a sample not sent yet
         self._send = send
         self._send_frames = send_frames
         self._forwarders: dict[str, asyncio.Task[None]] = {}
@@ -249,6 +260,13 @@ class Manager:
         await self._send(p.encode_result(msg_id, result))
         self._spawn(self._collect(sub))
         self._spawn(self._sender())
+        if self._usage_feed is not None:
+            self._spawn(self._follow_usage(self._usage_feed))
+
+    async def _follow_usage(self, feed: UsageFeed) -> None:
+        async for usage in feed.follow():
+            self._usage = usage
+            self._dirty.set()
 
     async def _collect(self, sub: Subscriber) -> None:
         while (event := await sub.get()) is not None:
@@ -281,14 +299,17 @@ class Manager:
             return
         while (event := self._sub.get_nowait()) is not None:
             self._note(event)
-        if not (self._infos or self._output or self._removed):
+        if not (self._infos or self._output or self._removed or self._usage is not None):
             return
-        params = {
+        params: dict[str, Any] = {
             "sessions": [info_to_wire(info) for info in self._infos.values()],
             "output": {sid: list(counts) for sid, counts in self._output.items()},
             "removed": sorted(self._removed),
             "stats": stats_to_wire(self.engine.stats),
         }
+        if self._usage is not None:
+            params["usage"] = {sid: [u.cpu, u.rss] for sid, u in self._usage.items()}
+            self._usage = None
         self._infos.clear()
         self._output.clear()
         self._removed.clear()

@@ -77,6 +77,7 @@ from ccx_tui.engine.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.tap import OutputTap
 from ccx_tui.engine.transcript import META, SIDECAR_NAME, STDERR, STDOUT, read_segments
 from ccx_tui.engine.unixsock import peer_uid
+from ccx_tui.engine.usage_feed import UsageFeed
 from ccx_tui.errors import CcxError, InvalidCommand
 
 PATHS = ("/ws/mcp", "/ws")
@@ -195,6 +196,7 @@ class CcxServer:
         self._followers: dict[str, set[_Connection]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.port = config.port
+        self.usage = UsageFeed()  # shared by the clients that follow the sessions
 
     async def __aenter__(self) -> CcxServer:
         await self.start()
@@ -232,6 +234,7 @@ class CcxServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.usage.aclose()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -508,7 +511,9 @@ class _Connection:
             return await self._attach(params)
         if method in manage.METHODS:
             if self.manager is None:
-                self.manager = manage.Manager(self.engine, self.send, self.send_frames)
+                self.manager = manage.Manager(
+                    self.engine, self.send, self.send_frames, self.server.usage
+                )
             self.manager.call(method, params, msg_id)
             return _LATER
         raise _RpcError(p.METHOD_NOT_FOUND, f"Method not found: {method}")

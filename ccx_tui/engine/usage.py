@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
 
 import psutil
 
+from ccx_tui.engine.events import TreeUsage
 from ccx_tui.engine.process import MARKER_ENV
 
-
-@dataclass(frozen=True, slots=True)
-class TreeUsage:
-    """CPU in percent of one core since the last sample, resident memory in bytes."""
-
-    cpu: float
-    rss: int
+__all__ = ["TreeUsage", "UsageSampler"]
 
 
 class UsageSampler:
@@ -31,13 +24,12 @@ class UsageSampler:
         self._procs: dict[int, psutil.Process] = {}
         self._markers: dict[int, str] = {}
 
-    def sample(self, roots: Iterable[int] = ()) -> dict[str, TreeUsage]:
-        """Usage per session id, for every process under `roots` (the engine processes
-        that run sessions) and our own."""
-        children: list[psutil.Process] = []
-        for root in {os.getpid(), *roots}:
-            with contextlib.suppress(psutil.Error):
-                children += psutil.Process(root).children(recursive=True)
+    def sample(self) -> dict[str, TreeUsage]:
+        """Usage per session id, for every process ccx-tui started (and their children)."""
+        try:
+            children = psutil.Process(os.getpid()).children(recursive=True)
+        except psutil.Error:
+            return {}
         seen: set[int] = set()
         cpu: dict[str, float] = {}
         rss: dict[str, int] = {}
