@@ -138,7 +138,7 @@ class CcxApp(LiteralToastsApp):
         self.detached = 0
         """Sessions left running in the engine process when the app detached."""
 
-        # The widgets the timer, the engine's events and the usage thread update, held
+        # The widgets the timer and the engine's events update, held
         # here rather than looked up: those outlive the widgets by a little at exit.
         self._empty = Static(EMPTY_TEXT, id="empty")
         self._tabs = SessionTabs(id="tabs")

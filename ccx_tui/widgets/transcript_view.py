@@ -46,6 +46,11 @@ TAIL_LINES = 256
 """Lines read backwards from the end of a big file to show before it is indexed."""
 FRAME = 1 / 30
 """How often coalesced `refresh_source` calls may start a new indexing pass."""
+FLOOD_GAP = 0.125
+"""Under a steady flow of output a new pass starts at most this long after the last
+one: the first line after a pause shows within a frame, a flood is repainted 8 times
+a second (each pass repaints the whole view; 30 a second took most of the app's time
+with many busy sessions, and held up keys such as a tab switch)."""
 HSCROLL = 4
 SEARCH_STEP = 32 * 1024 * 1024
 """Bytes scanned per search worker step, between cancellation checks and progress."""
@@ -223,6 +228,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._max_width = 0
         self._width_pending = False
         self._timer: Timer | None = None
+        self._last_pass = 0.0  # time.monotonic() when the last indexing pass started
         self._wanted = False  # refresh_source called; start a pass on the next tick
         self._hidden = False  # in a tab not shown: new output waits until it is
         self._lock = threading.Lock()  # guards the two flags below
@@ -699,7 +705,19 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def _update_virtual_size(self) -> None:
         self._width_pending = False
-        self.virtual_size = Size(self._max_width + self._gutter_width, self._rows)
+        size = Size(self._max_width + self._gutter_width, self._rows)
+        if size == self.virtual_size:
+            return
+        if not self.is_mounted:
+            self.virtual_size = size
+            return
+        # Not through the reactive, whose change lays out the whole screen again: the
+        # view's own size does not depend on its lines, and a scrollbar appearing still
+        # lays it out (its reactive does).  On every pass of a flood, the full layout
+        # cost more than the drawing.  As Textual's own `_size_updated` does.
+        self.set_reactive(ScrollView.virtual_size, size)
+        self._scroll_update(size)
+        self.refresh()
 
     def _tick(self) -> None:
         if self._hidden and self._timer is not None:
@@ -710,7 +728,11 @@ class TranscriptView(ScrollView, can_focus=True):
         if self._indexing:
             return
         if self._wanted:
+            now = time.monotonic()
+            if now - self._last_pass < FLOOD_GAP:
+                return  # a flood: the next tick looks again
             self._wanted = False
+            self._last_pass = now
             self._start_index()
         elif self._timer is not None:
             self._timer.pause()
