@@ -1,4 +1,4 @@
-"""`python -m bench [--quick]`: run the suite, print a markdown table, write RESULTS.md."""
+"""`python -m bench [--quick] [--only NAME]`: run benchmarks, print and write a table."""
 
 from __future__ import annotations
 
@@ -11,12 +11,35 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import ingest, keys, limit, open_view, remote, scale, search, slow_client
+from bench import (
+    attached,
+    ingest,
+    keys,
+    limit,
+    open_view,
+    remote,
+    scale,
+    search,
+    slow_client,
+    switch,
+)
 from bench.common import MIB, Row, machine_info, make_line_file
 
 NOT_YET: list[str] = []
 RESULTS = Path(__file__).with_name("RESULTS.md")
 QUICK_RESULTS = Path(__file__).with_name("out") / "RESULTS-quick.md"  # never the real table
+NAMES = (
+    "ingest",
+    "open",
+    "attached",
+    "search",
+    "limit",
+    "slow_client",
+    "keys",
+    "scale",
+    "remote",
+    "switch",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +54,15 @@ class Sizes:
     key_reps: int
     remote_bytes: int  # 4 KiB lines
     remote_short_bytes: int  # 64-byte lines
+    switch_sessions: int
+    switch_warmup: float
+    switch_reps: int
 
 
-QUICK = Sizes(64 * MIB, 100, 10, 32 * MIB, 3.0, 40, 5.0, 5, 64 * MIB, 16 * MIB)
-FULL = Sizes(1024 * MIB, 500, 50, 200 * MIB, 10.0, 200, 30.0, 10, 1024 * MIB, 1024 * MIB)
+QUICK = Sizes(64 * MIB, 100, 10, 32 * MIB, 3.0, 40, 5.0, 5, 64 * MIB, 16 * MIB, 20, 10.0, 30)
+FULL = Sizes(
+    1024 * MIB, 500, 50, 200 * MIB, 10.0, 200, 30.0, 10, 1024 * MIB, 1024 * MIB, 100, 60.0, 30
+)
 
 
 def table(rows: list[Row]) -> str:
@@ -68,32 +96,63 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="markdown file to write (default bench/RESULTS.md; --quick: bench/out/)",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=NAMES,
+        metavar="NAME",
+        help=f"run this bench alone (repeatable; one of {', '.join(NAMES)}); "
+        "the table goes to bench/out/, never bench/RESULTS.md",
+    )
     ns = parser.parse_args(argv)
     sizes = QUICK if ns.quick else FULL
+    only = set(ns.only or NAMES)
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ccx-bench-") as tmp:
         work = Path(tmp)
         source = work / "lines.txt"
-        lines = make_line_file(source, sizes.file_bytes)
-        rows += _guard("ingest", lambda: ingest.run(source, work, verify_hash=ns.quick))
-        rows += _guard("open", lambda: open_view.run(source, lines, work))
-        source.unlink()
-        rows += _guard("search", lambda: search.run(sizes.file_bytes, work))
-        rows += _guard("limit", lambda: limit.run(sizes.sessions, sizes.max_sessions, work))
-        rows += _guard("slow client", lambda: slow_client.run(sizes.ws_bytes, sizes.stall, work))
-        rows += _guard("keys", lambda: keys.run(sizes.key_reps, work))
-        rows += _guard("scale", lambda: scale.run(sizes.scale_sessions, sizes.scale_seconds, work))
-        rows += _guard(
-            "remote ingest",
-            lambda: remote.run(
-                sizes.remote_bytes, sizes.remote_short_bytes, work, verify_hash=ns.quick
-            ),
-        )
+        if only & {"ingest", "open", "attached"}:
+            lines = make_line_file(source, sizes.file_bytes)
+        if "ingest" in only:
+            rows += _guard("ingest", lambda: ingest.run(source, work, verify_hash=ns.quick))
+        if "open" in only:
+            rows += _guard("open", lambda: open_view.run(source, lines, work))
+        if "attached" in only:
+            rows += _guard("attached", lambda: attached.run(source, work, verify_hash=ns.quick))
+        source.unlink(missing_ok=True)
+        if "search" in only:
+            rows += _guard("search", lambda: search.run(sizes.file_bytes, work))
+        if "limit" in only:
+            rows += _guard("limit", lambda: limit.run(sizes.sessions, sizes.max_sessions, work))
+        if "slow_client" in only:
+            rows += _guard(
+                "slow client", lambda: slow_client.run(sizes.ws_bytes, sizes.stall, work)
+            )
+        if "keys" in only:
+            rows += _guard("keys", lambda: keys.run(sizes.key_reps, work))
+        if "scale" in only:
+            rows += _guard(
+                "scale", lambda: scale.run(sizes.scale_sessions, sizes.scale_seconds, work)
+            )
+        if "remote" in only:
+            rows += _guard(
+                "remote ingest",
+                lambda: remote.run(
+                    sizes.remote_bytes, sizes.remote_short_bytes, work, verify_hash=ns.quick
+                ),
+            )
+        if "switch" in only:
+            rows += _guard(
+                "switch",
+                lambda: switch.run(
+                    sizes.switch_sessions, sizes.switch_warmup, sizes.switch_reps, work
+                ),
+            )
     rows += [Row(name) for name in NOT_YET]
 
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    mode = "quick" if ns.quick else "full"
+    mode = ("quick" if ns.quick else "full") + (", only " + ", ".join(ns.only) if ns.only else "")
     text = (
         f"# ccx-tui benchmarks ({mode})\n\n{now}; {machine_info()}\n\n"
         "Ratios compare against a baseline measured in the same run; memory is read from "
@@ -101,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{table(rows)}\n"
     )
     print(text)
-    output = ns.output or (QUICK_RESULTS if ns.quick else RESULTS)
+    if ns.output:
+        output = ns.output
+    elif ns.only:  # a partial table never replaces the whole one
+        output = QUICK_RESULTS.with_name(f"RESULTS-{'quick' if ns.quick else 'full'}-only.md")
+    else:
+        output = QUICK_RESULTS if ns.quick else RESULTS
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     return 0
