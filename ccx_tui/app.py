@@ -237,6 +237,10 @@ class CcxApp(LiteralToastsApp):
                 pane.view.refresh_source()
         elif isinstance(event, SessionAdded):
             await self._open_tab(event.info)
+            if event.info.state.final:
+                # It ended before we heard of it (an engine process's coalesced frame
+                # can carry its start and its end at once): its end still gets a toast.
+                self._toast(event.info)
         elif isinstance(event, SessionUpdated):
             self._session_changed(event.info)
         elif isinstance(event, SessionRemoved):
