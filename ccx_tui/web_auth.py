@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import ssl
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -90,25 +88,7 @@ def ensure_token(data_dir: Path) -> tuple[str, Path]:
 
     Raises ConfigError (the file cannot be made, or is readable by others).
     """
-    path = token_path(data_dir)
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = path.parent.stat()
-        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o077:
-            path.parent.chmod(0o700)
-    except OSError as exc:
-        raise ConfigError(f"cannot make {path.parent}: {exc.strerror or exc}") from None
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        return auth.read_token_file(path), path
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(token + "\n")
-    return token, path
+    return auth.ensure_token_at(token_path(data_dir))
 
 
 def split_host(host: str, secure: bool) -> tuple[str, int]:

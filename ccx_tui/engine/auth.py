@@ -84,7 +84,12 @@ def ensure_token_file(data_dir: Path) -> tuple[str, Path]:
     The token is kept across restarts, so clients elsewhere that were given a copy keep
     working; delete the file to make a new one.  Raises ConfigError.
     """
-    path = token_path(data_dir)
+    return ensure_token_at(token_path(data_dir))
+
+
+def ensure_token_at(path: Path) -> tuple[str, Path]:
+    """The token in `path`, made (random, file 0600, folder 0700) if there is none.
+    Raises ConfigError (it cannot be made, or is not safe to use)."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = path.parent.stat()
