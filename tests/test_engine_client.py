@@ -15,7 +15,7 @@ from ccx_tui.config import Settings
 from ccx_tui.engine import protocol as p
 from ccx_tui.engine.client import EngineClient
 from ccx_tui.engine.daemon import engine_pid, socket_path
-from ccx_tui.engine.events import UsageSampled
+from ccx_tui.engine.events import SessionAdded, UsageSampled
 from ccx_tui.engine.session import SessionSpec, State
 from ccx_tui.engine.unixsock import WS_URI
 from tests.helpers import until, wait_gone_for
@@ -35,7 +35,9 @@ async def test_two_clients_see_the_same_sessions(data_dir: Path) -> None:
         sub = second.subscribe()
         info = await first.start(SessionSpec("echo shared; sleep 1000"))
         added = await asyncio.wait_for(sub.get(), 10)
-        assert added is not None and added.info.id == info.id
+        while isinstance(added, UsageSampled):  # the engine's figures may come first
+            added = await asyncio.wait_for(sub.get(), 10)
+        assert isinstance(added, SessionAdded) and added.info.id == info.id
         await until(lambda: second.get(info.id).bytes == len(b"shared\n"), what="output count")
         await second.kill(info.id)
         assert second.get(info.id).state is State.KILLED  # known when kill returns
