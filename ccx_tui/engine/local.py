@@ -606,11 +606,6 @@ class LocalEngine:
             mux.eof(stream)
             self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
 
-        if info.run == 1 and self.location == "local":
-            # A process carries the session's marker: its record must be on disk first,
-            # or an engine killed now (SIGKILL) would leave it out of the next one's
-            # reach (orphans are found through the records, see `_kill_orphans`).
-            await self.flush_records()
         try:
             proc = await self._launch(rec, on_data, on_eof)
         except OSError as exc:
