@@ -34,6 +34,13 @@ from tests.test_faults import full_disk  # noqa: F401 - a fixture
 from tests.test_server import call, collect_batches, connect, recv, running_server, url
 
 SIZE = 20_000_000
+KEPT_UP = 6_000_000
+"""Output that a client which keeps reading can never lose, however the scheduler runs
+the process and the server's sender: the unkept part (all but the 2 MiB disk) is less
+than the server's window (LIVE_WINDOW).  A bigger burst can outrun a healthy client:
+`cat` writes 20 MB faster than a WebSocket carries it, and the server never holds the
+process back for a network client (those cases are the stalled-client tests')."""
+assert KEPT_UP < LIVE_WINDOW
 
 
 def _source(tmp_path: Path, size: int = SIZE) -> Path:
@@ -46,11 +53,11 @@ async def test_a_batch_client_gets_every_byte_the_full_disk_did_not_keep(
     tmp_path: Path,
     full_disk: Path,  # noqa: F811
 ) -> None:
-    """20 MB of random bytes from a session whose transcript fills a 2 MiB disk: a
+    """6 MB of random bytes from a session whose transcript fills a 2 MiB disk: a
     batch client still receives all of it byte for byte, each batch at its transcript
     offset, with no gap; the final notification carries the transcript's write error
     and how many bytes it lost."""
-    source = _source(tmp_path)
+    source = _source(tmp_path, KEPT_UP)
     async with running_server(full_disk) as server:
         async with connect(url(server), max_size=None) as ws:
             await recv(ws)
@@ -65,7 +72,7 @@ async def test_a_batch_client_gets_every_byte_the_full_disk_did_not_keep(
     assert "ENOSPC" in end["write_error"]
     kept = next(full_disk.glob("sessions/*/transcript.log")).stat().st_size
     assert 0 < kept < 2 * 1024 * 1024
-    assert end["bytes_lost"] == SIZE - kept
+    assert end["bytes_lost"] == KEPT_UP - kept
 
 
 async def test_a_line_client_gets_every_line_the_full_disk_did_not_keep(
@@ -194,10 +201,10 @@ def test_exec_server_shows_everything_when_the_servers_disk_is_full(
     full_disk: Path,  # noqa: F811
 ) -> None:
     """The whole chain, as a user runs it: `ccx-tui serve` on a full disk and
-    `exec --server` (its own data dir is fine) print all 20 MB byte for byte, the
+    `exec --server` (its own data dir is fine) print all 6 MB byte for byte, the
     exit code is the command's, and one stderr line says the server's transcript
     could not keep it all."""
-    source = _source(tmp_path)
+    source = _source(tmp_path, KEPT_UP)
     with serving(full_disk) as (server_url, _said):
         proc = subprocess.run(
             [
