@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import signal
 import sys
@@ -23,7 +24,7 @@ from ccx_tui.config import (
     server_token,
 )
 from ccx_tui.config_file import ConfigFile, FileDefaults, load_config, load_procfile
-from ccx_tui.engine.session import SessionSpec
+from ccx_tui.engine.session import DEFAULT_COLS, DEFAULT_ROWS, SessionSpec
 from ccx_tui.errors import CcxError, ConfigError
 from ccx_tui.textsafe import escape_controls
 
@@ -95,6 +96,12 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     exe.add_argument("--cwd", metavar="DIR", help="directory to run in")
     exe.add_argument("--env", metavar="K=V", action="append", default=[], help="set a variable")
     exe.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+    exe.add_argument(
+        "--tty",
+        action="store_true",
+        help="run it on a pseudo-terminal (line-buffered, colours; stdout and stderr "
+        "become one stream) instead of pipes",
+    )
     exe.add_argument(
         "--server",
         metavar="URL|NAME",
@@ -274,11 +281,15 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
             file=_file_defaults(config),
             servers=config.servers if config else (),
         )
+        cols, rows = _terminal_size()
         spec = SessionSpec(
             command=command,
             cwd=ns.cwd,
             env=parse_env(ns.env),
             ttl=parse_seconds(ns.ttl) if ns.ttl else None,
+            tty=ns.tty,
+            cols=cols,
+            rows=rows,
         )
         if not ns.server:  # a remote cwd is the server's business
             spec = spec.validated()
@@ -336,6 +347,15 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
     from ccx_tui.app import run_viewer
 
     return run_viewer(settings, ns.target)
+
+
+def _terminal_size() -> tuple[int, int]:
+    """The size of the terminal `exec` prints to (80x24 when it prints to a file)."""
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return DEFAULT_COLS, DEFAULT_ROWS
+    return max(1, size.columns), max(1, size.lines)
 
 
 def _load_config(ns: argparse.Namespace) -> ConfigFile | None:

@@ -62,5 +62,12 @@ class Engine(Protocol):
 
     async def resume(self, session_id: str) -> None: ...
 
+    async def send_input(self, session_id: str, data: bytes) -> None:
+        """Type into the session's terminal; raises InvalidTransition where it cannot
+        take input (pipes, not running, a server that cannot)."""
+
+    async def resize(self, session_id: str, cols: int, rows: int) -> None:
+        """Size the session's terminal (nothing for a session on pipes)."""
+
     async def kill_all(self, reason: str = "killed") -> None:
         """Kill every session; returns once they have ended."""

@@ -318,6 +318,16 @@ class EngineClient:
     async def resume(self, session_id: str) -> None:
         await self._call("session.resume", {"session_id": session_id})
 
+    async def send_input(self, session_id: str, data: bytes) -> None:
+        """Type into the session's terminal; inputs sent one after another arrive in
+        that order.  Raises InvalidTransition (not a terminal, not running, its program
+        reads nothing), EngineCallError."""
+        text = data.decode("utf-8", "replace")
+        await self._call("session.input", {"session_id": session_id, "data": text})
+
+    async def resize(self, session_id: str, cols: int, rows: int) -> None:
+        await self._call("session.resize", {"session_id": session_id, "cols": cols, "rows": rows})
+
     async def kill_all(self, reason: str = "killed") -> None:
         """Kill every session of the engine; returns once they have ended."""
         await self._call("engine.kill_all", {"reason": reason})

@@ -33,11 +33,13 @@ from ccx_tui.engine.events import (
 )
 from ccx_tui.engine.linemux import LineMux
 from ccx_tui.engine.process import SECRET_ENV, kill_marked
-from ccx_tui.engine.runner import LocalProc, OnData, OnEof, Proc
+from ccx_tui.engine.pty_proc import PtyProc
+from ccx_tui.engine.runner import LocalProc, OnData, OnEof, Proc, ProcessTree
 from ccx_tui.engine.session import (
     SessionInfo,
     SessionSpec,
     State,
+    check_size,
     check_transition,
     resolve_id,
 )
@@ -115,6 +117,7 @@ class _Record:
         self.gate = PauseGate()  # pauses the process's pipes for the disk or a tap
         self.taps: set[OutputTap] = set()
         self.out_offset = info.bytes  # transcript offset of the next byte, kept or not
+        self.size = (info.spec.cols, info.spec.rows)  # its terminal's, last set by a view
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checking after every change."""
@@ -409,6 +412,32 @@ class LocalEngine:
         if rec.info.state is State.PAUSED:
             self._set(rec, State.RUNNING)
 
+    async def send_input(self, session_id: str, data: bytes) -> None:
+        """Type `data` into the session's terminal (in order: it is written, or queued
+        for the program, before this returns; cancelling is safe).  Raises
+        UnknownSession, and InvalidTransition if it is not running on a terminal or
+        its program has stopped reading (see PtyProc.write)."""
+        rec = self._find(session_id)
+        proc = rec.proc
+        if not rec.info.spec.tty:
+            raise InvalidTransition(
+                "it runs on pipes with no input (start it as a terminal session to type into it)"
+            )
+        if not rec.info.state.live or not isinstance(proc, PtyProc):
+            raise InvalidTransition(f"cannot type into a {rec.info.state.value} session")
+        proc.write(data)
+
+    async def resize(self, session_id: str, cols: int, rows: int) -> None:
+        """Set the size of the session's terminal, now and for its next runs (nothing
+        for a session on pipes).  Raises UnknownSession, InvalidCommand for a bad size."""
+        check_size(cols, rows)
+        rec = self._find(session_id)
+        if not rec.info.spec.tty or rec.size == (cols, rows):
+            return
+        rec.size = (cols, rows)
+        if isinstance(rec.proc, PtyProc):
+            rec.proc.resize(cols, rows)
+
     async def flush_records(self) -> None:
         """Wait until every session record saved so far is on disk (meta.json), so
         that an engine killed from now on leaves them for the next one to find.
@@ -476,7 +505,7 @@ class LocalEngine:
         """SIGKILL every live session's tree, synchronously: the last resort when the
         event loop is gone (normally `aclose` has already done the polite thing)."""
         for rec in self._records.values():
-            if rec.info.state.live and isinstance(rec.proc, LocalProc):
+            if rec.info.state.live and isinstance(rec.proc, ProcessTree):
                 rec.proc.kill_now()
         self._meta.close()
 
@@ -619,7 +648,7 @@ class LocalEngine:
             return False
         rec.proc = proc
         rec.pid = proc.pid
-        if isinstance(proc, LocalProc):  # a slow disk holds the process back, not memory
+        if isinstance(proc, ProcessTree):  # a slow disk holds the process back, not memory
             rec.gate.attach(proc.pause_reading, proc.resume_reading)
             gate = rec.gate
             writer.pause, writer.resume = lambda: gate.hold(writer), lambda: gate.release(writer)
@@ -758,6 +787,20 @@ class LocalEngine:
 
     async def _launch(self, rec: _Record, on_data: OnData, on_eof: OnEof) -> Proc:
         """Start the session's process (overridden by engines that run elsewhere)."""
+        spec = rec.info.spec
+        if spec.tty:
+            cols, rows = rec.size
+            return await PtyProc.start(
+                spec,
+                rec.marker,
+                on_data,
+                on_eof,
+                cols=cols,
+                rows=rows,
+                exit_drain=self.config.exit_drain,
+                leftover_grace=min(self.config.kill_grace, 1.0),
+                scrub_env=self.config.scrub_env,
+            )
         return await LocalProc.start(
             rec.info.spec,
             rec.marker,

@@ -20,6 +20,9 @@ Extension methods (capability "manage"), on a connection of their own:
   as `session.live` {"session_id", "offset", "stream"} notifications, each followed
   by one binary frame of its bytes, at most LIVE_WINDOW behind; `session.live_end`
   {"session_id"} once the session is over.  `session.untap` stops it.
+- `session.input` {"session_id", "data": TEXT}: typed into the session's terminal
+  (answered once written or queued for the program, so inputs sent in order arrive
+  in order); `session.resize` {"session_id", "cols", "rows"}: its terminal's size.
 - `session.kill` {"session_id", "force", "reason"}, `session.restart` -> INFO,
   `session.pause`, `session.resume` {"session_id"} (ids may be unique prefixes),
   `engine.kill_all` {"reason"}: answered once done, after an `engine.events` frame
@@ -72,6 +75,8 @@ METHODS = frozenset(
         "session.restart",
         "session.pause",
         "session.resume",
+        "session.input",
+        "session.resize",
     }
 )
 
@@ -202,6 +207,16 @@ class Manager:
             return info_to_wire(await engine.restart(session_id))
         if method == "session.pause":
             await engine.pause(session_id)
+            return {}
+        if method == "session.input":
+            data = params.get("data")
+            if not isinstance(data, str):
+                raise ManageError(p.INVALID_PARAMS, "Invalid params: data must be a string")
+            await engine.send_input(session_id, data.encode("utf-8", "replace"))
+            return {}
+        if method == "session.resize":
+            cols, rows = params.get("cols"), params.get("rows")
+            await engine.resize(session_id, cols, rows)  # type: ignore[arg-type]  # checked
             return {}
         await engine.resume(session_id)
         return {}

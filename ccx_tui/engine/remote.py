@@ -126,6 +126,29 @@ class RemoteRun:
         self.session: str | None = None
         """The server's id of the session (ccx-tui servers; known once it started)."""
         self.started = asyncio.Event()
+        self.tty = False
+        """Whether the command runs on a terminal we may type into (a ccx-tui server
+        that offers "tty", asked for one; known once it has connected)."""
+
+    async def send_input(self, data: bytes) -> None:
+        """Type into the remote terminal (answers are read, and ignored, by the
+        session loop).  Raises RemoteError if it cannot take input."""
+        if not self.tty:
+            raise RemoteError(f"{self.url} cannot take input: its command runs on pipes")
+        await self._session_call("session.input", {"data": data.decode("utf-8", "replace")})
+
+    async def resize(self, cols: int, rows: int) -> None:
+        """Size the remote terminal (nothing without one)."""
+        if self.tty:
+            await self._session_call("session.resize", {"cols": cols, "rows": rows})
+
+    async def _session_call(self, method: str, params: dict[str, Any]) -> None:
+        if self._ws is None or not self.started.is_set() or self.session is None:
+            raise RemoteError("the remote process has not started yet")
+        try:
+            await self._send(method, {"session_id": self.session, **params})
+        except ConnectionClosed:
+            raise RemoteError("connection lost") from None
 
     async def control(self, kind: str) -> None:
         """Send PAUSE / RESUME (the reply is read by the running session loop)."""
@@ -447,6 +470,7 @@ class RemoteRun:
                 elif isinstance(event, p.Connected):
                     assert spec is not None
                     params = _execute_params(spec, event.capabilities)
+                    self.tty = params.get("tty") is True
                     if "attach" in event.capabilities:  # a ccx-tui server: ask to detach
                         params["detachable"] = True
                         resumable = True
@@ -515,4 +539,6 @@ def _execute_params(spec: SessionSpec, capabilities: Sequence[str]) -> dict[str,
         params["cwd"] = spec.cwd
     if spec.env:
         params["env"] = dict(spec.env)
+    if spec.tty and "tty" in capabilities:
+        params.update(tty=True, cols=spec.cols, rows=spec.rows)
     return params

@@ -21,9 +21,9 @@ from ccx_tui.engine.auth import client_tls
 from ccx_tui.engine.local import EngineConfig, LocalEngine, _Record
 from ccx_tui.engine.remote import RemoteError, RemoteOutcome, RemoteRun, SessionLimitReached
 from ccx_tui.engine.runner import Ending, OnData, OnEof, Proc
-from ccx_tui.engine.session import RESTART_POLICIES, SessionSpec, State
+from ccx_tui.engine.session import RESTART_POLICIES, SessionSpec, State, check_size
 from ccx_tui.engine.unixsock import get_health, unix_path_of
-from ccx_tui.errors import InvalidCommand
+from ccx_tui.errors import InvalidCommand, InvalidTransition
 
 PROBE_EVERY = 10.0
 BACKOFF_MAX = 60.0
@@ -119,7 +119,31 @@ class RemoteEngine(LocalEngine):
             raise InvalidCommand(f"bad TTL: {spec.ttl}")
         if spec.restart not in RESTART_POLICIES or spec.max_restarts < 0:
             raise InvalidCommand(f"bad restart policy: {spec.restart!r}")
-        return spec
+        return spec  # `tty` too: a ccx-tui server gives it a terminal, others pipes
+
+    async def send_input(self, session_id: str, data: bytes) -> None:
+        """Type into the session's terminal on the server.  Raises InvalidTransition
+        where that cannot be (a cc_executor server runs commands on pipes)."""
+        rec = self._find(session_id)
+        proc = rec.proc
+        if not isinstance(proc, RemoteProc) or not rec.info.state.live:
+            raise InvalidTransition(f"cannot type into a {rec.info.state.value} session")
+        if not proc.run.tty:
+            raise InvalidTransition(
+                f"{self.name} cannot take input: it runs commands on pipes (a cc_executor "
+                "server, or a session not started as a terminal)"
+            )
+        try:
+            await proc.run.send_input(data)
+        except RemoteError as exc:
+            raise InvalidTransition(str(exc)) from None
+
+    async def resize(self, session_id: str, cols: int, rows: int) -> None:
+        check_size(cols, rows)
+        proc = self._find(session_id).proc
+        if isinstance(proc, RemoteProc):
+            with contextlib.suppress(RemoteError):
+                await proc.run.resize(cols, rows)
 
     async def _launch(self, rec: _Record, on_data: OnData, on_eof: OnEof) -> Proc:
         run = RemoteRun(

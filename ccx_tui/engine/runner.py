@@ -57,8 +57,46 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-class LocalProc:
-    """A process tree on this machine (see process.py)."""
+class ProcessTree:
+    """Signals for a local process tree: the session leader `pid` (its pid is its
+    group's), its descendants, and whatever carries its `marker`."""
+
+    def __init__(self, pid: int | None, marker: str, *, leftover_grace: float) -> None:
+        self.pid = pid
+        self.marker = marker
+        self._leftover_grace = leftover_grace
+
+    async def kill_leftovers(self) -> None:
+        """The main process is gone: background jobs left in its group die with it.
+        (Only a kill also hunts processes that left the group on purpose: scanning
+        every process at each exit made many short sessions slow.)"""
+        if self.pid is not None and _group_alive(self.pid):
+            await asyncio.shield(
+                kill_tree(self.pid, self.pid, self.marker, grace=self._leftover_grace)
+            )
+
+    async def terminate(self, *, force: bool, grace: float) -> None:
+        await asyncio.shield(kill_tree(self.pid, self.pid, self.marker, grace=grace, force=force))
+
+    async def pause(self) -> None:
+        await asyncio.to_thread(signal_tree, self.pid, self.pid, self.marker, signal.SIGSTOP)
+
+    async def resume(self) -> None:
+        await asyncio.to_thread(signal_tree, self.pid, self.pid, self.marker, signal.SIGCONT)
+
+    def kill_now(self) -> None:
+        signal_tree(self.pid, self.pid, self.marker, signal.SIGKILL)
+
+    def pause_reading(self) -> None:
+        """Stop reading the output (the process blocks once its buffer is full)."""
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
+
+
+class LocalProc(ProcessTree):
+    """A process tree on this machine with pipes for stdout and stderr (process.py)."""
 
     def __init__(
         self,
@@ -69,12 +107,10 @@ class LocalProc:
         exit_drain: float,
         leftover_grace: float,
     ) -> None:
+        super().__init__(transport.get_pid(), marker, leftover_grace=leftover_grace)
         self.transport = transport
         self.proto = proto
-        self.marker = marker
-        self.pid: int | None = transport.get_pid()
         self._exit_drain = exit_drain
-        self._leftover_grace = leftover_grace
 
     @classmethod
     async def start(
@@ -111,31 +147,13 @@ class LocalProc:
                 async with asyncio.timeout(self._exit_drain):
                     await proto.pipes_closed
         finally:
-            # Background jobs left in the group die with their session.  (Only a
-            # kill also hunts processes that left the group on purpose: scanning
-            # every process at each exit made many short sessions slow.)
-            if self.pid is not None and _group_alive(self.pid):
-                await asyncio.shield(
-                    kill_tree(self.pid, self.pid, self.marker, grace=self._leftover_grace)
-                )
+            await self.kill_leftovers()
             if not proto.pipes_closed.done():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
                         await proto.pipes_closed
             self.transport.close()
         return Ending(self.transport.get_returncode())
-
-    async def terminate(self, *, force: bool, grace: float) -> None:
-        await asyncio.shield(kill_tree(self.pid, self.pid, self.marker, grace=grace, force=force))
-
-    async def pause(self) -> None:
-        await asyncio.to_thread(signal_tree, self.pid, self.pid, self.marker, signal.SIGSTOP)
-
-    async def resume(self) -> None:
-        await asyncio.to_thread(signal_tree, self.pid, self.pid, self.marker, signal.SIGCONT)
-
-    def kill_now(self) -> None:
-        signal_tree(self.pid, self.pid, self.marker, signal.SIGKILL)
 
     def pause_reading(self) -> None:
         """Stop reading stdout and stderr (the process blocks once a pipe is full)."""

@@ -38,6 +38,10 @@ among its capabilities; upstream clients ignore those):
   batch gives its offset, so a client resumes after a blip from the end of the last
   one it received (no checkpoints are sent).  There is no per-line work on either
   side: one large binary frame instead of thousands of JSON ones.
+- `"tty": true` with `execute`, and `cols`, `rows` (capability "tty"): the command
+  runs on a pseudo-terminal of that size (one stream: its batches are all
+  "stdout"); `session.input` {session_id, data} types into it and `session.resize`
+  {session_id, cols, rows} sizes it (see manage.py), from any connection.
 - Capability "manage": `engine.subscribe` (a live table of every session, coalesced
   per session), `session.start/kill/restart/pause/resume` by id and
   `engine.kill_all`, on a connection of its own; see manage.py.
@@ -131,6 +135,7 @@ CAPABILITIES = (
     "attach",
     "sessions",
     p.BATCH,
+    "tty",
     manage.CAPABILITY,
 )
 
@@ -541,8 +546,14 @@ class _Connection:
             raise _RpcError(p.INVALID_PARAMS, "Invalid params: cwd must be a string")
         ttl = _seconds(params, "ttl")
         _seconds(params, "timeout")  # upstream's inactivity timeout: checked, not used
+        terminal: dict[str, Any] = {}
+        if params.get("tty") is True:
+            terminal = {"tty": True}
+            terminal.update({k: params[k] for k in ("cols", "rows") if k in params})
         try:
-            spec = SessionSpec(command=command, cwd=cwd or None, env=dict(env), ttl=ttl or None)
+            spec = SessionSpec(
+                command=command, cwd=cwd or None, env=dict(env), ttl=ttl or None, **terminal
+            )
             info = await self.engine.start(spec)
         except InvalidCommand as exc:
             raise _RpcError(p.INTERNAL, str(exc)) from None

@@ -75,6 +75,21 @@ DEFAULT_MAX_RESTARTS = 10
 DEFAULT_RESTART_DELAY = 1.0
 
 
+DEFAULT_COLS, DEFAULT_ROWS = 80, 24
+MAX_TERMINAL_SIDE = 2000
+"""Columns or rows of a session's terminal, at most (a bad value cannot make a huge
+screen)."""
+
+
+def check_size(cols: int, rows: int) -> None:
+    """Raise InvalidCommand unless `cols` x `rows` is a usable terminal size."""
+    for value, what in ((cols, "columns"), (rows, "rows")):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidCommand(f"bad terminal {what}: {value!r} (a whole number)")
+        if not 1 <= value <= MAX_TERMINAL_SIDE:
+            raise InvalidCommand(f"bad terminal {what}: {value} (1 to {MAX_TERMINAL_SIDE})")
+
+
 _id_lock = threading.Lock()
 _last_ms = 0
 _seq = 0
@@ -157,6 +172,12 @@ class SessionSpec:
     """Automatic restarts in a row before giving up."""
     restart_delay: float = DEFAULT_RESTART_DELAY
     """Seconds before the first automatic restart; doubles for each one in a row."""
+    tty: bool = False
+    """Run it on a pseudo-terminal (a real terminal to the program: line-buffered
+    output, colours, typed input) instead of pipes with stdin from /dev/null."""
+    cols: int = DEFAULT_COLS
+    rows: int = DEFAULT_ROWS
+    """The terminal's size when a run starts (a view resizes it while it runs)."""
     base_env: dict[str, str] | None = field(default=None, compare=False, repr=False)
     """The environment the session inherits instead of its engine's (the one of the
     client that asked the engine process for it: a session started from a shell with a
@@ -183,6 +204,7 @@ class SessionSpec:
             raise InvalidCommand(f"bad max_restarts: {self.max_restarts} (must be 0 or more)")
         if not (0 <= self.restart_delay < float("inf")):
             raise InvalidCommand(f"bad restart_delay: {self.restart_delay} (seconds, 0 or more)")
+        check_size(self.cols, self.rows)
         return replace(self, cwd=cwd, env=dict(self.env))
 
     @property
@@ -213,6 +235,10 @@ class SessionSpec:
             restart=str(data.get("restart") or "never"),
             max_restarts=int(data.get("max_restarts", DEFAULT_MAX_RESTARTS)),
             restart_delay=float(data.get("restart_delay", DEFAULT_RESTART_DELAY)),
+            tty=bool(data.get("tty", False)),
+            # As sent: `validated()` refuses what is not a usable size.
+            cols=data.get("cols", DEFAULT_COLS),
+            rows=data.get("rows", DEFAULT_ROWS),
         )
 
 
