@@ -8,11 +8,12 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -37,6 +38,8 @@ from ccx_tui.engine.remote_engine import RemoteEngine
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
 from ccx_tui.errors import CcxError
 from ccx_tui.hangup import EXIT_HANGUP, HangupGuard
+from ccx_tui.terminal_keys import key_bytes, paste_bytes
+from ccx_tui.typist import Typist
 from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, QuitDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
@@ -60,12 +63,17 @@ Press [b]h[/b] for past sessions, [b]?[/b] for help, [b]q[/b] to quit,
 [b]d[/b] to detach (sessions keep running; [b]ccx-tui attach[/b] brings them back)."""
 
 
+LEAVE_INPUT = "ctrl+right_square_bracket"
+"""The one key input mode keeps: it leaves (programs rarely need ctrl+], telnet's escape)."""
+LEAVE_INPUT_SHOWN = "ctrl+]"
+
 PALETTE = [
     ("New session", "Create a session: command, directory, TTL (c)", "create"),
     ("Kill session", "SIGTERM, then SIGKILL after the grace period (x)", "kill"),
     ("Kill session now", "SIGKILL at once (X)", "kill(True)"),
     ("Restart session", "Kill if running, then run the command again (r)", "restart"),
     ("Pause or resume session", "SIGSTOP / SIGCONT the process tree (p)", "pause"),
+    ("Type into session", f"Keys go to the program until {LEAVE_INPUT_SHOWN} (i)", "input_mode"),
     ("Close tab", "Close the session's tab (w)", "close_tab"),
     ("History", "Open a past session (h)", "history"),
     ("Keys", "Show every key (?)", "help"),
@@ -98,6 +106,7 @@ class CcxApp(LiteralToastsApp):
         Binding("X", "kill(True)", "Kill now", show=False),
         Binding("r", "restart", "Restart"),
         Binding("p", "pause", "Pause"),
+        Binding("i", "input_mode", "Type"),
         Binding("w", "close_tab", "Close"),
         Binding("right_square_bracket", "next_tab", "Next tab", show=False),
         Binding("left_square_bracket", "previous_tab", "Prev tab", show=False),
@@ -135,6 +144,8 @@ class CcxApp(LiteralToastsApp):
         self._quitting = False
         self._asking_to_quit = False  # the quit question is on screen
         self._hangup = False  # the terminal is gone: end the process, never touch it
+        self._typing_into: str | None = None  # input mode: the session keys go to
+        self._typist = Typist(self._engine_of, self._input_refused)
         self.detached = 0
         """Sessions left running in the engine process when the app detached."""
 
@@ -143,6 +154,7 @@ class CcxApp(LiteralToastsApp):
         self._empty = Static(EMPTY_TEXT, id="empty")
         self._tabs = SessionTabs(id="tabs")
         self._sidebar = Sidebar(id="sidebar")
+        self._banner = Static(id="input-banner")
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
@@ -150,6 +162,7 @@ class CcxApp(LiteralToastsApp):
                 yield self._empty
                 yield self._tabs
             yield self._sidebar
+        yield self._banner
         yield KeyFooter()
 
     async def on_mount(self) -> None:
@@ -178,13 +191,16 @@ class CcxApp(LiteralToastsApp):
             ).install()
         for engine in self.engines:
             self._engine_events(engine, engine.subscribe())
+        self.run_worker(self._typist.run(), group="typist")
         await self._show_current_work()
         for item in self._declared:
             if self._already_running(item):
                 continue
-            await self._start(item.spec, item.server or "local", autostart=item.autostart)
+            tty = self.settings.tty if item.tty is None else item.tty
+            spec = replace(item.spec, tty=tty)
+            await self._start(spec, item.server or "local", autostart=item.autostart)
         for command in self._commands:
-            await self._start(SessionSpec(command))
+            await self._start(SessionSpec(command, tty=self.settings.tty))
         self._sync_empty()
         self._tick()
         self.set_interval(1.0, self._tick)
@@ -234,7 +250,7 @@ class CcxApp(LiteralToastsApp):
         if isinstance(event, OutputAppended):
             pane = self._pane(event.session_id)
             if pane is not None:
-                pane.view.refresh_source()
+                pane.output_grew()
         elif isinstance(event, SessionAdded):
             await self._open_tab(event.info)
             if event.info.state.final:
@@ -249,6 +265,8 @@ class CcxApp(LiteralToastsApp):
             self._set_usage(event.usage)
 
     def _session_changed(self, info: SessionInfo) -> None:
+        if info.state.final and info.id == self._typing_into:
+            self._leave_input()
         pane = self._pane(info.id)
         if pane is not None:
             pane.info = info
@@ -300,6 +318,8 @@ class CcxApp(LiteralToastsApp):
     async def _close_tab(self, session_id: str) -> None:
         if session_id not in self._open:
             return
+        if session_id == self._typing_into:
+            self._leave_input()
         self._open.remove(session_id)
         del self._panes[session_id]
         await self._tabs.remove_pane(pane_id(session_id))
@@ -318,7 +338,7 @@ class CcxApp(LiteralToastsApp):
         session_id = self._current()
         pane = self._pane(session_id) if session_id else None
         if pane is not None and pane.is_attached:
-            pane.screen.set_focus(pane.view)
+            pane.screen.set_focus(pane.focus_target)
 
     def _engine_of(self, session_id: str) -> Engine:
         """The engine that runs (or ran) the session: local, or one per server."""
@@ -339,6 +359,8 @@ class CcxApp(LiteralToastsApp):
         right after `1` or `]` must reach the new tab, not the one just left (waiting for
         TabbedContent's own message to switch them took 100 ms and more under load)."""
         tabs = self._tabs
+        if self._typing_into not in (None, session_id):
+            self._leave_input()  # a click on another tab: typing was for this one
         with contextlib.suppress(ValueError):  # its tab went away meanwhile
             tabs.active = pane_id(session_id)
             tabs.get_child_by_type(ContentSwitcher).current = pane_id(session_id)
@@ -410,6 +432,9 @@ class CcxApp(LiteralToastsApp):
         if engine is None:
             self.notify(f"cannot start {spec.command!r}: no server {location!r}", severity="error")
             return
+        if spec.tty:
+            cols, rows = self._terminal_size()
+            spec = replace(spec, cols=cols, rows=rows)
         try:
             await engine.start(spec, autostart=autostart)
         except CcxError as exc:
@@ -425,6 +450,7 @@ class CcxApp(LiteralToastsApp):
                 cwd=str(Path.cwd()),
                 ttl=self.settings.ttl,
                 locations=[e.name for e in self.engines],
+                tty=self.settings.tty,
             ),
             created,
         )
@@ -465,11 +491,118 @@ class CcxApp(LiteralToastsApp):
         else:
             self.notify(f"cannot pause a {state.value} session", severity="warning")
 
-    async def _guard(self, action: Awaitable[object]) -> None:
+    # -- terminals: their size, and input mode ----------------------------------------
+
+    def _terminal_size(self) -> tuple[int, int]:
+        """The size a new terminal session's view will have: the shown one's, else
+        the main area's less the tab bar and status line (the view corrects it)."""
+        session_id = self._current()
+        pane = self._pane(session_id) if session_id else None
+        if pane is not None and pane.view.size.width > 1:
+            view = pane.view  # as TranscriptView.Resized counts: a scrollbar's room kept
+            width = view.size.width - view.styles.scrollbar_size_vertical
+            return max(width, 2), max(view.size.height, 1)
+        main = self.query_one("#main").size  # less a scrollbar, the tab bar, the status
+        return max(main.width - 2, 20), max(main.height - 3, 5)
+
+    @on(SessionPane.TerminalSized)
+    def _terminal_sized(self, event: SessionPane.TerminalSized) -> None:
+        with contextlib.suppress(CcxError):
+            engine = self._engine_of(event.session_id)
+            info = engine.get(event.session_id)
+            if info.spec.tty and not info.state.final:
+                resize = engine.resize(event.session_id, event.cols, event.rows)
+                self.run_worker(self._guard(resize, quiet=True), group="actions")
+
+    @on(SessionPane.TerminalReply)
+    def _terminal_reply(self, event: SessionPane.TerminalReply) -> None:
+        with contextlib.suppress(CcxError):
+            if not self._engine_of(event.session_id).get(event.session_id).state.final:
+                self._typist.send(event.session_id, event.data.encode())
+
+    def action_input_mode(self) -> None:
+        """Keys go to the current session's program until ctrl+] (checked first: a
+        session on pipes, or on a server that cannot take input, says so)."""
+        session_id = self._selected()
+        if session_id is None:
+            return
+        info = self._engine_of(session_id).get(session_id)
+        if not info.spec.tty:
+            self.notify(
+                f"{printable(info.spec.title)} runs on pipes: it cannot take input "
+                "(start it with Terminal checked, or without --no-tty)",
+                severity="warning",
+            )
+            return
+        if info.state.final:
+            self.notify(f"{printable(info.spec.title)} has ended: nothing reads input")
+            return
+        # At once: the keys typed right after `i` are the program's.  A server that
+        # cannot take input says so in answer to the (empty) first input.
+        self._enter_input(session_id)
+        self.run_worker(self._check_input(session_id), group="actions")
+
+    async def _check_input(self, session_id: str) -> None:
+        try:
+            await self._engine_of(session_id).send_input(session_id, b"")
+        except CcxError as exc:
+            self._input_refused(session_id, str(exc))
+
+    def _enter_input(self, session_id: str) -> None:
+        self._typing_into = session_id
+        pane = self._pane(session_id)
+        if pane is not None:
+            pane.typing = True
+        title = printable(self._engine_of(session_id).get(session_id).spec.title)
+        self._banner.update(
+            Content.from_markup(
+                "[b]INPUT[/b] · keys go to [b]$title[/b] · [b]$key[/b] leaves",
+                title=title,
+                key=LEAVE_INPUT_SHOWN,
+            )
+        )
+        self.screen.add_class("-input")
+
+    def _leave_input(self) -> None:
+        session_id, self._typing_into = self._typing_into, None
+        pane = self._pane(session_id) if session_id else None
+        if pane is not None:
+            pane.typing = False
+        self.screen_stack[0].remove_class("-input")
+
+    def _input_refused(self, session_id: str, message: str) -> None:
+        if session_id == self._typing_into:
+            self._leave_input()
+        self.notify(f"cannot type into it: {message}", severity="warning")
+
+    async def on_event(self, event: events.Event) -> None:
+        """In input mode, every key (ctrl+p, ctrl+q and ctrl+c too) and every paste go
+        to the program, before any binding sees them; only ctrl+] is ours."""
+        session_id = self._typing_into
+        if (
+            session_id is not None
+            and isinstance(event, (events.Key, events.Paste))
+            and len(self.screen_stack) == 1  # a dialog on top takes its own keys
+        ):
+            if isinstance(event, events.Paste):
+                self._typist.send(session_id, paste_bytes(event.text))
+            elif event.key == LEAVE_INPUT:
+                self._leave_input()
+            else:
+                pane = self._pane(session_id)
+                app_cursor = pane is not None and pane.app_cursor
+                data = key_bytes(event.key, event.character, app_cursor=app_cursor)
+                self._typist.send(session_id, data)
+            return
+        await super().on_event(event)
+
+    async def _guard(self, action: Awaitable[object], *, quiet: bool = False) -> None:
+        """Await an engine action; a refusal is a toast (none if `quiet`)."""
         try:
             await action
         except CcxError as exc:
-            self.notify(str(exc), severity="error")
+            if not quiet:
+                self.notify(str(exc), severity="error")
 
     def action_close_tab(self) -> None:
         session_id = self._selected()

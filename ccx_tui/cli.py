@@ -76,6 +76,12 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     main.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
     _on_exit(main)
     main.add_argument(
+        "--no-tty",
+        action="store_true",
+        help="run the sessions it starts on pipes, not on a pseudo-terminal (also "
+        "CCX_TUI_TTY=0, or tty = false in ccx.toml)",
+    )
+    main.add_argument(
         "--connect",
         metavar="URL",
         action="append",
@@ -420,6 +426,7 @@ def _run_app(ns: argparse.Namespace) -> int:
         ttl=ns.ttl,
         kill_grace=ns.kill_grace,
         on_exit=ns.on_exit,
+        no_tty=ns.no_tty,
         file=_file_defaults(config),
         servers=config.servers if config else (),
     )

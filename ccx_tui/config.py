@@ -78,6 +78,15 @@ def _on_exit(text: str) -> str:
     return value
 
 
+def _tty(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"bad CCX_TUI_TTY: {text!r} (use 1 or 0)")
+
+
 @dataclass(frozen=True, slots=True)
 class ServerTarget:
     """A cc_executor server to run sessions on (from --connect or a [[server]] table)."""
@@ -96,6 +105,8 @@ class DeclaredSession:
     spec: SessionSpec
     autostart: bool = True
     server: str | None = None  # a [[server]] name to run it on; None: locally
+    tty: bool | None = None
+    """Its own `tty` setting; None: the app's (Settings.tty)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,8 @@ class Settings:
     on_exit: str = "ask"
     """What quitting does to running sessions: ask, kill or detach (leave them running
     in the engine process)."""
+    tty: bool = True
+    """Sessions the app starts run on a pseudo-terminal unless they say otherwise."""
 
     @classmethod
     def resolve(
@@ -122,6 +135,7 @@ class Settings:
         ttl: str | None = None,
         kill_grace: str | None = None,
         on_exit: str | None = None,
+        no_tty: bool = False,
         file: FileDefaults | None = None,
         servers: Sequence[ServerEntry] = (),
     ) -> Settings:
@@ -136,6 +150,7 @@ class Settings:
         grace_raw = kill_grace or env.get("CCX_TUI_KILL_GRACE")
         retention_raw = env.get("CCX_TUI_RETENTION_BYTES")
         on_exit_raw = on_exit or env.get("CCX_TUI_ON_EXIT")
+        tty_raw = "0" if no_tty else env.get("CCX_TUI_TTY")
         defaults = cls()
         if data_dir:
             directory = Path(data_dir).expanduser()
@@ -170,8 +185,10 @@ class Settings:
         exit_choice = _layer(
             on_exit_raw, _on_exit, file.on_exit if file else None, defaults.on_exit
         )
+        tty = _layer(tty_raw, _tty, file.tty if file else None, defaults.tty)
         return cls(
             on_exit=exit_choice,
+            tty=tty,
             data_dir=directory,
             max_sessions=max_value,
             ttl=ttl_value,

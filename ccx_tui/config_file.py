@@ -21,7 +21,15 @@ from ccx_tui.engine.session import (
 )
 from ccx_tui.errors import ConfigError, InvalidCommand
 
-DEFAULTS_KEYS = ("max_sessions", "ttl", "kill_grace", "data_dir", "retention_bytes", "on_exit")
+DEFAULTS_KEYS = (
+    "max_sessions",
+    "ttl",
+    "kill_grace",
+    "data_dir",
+    "retention_bytes",
+    "on_exit",
+    "tty",
+)
 ON_EXIT = ("ask", "kill", "detach")
 """What quitting the app does to running sessions (ask, kill them, leave them running)."""
 SESSION_KEYS = (
@@ -31,6 +39,7 @@ SESSION_KEYS = (
     "env",
     "ttl",
     "autostart",
+    "tty",
     "restart",
     "max_restarts",
     "restart_delay",
@@ -55,6 +64,8 @@ class FileDefaults:
     retention_bytes: int | None = None
     on_exit: str | None = None
     """One of ON_EXIT."""
+    tty: bool | None = None
+    """Whether sessions run on a pseudo-terminal unless they say otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,6 +467,7 @@ def _defaults(path: str, where: Locations, data: dict[str, Any], base: Path) -> 
         data_dir=table.path_value("data_dir", base),
         retention_bytes=table.integer("retention_bytes", 1),
         on_exit=table.choice("on_exit", ON_EXIT, "ask") if table.string("on_exit") else None,
+        tty=table.boolean("tty", True) if "tty" in data else None,
     )
 
 
@@ -542,7 +554,8 @@ def _session(
             spec = spec.validated()
         except InvalidCommand as exc:  # a backstop: the checks above should catch it all
             raise table.error(str(exc)) from None
-    return DeclaredSession(spec, autostart=table.boolean("autostart", True), server=server)
+    tty = table.boolean("tty", True) if "tty" in data else None
+    return DeclaredSession(spec, autostart=table.boolean("autostart", True), server=server, tty=tty)
 
 
 # -- Procfile ---------------------------------------------------------------------------

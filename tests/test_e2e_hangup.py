@@ -69,7 +69,8 @@ def test_losing_the_terminal_detaches(tmp_path: Path) -> None:
     listed = sessions(data)
     assert [s["state"] for s in listed.values()] == ["running"] * SESSIONS
     transcript = Path(listed[counter]["transcript"])
-    expected = "".join(f"line-{i}\n" for i in range(lines)).encode()
+    # A terminal session: the bytes its terminal delivered (a newline is CRLF there).
+    expected = "".join(f"line-{i}\r\n" for i in range(lines)).encode()
     deadline = time.monotonic() + DEADLINE
     while transcript.read_bytes() != expected:
         assert time.monotonic() < deadline, "the counter's output is not byte-exact"

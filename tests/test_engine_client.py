@@ -128,7 +128,7 @@ async def test_a_crash_in_the_ui_leaves_every_session_running(data_dir: Path) ->
     try:
         assert again.get(sid).state is State.RUNNING
         assert [i.id for i in again.current()] == [sid]
-        assert again.get(sid).transcript.read_bytes() == b"survivor\n"
+        assert again.get(sid).transcript.read_bytes() == b"survivor\r\n"  # a terminal's
         await again.kill_all()
     finally:
         await again.aclose()

@@ -233,3 +233,25 @@ async def test_a_ccx_tui_server_runs_a_terminal_session_and_takes_input(
             with pytest.raises(InvalidTransition, match="cannot take input"):
                 await engine.send_input(info.id, b"x")
             await engine.kill(info.id)
+
+
+async def test_the_engine_says_while_a_program_uses_the_alternate_screen(make_engine) -> None:
+    """A full-screen program's switch to the alternate screen is in the session's info
+    (where it entered, so a view can show its screen from there), and cleared when it
+    leaves, or when the run ends inside it."""
+    command = (
+        r"printf 'before\n\033[?1049hon the screen'; read go; printf '\033[?1049lafter\n'; "
+        r"printf '\033[?1049hagain'; read go"
+    )
+    async with make_engine() as engine:
+        info = await engine.start(tty(command))
+        await until(lambda: engine.get(info.id).alt_screen is not None)
+        data = engine.get(info.id).transcript.read_bytes()
+        at = engine.get(info.id).alt_screen
+        assert data[:at].endswith(b"\x1b[?1049h") and data[at:].startswith(b"on the screen")
+        await engine.send_input(info.id, b"\r")
+        await until(lambda: b"again" in engine.get(info.id).transcript.read_bytes())
+        second = engine.get(info.id).alt_screen
+        assert second is not None and second > at
+        await engine.kill(info.id)
+        assert engine.get(info.id).alt_screen is None

@@ -4,6 +4,7 @@ run left in the data dir), read through a fixed clock; no real pid, path or CPU.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from ccx_tui.app import CcxApp, make_app
-from ccx_tui.config import Settings
+from ccx_tui.config import DeclaredSession, Settings
 from ccx_tui.engine.local import EngineStats
 from ccx_tui.engine.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.store import DataStore
@@ -21,8 +22,9 @@ from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.search_bar import SearchBar
 from ccx_tui.widgets.sidebar import Sidebar
+from ccx_tui.widgets.status import size
 from ccx_tui.widgets.transcript_view import TranscriptView
-from tests.helpers import until
+from tests.helpers import stop_engines_under, until
 from tests.test_app import screen_text
 
 SIZE = (110, 30)
@@ -294,3 +296,37 @@ def test_sidebar_crash_loop(snap_compare) -> None:
     """A crash loop in plain sight: restarts so far, the countdown to the next one, and
     a session that gave up."""
     assert snap_compare(CrashLoopApp(), terminal_size=(40, 14))
+
+
+def test_full_screen_program(snap_compare, data_dir: Path) -> None:
+    """A curses program (tests/programs/curses_demo.py) on the alternate screen, shown
+    as its live screen at the view's size, in colour, in input mode after two `+`
+    and an up arrow (the status line and the banner say so)."""
+    demo = Path(__file__).parent / "programs" / "curses_demo.py"
+    # Named: the title would show the command's paths.  The clock at 1.0: "0s" run.
+    spec = SessionSpec(f"{sys.executable} {demo}", name="curses demo", cwd="/", tty=True)
+    app = make_app(
+        Settings(data_dir=data_dir),
+        [],
+        declared=[DeclaredSession(spec)],
+        sample_usage=False,
+        clock=lambda: 1.0,
+    )
+
+    async def drive(pilot: Pilot[int]) -> None:
+        assert isinstance(app, CcxApp)
+        await until(lambda: "count=0" in screen_text(app), what="the program's screen")
+        await pilot.press("i", "plus", "plus", "up")
+        await until(lambda: "count=12" in screen_text(app), what="the keys taken")
+        transcript = app.engine.sessions()[-1].transcript
+
+        def settled() -> bool:  # the status line's count has caught up with the program
+            return f"· {size(transcript.stat().st_size)} " in screen_text(app)
+
+        await until(settled, what=lambda: screen_text(app))
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app, terminal_size=SIZE, run_before=drive)
+    finally:
+        stop_engines_under(data_dir)

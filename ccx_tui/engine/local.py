@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ccx_tui.engine.altscreen import AltScreenTracker
 from ccx_tui.engine.events import (
     Event,
     OutputAppended,
@@ -56,6 +57,7 @@ _NEW_RUN: dict[str, Any] = {  # what a new run of a session forgets of the last
     "ended_at": None,
     "ttl_deadline": None,
     "pid": None,
+    "alt_screen": None,
 }
 PARTIAL_LINE_DELAY = 0.1  # an unfinished line is shown after this long
 MAX_RESTART_DELAY = 60.0
@@ -118,6 +120,7 @@ class _Record:
         self.taps: set[OutputTap] = set()
         self.out_offset = info.bytes  # transcript offset of the next byte, kept or not
         self.size = (info.spec.cols, info.spec.rows)  # its terminal's, last set by a view
+        self.alt: AltScreenTracker | None = None  # a terminal run's full-screen switches
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checking after every change."""
@@ -611,6 +614,7 @@ class LocalEngine:
         if transcript.offset and transcript.last_byte != b"\n":
             transcript.write(META, b"\n")  # the next run starts on a line of its own
         rec.out_offset = transcript.offset + transcript.bytes_lost
+        rec.alt = AltScreenTracker() if spec.tty else None
         loop = asyncio.get_running_loop()
         writer = WriteBehind(transcript, loop, on_written=lambda: self._written(rec))
         rec.writer = writer
@@ -626,6 +630,10 @@ class LocalEngine:
             self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
 
         def on_data(stream: int, data: bytes) -> None:
+            if spec.tty:  # one stream, nothing to merge: a prompt shows at once
+                self._write(rec, stream, data)
+                self._emit(OutputAppended(info.id, writer.offset, writer.newlines))
+                return
             mux.feed(stream, data)
             if mux.has_partial and not partial_timer:
                 partial_timer.append(loop.call_later(PARTIAL_LINE_DELAY, flush_partial))
@@ -674,11 +682,13 @@ class LocalEngine:
         code = ending.returncode
         sig = -code if code is not None and code < 0 else None
         exit_code = 128 + sig if sig is not None else code
+        rec.alt = None
         ended: dict[str, Any] = {
             "exit_code": exit_code,
             "signal": sig,
             "ended_at": time.time(),
             "pid": None,
+            "alt_screen": None,  # a program that died in it left it with its terminal
         }
         ended.update(
             bytes=writer.offset,
@@ -827,6 +837,9 @@ class LocalEngine:
         for tap in rec.taps:
             tap.put(offset, stream, data)
         self._report_write_error(rec)
+        alt = rec.alt
+        if alt is not None and alt.feed(offset, data):
+            self._set(rec, rec.info.state, alt_screen=alt.active_at)
 
     def _written(self, rec: _Record) -> None:
         """The writer thread put more on disk: tell the views."""

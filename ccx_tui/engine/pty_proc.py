@@ -16,6 +16,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import struct
 import termios
 import threading
@@ -61,6 +62,10 @@ def spawn_pty(
     """
     if cwd is not None and not os.path.isdir(cwd):
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cwd)
+    # Behind the chdir wrapper a missing shell would be its `exec` failing (exit 127),
+    # not the start failure it is with pipes.
+    if shutil.which(argv[0], path=(base or os.environ).get("PATH")) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
     full_env = child_env(env, scrub, base)
     for name in _DROPPED_ENV:
         if name not in env:

@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from ccx_tui.config import parse_env, parse_seconds
 from ccx_tui.engine.session import SessionSpec
@@ -64,11 +64,13 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
         cwd: str | None = None,
         ttl: float | None = None,
         locations: list[str] | None = None,
+        tty: bool = True,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
+        self._tty = tty
         cwd = cwd or os.getcwd()
         # An input shows its value raw: a directory name holding ESC would reach the
         # terminal.  Empty means the current directory anyway.
@@ -87,6 +89,11 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
             yield Input(value="" if self._ttl is None else f"{self._ttl:g}", id="ttl")
             yield Label("Environment (NAME=VALUE, space separated)", classes="field")
             yield Input(id="env")
+            yield Checkbox(
+                "Terminal: colours, line-buffered output, typing (i); off: pipes",
+                value=self._tty,
+                id="tty",
+            )
             if len(self._locations) > 1:
                 yield Label("Run on", classes="field")
                 yield Select(
@@ -126,7 +133,8 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
         ttl_text = self.query_one("#ttl", Input).value.strip()
         env_text = self.query_one("#env", Input).value.split()
         ttl = parse_seconds(ttl_text) if ttl_text else None
-        spec = SessionSpec(command=command, cwd=cwd, env=parse_env(env_text), ttl=ttl)
+        tty = self.query_one("#tty", Checkbox).value
+        spec = SessionSpec(command=command, cwd=cwd, env=parse_env(env_text), ttl=ttl, tty=tty)
         return spec.validated()
 
 

@@ -25,6 +25,19 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "Typing into a session (terminal sessions)",
+        [
+            ("i", "input mode: every key, paste and ctrl+c goes to the program"),
+            ("ctrl+]", "leave input mode (the one key it keeps)"),
+            (
+                "",
+                "Sessions run on a terminal (unless started with --no-tty, or with "
+                "Terminal unchecked): colours, prompts and full-screen programs work; "
+                "stdout and stderr share it, so stderr is not tinted there.",
+            ),
+        ],
+    ),
+    (
         "Tabs",
         [("] / [", "next / previous tab"), ("1 … 9", "jump to tab N")],
     ),

@@ -9,6 +9,7 @@ import os
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Static, TabPane
 
@@ -20,6 +21,7 @@ from ccx_tui.errors import CcxError
 from ccx_tui.widgets.live_tail import LiveTail, tail_lines
 from ccx_tui.widgets.safe import plain
 from ccx_tui.widgets.status import size, state_label
+from ccx_tui.widgets.terminal_screen import TerminalScreen
 from ccx_tui.widgets.transcript_panel import TranscriptPanel, search_status
 from ccx_tui.widgets.transcript_view import TranscriptView
 
@@ -27,6 +29,15 @@ LIVE_WINDOW = 4 * 1024 * 1024
 """Output a pane keeps in memory past what its transcript kept (a full disk)."""
 DRAIN_DELAY = 0.2
 """Seconds between two updates of the live block: it never redraws per chunk."""
+SCREEN_REPLAY = 1024 * 1024
+"""A full-screen program's output replayed at most when its screen is first shown
+(it redraws its screen often; older output only costs time)."""
+SCREEN_FEED = 256 * 1024
+"""Bytes fed to the screen per step: a flood is fed over several frames."""
+DECCKM = 1 << 5
+"""Application cursor keys, as pyte keeps it in `Screen.mode` (private modes << 5)."""
+SCROLLBAR_ROOM = 2
+"""Columns the transcript view keeps for its scrollbar (its terminal never has them)."""
 
 
 def pane_id(session_id: str) -> str:
@@ -62,11 +73,19 @@ class SessionPane(TabPane):
         height: 1fr;  /* a bounded height: the live block takes at most half of it */
         TranscriptPanel { height: 1fr; }
         LiveTail { border-top: solid $warning; }
+        TerminalScreen { display: none; }
+        &.-full-screen TerminalScreen { display: block; }
+        &.-full-screen TranscriptPanel { display: none; }
         #status {
             height: 1;
             background: $panel;
             color: $text-muted;
             padding: 0 1;
+        }
+        &.-input #status {
+            background: $warning;
+            color: $text;
+            text-style: bold;
         }
     }
     """
@@ -77,6 +96,38 @@ class SessionPane(TabPane):
     """'↓ N new lines' while not following."""
     search_note: reactive[str] = reactive("")
     """'match i/N' while a search is active."""
+    typing: reactive[bool] = reactive(False)
+    """Input mode: the user's keys go to this session's program."""
+
+    class TerminalSized(Message):
+        """The view of a session's output has a new size: its terminal follows."""
+
+        def __init__(self, pane: SessionPane, cols: int, rows: int) -> None:
+            super().__init__()
+            self.pane = pane
+            self.session_id = pane.session_id
+            self.cols = cols
+            self.rows = rows
+
+        @property
+        def control(self) -> SessionPane:
+            return self.pane
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, SessionPane.TerminalSized) and message.pane is self.pane
+
+    class TerminalReply(Message):
+        """A full-screen program's query answered by its screen: type it in."""
+
+        def __init__(self, pane: SessionPane, data: str) -> None:
+            super().__init__()
+            self.pane = pane
+            self.session_id = pane.session_id
+            self.data = data
+
+        @property
+        def control(self) -> SessionPane:
+            return self.pane
 
     def __init__(
         self,
@@ -99,6 +150,13 @@ class SessionPane(TabPane):
         self._tap = tap
         self._live = LiveBacklog(LIVE_WINDOW)
         self._live_tail = LiveTail()  # held: updated after every drained batch
+        # A full-screen program's live screen: built when one first runs here.
+        self._screen: TerminalScreen | None = None
+        self._screen_at: int | None = None  # where its program entered the screen
+        self._screen_pos = 0  # the transcript offset fed to it so far
+        self._screen_fd = -1
+        self._feeding = False
+        self._term_size: tuple[int, int] | None = None  # the terminal's, as last posted
 
     def compose(self) -> ComposeResult:
         yield self._panel
@@ -115,6 +173,7 @@ class SessionPane(TabPane):
     def on_unmount(self) -> None:
         if self._tap is not None:
             self._tap.close()
+        self._close_screen_fd()
 
     def _on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # TabPane would post Focused here, and TabbedContent re-activates the pane that
@@ -127,8 +186,13 @@ class SessionPane(TabPane):
             self._live = LiveBacklog(LIVE_WINDOW)  # a new run: the last one's is not latest
         self._render_status()
         self._render_live()
+        self._sync_screen()
 
     def watch_follow_note(self) -> None:
+        self._render_status()
+
+    def watch_typing(self, typing: bool) -> None:
+        self.set_class(typing, "-input")
         self._render_status()
 
     def watch_search_note(self) -> None:
@@ -138,6 +202,33 @@ class SessionPane(TabPane):
     def _search_changed(self, event: TranscriptView.SearchChanged) -> None:
         searching = event.transcript_view.searcher is not None
         self.search_note = search_status(event) if searching else ""
+
+    @on(TranscriptView.Resized)
+    def _view_resized(self, event: TranscriptView.Resized) -> None:
+        event.stop()
+        self._terminal_sized(event.cols, event.rows)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The view, hidden under a full-screen program, hears of no resize: say it here.
+        if self._screen is not None and self.has_class("-full-screen"):
+            height = event.size.height - 1  # the status line
+            self._terminal_sized(event.size.width - SCROLLBAR_ROOM, height)
+
+    def _terminal_sized(self, cols: int, rows: int) -> None:
+        info = self.info
+        if info is None or not info.spec.tty or cols < 2 or rows < 1:
+            return
+        self._term_size = (cols, rows)
+        if self._screen is not None:
+            self._screen.resize(cols, rows)
+        self.post_message(self.TerminalSized(self, cols, rows))
+
+    @on(TerminalScreen.Reply)
+    def _screen_reply(self, event: TerminalScreen.Reply) -> None:
+        # The program asked its terminal (cursor position, attributes): the app types
+        # the answer in, as a terminal would.
+        event.stop()
+        self.post_message(self.TerminalReply(self, event.data))
 
     @on(TranscriptView.FollowChanged)
     def _follow_changed(self, event: TranscriptView.FollowChanged) -> None:
@@ -150,6 +241,105 @@ class SessionPane(TabPane):
     @property
     def view(self) -> TranscriptView:
         return self._panel.view
+
+    @property
+    def focus_target(self) -> TranscriptView | TerminalScreen:
+        """What takes the keyboard in this tab: the live screen while a full-screen
+        program runs, else the transcript view."""
+        if self._screen is not None and self.has_class("-full-screen"):
+            return self._screen
+        return self.view
+
+    @property
+    def app_cursor(self) -> bool:
+        """Whether the full-screen program shown asked for application cursor keys
+        (DECCKM): its arrows are sent as `ESC O A`."""
+        screen = self._screen
+        return (
+            screen is not None
+            and self.has_class("-full-screen")
+            and DECCKM in screen.pyte_screen.mode
+        )
+
+    @property
+    def terminal_screen(self) -> TerminalScreen | None:
+        """The live screen of a full-screen program, once one has run here."""
+        return self._screen
+
+    def output_grew(self) -> None:
+        """The session printed more: the transcript view and, while a full-screen
+        program runs, its screen catch up (at most once per pass of the loop)."""
+        self.view.refresh_source()
+        if self.has_class("-full-screen") and not self._feeding:
+            self._feeding = True
+            self.call_later(self._feed_screen)
+
+    # -- a full-screen program's screen -------------------------------------------
+
+    def _sync_screen(self) -> None:
+        """Show the live screen while the program uses the alternate screen, the
+        transcript otherwise (info.alt_screen, from the engine)."""
+        info = self.info
+        if info is None or not self.is_mounted:
+            return
+        at = info.alt_screen
+        if at is None:
+            if self.has_class("-full-screen"):
+                self.remove_class("-full-screen")
+                self._close_screen_fd()
+                if self._screen is not None and self._screen.has_focus:
+                    self.screen.set_focus(self.view)
+            return
+        if at == self._screen_at and self.has_class("-full-screen"):
+            return
+        self._screen_at = at
+        cols, rows = self._term_size or (info.spec.cols, info.spec.rows)
+        if self._screen is None:
+            self._screen = TerminalScreen(cols=cols, rows=rows)
+            self.mount(self._screen, before=self._live_tail)
+        else:
+            self._screen.reset()
+            self._screen.resize(cols, rows)
+        self._close_screen_fd()
+        try:
+            self._screen_fd = os.open(info.transcript, os.O_RDONLY | os.O_CLOEXEC)
+            end = os.fstat(self._screen_fd).st_size
+        except OSError:
+            return  # no transcript to read: the transcript view says why
+        # From where it entered; a long-running one from its latest output only.
+        self._screen_pos = max(at, end - SCREEN_REPLAY)
+        self.add_class("-full-screen")
+        if self.view.has_focus:
+            self.screen.set_focus(self._screen)
+        self._screen.replies = False  # old queries were answered long ago
+        self._feeding = True
+        self.call_later(self._feed_screen)
+
+    def _feed_screen(self) -> None:
+        self._feeding = False
+        screen, fd = self._screen, self._screen_fd
+        if screen is None or fd < 0:
+            return
+        try:
+            end = os.fstat(fd).st_size
+            data = os.pread(fd, min(SCREEN_FEED, end - self._screen_pos), self._screen_pos)
+        except OSError:
+            return
+        if not data:
+            screen.replies = True  # caught up: what comes now is live
+            return
+        self._screen_pos += len(data)
+        screen.feed(data)
+        if self._screen_pos < end:  # more: the next step after this frame's messages
+            self._feeding = True
+            self.call_later(self._feed_screen)
+        else:
+            screen.replies = True
+
+    def _close_screen_fd(self) -> None:
+        if self._screen_fd >= 0:
+            os.close(self._screen_fd)
+            self._screen_fd = -1
 
     @work(group="live", exclusive=True, exit_on_error=False)
     async def _drain(self, tap: OutputTap) -> None:
@@ -193,6 +383,8 @@ class SessionPane(TabPane):
             return
         lines = f"{info.lines} line" + ("" if info.lines == 1 else "s")
         parts = [state_label(info), f"run {info.run}", size(info.bytes), lines]
+        if self.typing:
+            parts.insert(0, "⌨ INPUT: keys go to the program (ctrl+] leaves)")
         if info.reason and info.state.final and info.reason != info.state.value:
             parts.append(info.reason)
         if info.write_error:

@@ -144,6 +144,19 @@ class TranscriptView(ScrollView, can_focus=True):
                 and message.transcript_view is self.transcript_view
             )
 
+    class Resized(Message):
+        """The view's text area has a new size (a terminal session's terminal follows)."""
+
+        def __init__(self, transcript_view: TranscriptView, cols: int, rows: int) -> None:
+            super().__init__()
+            self.transcript_view = transcript_view
+            self.cols = cols
+            self.rows = rows
+
+        @property
+        def control(self) -> TranscriptView:
+            return self.transcript_view
+
     class SearchChanged(Message):
         """The search's results or the current match changed (for `match i/N`)."""
 
@@ -231,6 +244,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._last_pass = 0.0  # time.monotonic() when the last indexing pass started
         self._wanted = False  # refresh_source called; start a pass on the next tick
         self._hidden = False  # in a tab not shown: new output waits until it is
+        self._text_size: tuple[int, int] | None = None  # last posted as Resized
         self._lock = threading.Lock()  # guards the two flags below
         self._indexing = False  # a worker may be using the reader
         self._closed = False
@@ -279,6 +293,16 @@ class TranscriptView(ScrollView, can_focus=True):
     def on_resize(self, event: Resize) -> None:
         if self.following:
             self._scroll_bottom()
+        self.call_after_refresh(self._post_text_size)  # once the layout has settled
+
+    def _post_text_size(self) -> None:
+        # As if the scrollbar were shown: a terminal session's width must not change
+        # (and its program redraw) when its output first overflows the view.
+        width = self.size.width - self.styles.scrollbar_size_vertical
+        size = (max(width, 1), self.size.height)
+        if size != self._text_size and self.size.width > 0:
+            self._text_size = size
+            self.post_message(self.Resized(self, *size))
 
     def watch_following(self, following: bool) -> None:
         if following:
