@@ -17,6 +17,7 @@ from bench import (
     keys,
     limit,
     open_view,
+    pty_ingest,
     remote,
     scale,
     search,
@@ -30,6 +31,7 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 QUICK_RESULTS = Path(__file__).with_name("out") / "RESULTS-quick.md"  # never the real table
 NAMES = (
     "ingest",
+    "pty",
     "open",
     "attached",
     "search",
@@ -112,10 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ccx-bench-") as tmp:
         work = Path(tmp)
         source = work / "lines.txt"
-        if only & {"ingest", "open", "attached"}:
+        if only & {"ingest", "pty", "open", "attached"}:
             lines = make_line_file(source, sizes.file_bytes)
         if "ingest" in only:
             rows += _guard("ingest", lambda: ingest.run(source, work, verify_hash=ns.quick))
+        if "pty" in only:
+            rows += _guard("pty", lambda: pty_ingest.run(source, work, verify_hash=ns.quick))
         if "open" in only:
             rows += _guard("open", lambda: open_view.run(source, lines, work))
         if "attached" in only:

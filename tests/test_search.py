@@ -497,3 +497,20 @@ def test_matches_equal_a_per_line_oracle(
         assert searcher.lines_scanned == data.count(b"\n") + (
             final and not data.endswith(b"\n") and bool(data)
         )
+
+
+def test_line_end_anchors_match_crlf_lines_of_terminal_sessions(tmp_path: Path) -> None:
+    """A terminal session's lines end in CRLF: `ok$` matches them as it matches LF
+    lines; a `$` escaped or inside a class stays a dollar sign."""
+    path = tmp_path / "t.log"
+    path.write_bytes(b"all ok\r\nnot ok!\r\nok\n$ price\r\ncost [$]\r\n")
+    assert matched(path, compile_query("ok$")) == [0, 2]
+    assert matched(path, compile_query("^ok$")) == [2]
+    assert matched(path, compile_query(r"^\$")) == [3]
+    assert matched(path, compile_query("[$]]$")) == [4]
+    assert matched(path, compile_query("ok$", regex=False)) == []
+
+
+def matched(path: Path, query: Query) -> list[int]:
+    searcher = scan_all(path, query)
+    return searcher.match_lines(0, searcher.lines_scanned)

@@ -222,14 +222,28 @@ class PtyProc(ProcessTree):
     # -- output ---------------------------------------------------------------------------
 
     def _readable(self) -> None:
-        try:
-            data = os.read(self._master, READ_BYTES)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: every copy of the terminal's slave is closed
-            data = b""
-        if data:
-            self._on_data(0, data)
+        # A terminal hands its output over a few KiB per read: read on while there
+        # is more (up to READ_BYTES), then pass it on as one chunk, so that the
+        # engine's work per chunk is not done per 4 KiB.
+        chunks: list[bytes] = []
+        got = 0
+        ended = False
+        while got < READ_BYTES:
+            try:
+                data = os.read(self._master, READ_BYTES - got)
+            except BlockingIOError:
+                break
+            except OSError:  # EIO: every copy of the terminal's slave is closed
+                ended = True
+                break
+            if not data:
+                ended = True
+                break
+            chunks.append(data)
+            got += len(data)
+        if chunks:
+            self._on_data(0, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if not ended:
             return
         self.pause_reading()
         if not self._eof.done():

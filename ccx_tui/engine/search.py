@@ -110,7 +110,7 @@ def compile_query(text: str, *, case: bool | None = None, regex: bool = True) ->
     if not text:
         raise SearchError("empty search")
     case_sensitive = _has_upper(text, regex) if case is None else case
-    source = text if regex else re.escape(text)
+    source = _crlf_ends(text) if regex else re.escape(text)
     flags = re.MULTILINE | (0 if case_sensitive else re.IGNORECASE)
     try:
         text_pattern = re.compile(source, flags)
@@ -131,6 +131,36 @@ def compile_query(text: str, *, case: bool | None = None, regex: bool = True) ->
     if folded and bytes_pattern is None:  # str.lower() is not re's Unicode case folding
         needles = ()
     return Query(text, case_sensitive, regex, text_pattern, bytes_pattern, needles, folded)
+
+
+_LINE_END = r"(?=\r?$)"
+
+
+def _crlf_ends(pattern: str) -> str:
+    """`pattern` with each `$` (outside a character class, not escaped) allowing a
+    CR before the line's end: a terminal session's lines end in CRLF, and `ok$` must
+    match them as it matches lines ending in LF."""
+    out: list[str] = []
+    i, in_class, first = 0, False, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            if char == "]" and i > first:  # `]` first in a class (`[]a]`) is a member
+                in_class = False
+        elif char == "[":
+            in_class = True
+            first = i + 2 if pattern[i + 1 : i + 2] == "^" else i + 1
+        elif char == "$":
+            out.append(_LINE_END)
+            i += 1
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def _needles(source: str, flags: int, raw: bool) -> tuple[tuple[bytes, ...], bool]:
