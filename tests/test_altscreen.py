@@ -34,7 +34,7 @@ def test_the_older_modes_and_combined_parameters_count_others_do_not() -> None:
     for seq in (b"\x1b[?47h", b"\x1b[?1047h", b"\x1b[?1;1049h", b"\x1b[?1049;25h"):
         tracker = AltScreenTracker()
         assert tracker.feed(0, seq), seq
-    for seq in (b"\x1b[?25h", b"\x1b[?1h", b"\x1b[?10490h", b"\x1b[1049h", b"\x1b[?2004h"):
+    for seq in (b"\x1b[?25h", b"\x1b[?10490h", b"\x1b[1049h", b"\x1b[?2004h", b"\x1b[?12h"):
         tracker = AltScreenTracker()
         assert not tracker.feed(0, seq), seq
 
@@ -60,3 +60,16 @@ def test_random_chunking_agrees_with_one_chunk() -> None:
     for _ in range(200):
         cuts = sorted(rng.sample(range(1, len(data)), 30))
         assert feed_in_pieces(data, cuts)[-1] == whole.active_at
+
+
+def test_application_cursor_keys_count_as_a_full_screen_program() -> None:
+    """top draws on the normal screen but sends smkx (`CSI ? 1 h`) first and rmkx
+    (`CSI ? 1 l`) at the end: a full-screen program all the same."""
+    tracker = AltScreenTracker()
+    assert tracker.feed(0, b"$ top\r\n\x1b[?1h\x1b=\x1b[H\x1b[2Jtop - 12:00") is True
+    assert tracker.active_at == 7 + len(b"\x1b[?1h")
+    assert tracker.feed(100, b"\x1b[?1h\x1b=again") is False  # a redraw: same start
+    assert tracker.feed(200, b"\x1b[?1049h") is False  # both on: the earlier start
+    assert tracker.feed(300, b"\x1b[?1049l") is False  # still in keypad mode
+    assert tracker.feed(400, b"\x1b[?1l\x1b>done\r\n") is True
+    assert tracker.active_at is None

@@ -162,6 +162,34 @@ async def shoot_app(workdir: Path, out: Path) -> list[Path]:
     return shots
 
 
+async def shoot_terminals(workdir: Path, out: Path) -> list[Path]:
+    """Terminal sessions: a Python REPL typed into, and `top` on its live screen in
+    input mode."""
+    app = make_app(Settings(data_dir=workdir / "terminals"), [], sample_usage=True)
+    cwd = str(workdir)
+    async with app.run_test(size=SIZE) as pilot:
+        repl = await app.engine.start(SessionSpec("python3 -q", cwd=cwd, tty=True))
+        await until(lambda: b">>> " in repl.transcript.read_bytes(), "the REPL's prompt")
+        await pilot.press("i", *"sum(range(10**6))", "enter")
+        await until(lambda: b"499999500000" in repl.transcript.read_bytes(), "the answer")
+        await pilot.press("ctrl+right_square_bracket")
+        top = await app.engine.start(SessionSpec("top -d 1", cwd=cwd, tty=True, name="top"))
+        await until(lambda: app.engine.get(top.id).alt_screen is not None, "top's screen")
+        await until(lambda: app._current() == top.id, "top's tab")
+        pane = app.query_one(f"#{pane_id(top.id)}", SessionPane)
+        screen = pane.terminal_screen
+        await until(lambda: screen is not None and "PID" in screen.pyte_screen.display[6], "top")
+        await pilot.press("i")
+        await until(lambda: app.screen.has_class("-input"), "input mode")
+        await pilot.pause()
+        shot = Path(app.save_screenshot(filename="terminal.svg", path=str(out)))
+        await pilot.press("q")  # top's: input mode
+        await until(lambda: app.engine.get(top.id).state.final, "top to quit")
+        await app.engine.kill_all()
+        app.exit(0)
+    return [shot]
+
+
 def write_log(path: Path, lines: int) -> None:
     """A server log, the same bytes every time."""
     levels = ["INFO ", "INFO ", "INFO ", "DEBUG", "INFO ", "WARN ", "INFO ", "INFO "]
@@ -225,8 +253,10 @@ def main() -> None:
         write_log(workdir / "server.log", VIEW_LINES)
         try:
             shots = asyncio.run(shoot_app(workdir, out))
+            shots += asyncio.run(shoot_terminals(workdir, out))
         finally:
             stop_engine(workdir / "data")  # whatever went wrong, no engine is left behind
+            stop_engine(workdir / "terminals")
         shots += asyncio.run(shoot_viewer(workdir, out))
     for shot in shots:
         print(shot)
