@@ -45,6 +45,7 @@ from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.key_footer import KeyFooter
 from ccx_tui.widgets.palette import ANSI_THEME
+from ccx_tui.widgets.rename_dialog import RenameDialog
 from ccx_tui.widgets.safe import LiteralToastsApp, printable
 from ccx_tui.widgets.session_pane import SessionPane, live_tap, pane_id
 from ccx_tui.widgets.session_tabs import SessionTabs
@@ -73,6 +74,7 @@ PALETTE = [
     ("Kill session now", "SIGKILL at once (X)", "kill(True)"),
     ("Restart session", "Kill if running, then run the command again (r)", "restart"),
     ("Pause or resume session", "SIGSTOP / SIGCONT the process tree (p)", "pause"),
+    ("Rename session", "Give the session a name (R)", "rename"),
     ("Type into session", f"Keys go to the program until {LEAVE_INPUT_SHOWN} (i)", "input_mode"),
     ("Close tab", "Close the session's tab (w)", "close_tab"),
     ("History", "Open a past session (h)", "history"),
@@ -107,6 +109,7 @@ class CcxApp(LiteralToastsApp):
         Binding("r", "restart", "Restart"),
         Binding("p", "pause", "Pause"),
         Binding("i", "input_mode", "Type"),
+        Binding("R", "rename", "Rename", show=False),
         Binding("w", "close_tab", "Close"),
         Binding("right_square_bracket", "next_tab", "Next tab", show=False),
         Binding("left_square_bracket", "previous_tab", "Prev tab", show=False),
@@ -123,6 +126,7 @@ class CcxApp(LiteralToastsApp):
         *,
         settings: Settings,
         commands: list[str] | None = None,
+        names: list[str] | None = None,
         remotes: list[Engine] | None = None,
         declared: list[DeclaredSession] | None = None,
         clock: Callable[[], float] = time.time,
@@ -136,6 +140,7 @@ class CcxApp(LiteralToastsApp):
         self.engines: list[Engine] = [engine, *self.remotes]
         self.settings = settings
         self._commands = list(commands or [])
+        self._names = list(names or [])  # the commands' sessions' names, in order
         self._declared = list(declared or [])
         self._clock = clock
         self._sample_usage = sample_usage  # show the engines' CPU and memory figures
@@ -199,8 +204,9 @@ class CcxApp(LiteralToastsApp):
             tty = self.settings.tty if item.tty is None else item.tty
             spec = replace(item.spec, tty=tty)
             await self._start(spec, item.server or "local", autostart=item.autostart)
-        for command in self._commands:
-            await self._start(SessionSpec(command, tty=self.settings.tty))
+        for n, command in enumerate(self._commands):
+            name = self._names[n] if n < len(self._names) and self._names[n] else None
+            await self._start(SessionSpec(command, name=name, tty=self.settings.tty))
         self._sync_empty()
         self._tick()
         self.set_interval(1.0, self._tick)
@@ -519,6 +525,18 @@ class CcxApp(LiteralToastsApp):
         with contextlib.suppress(CcxError):
             if not self._engine_of(event.session_id).get(event.session_id).state.final:
                 self._typist.send(event.session_id, event.data.encode())
+
+    def action_rename(self) -> None:
+        session_id = self._selected()
+        if session_id is None:
+            return
+        engine = self._engine_of(session_id)
+
+        def renamed(name: str | None) -> None:
+            if name is not None:
+                self.run_worker(self._guard(engine.rename(session_id, name)), group="actions")
+
+        self.push_screen(RenameDialog(engine.get(session_id).spec.title), renamed)
 
     def action_input_mode(self) -> None:
         """Keys go to the current session's program until ctrl+] (checked first: a
@@ -841,13 +859,15 @@ def run_app(
     *,
     servers: list[ServerTarget] | None = None,
     declared: list[DeclaredSession] | None = None,
+    names: list[str] | None = None,
 ) -> int:
     """Run the app; raises EngineError (before the screen is taken) if the engine
-    process can be neither found nor started."""
+    process can be neither found nor started.  `names` name the `commands`' sessions,
+    in order."""
     from ccx_tui.engine.daemon_client import ensure_engine
 
     ensure_engine(settings.data_dir, args=settings.engine_args())
-    app = make_app(settings, commands, servers=servers, declared=declared)
+    app = make_app(settings, commands, servers=servers, declared=declared, names=names)
     try:
         code = app.run()
     finally:

@@ -94,6 +94,11 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
         metavar="PATH",
         help="start each NAME: COMMAND line of this Procfile as a session, in its directory",
     )
+    main.add_argument(
+        "--names",
+        metavar="A,B,...",
+        help="names for the commands' sessions, in order (as mprocs' --names)",
+    )
     main.add_argument("command", nargs="*", help="commands to start, one session each")
 
     exe = _Parser(prog="ccx-tui exec", description="Run one command as a recorded session.")
@@ -441,9 +446,12 @@ def _run_app(ns: argparse.Namespace) -> int:
         ca_file=_ca_file(ns),
     )
     commands = [c for c in ns.command if c.strip()]
+    names = [n.strip() for n in ns.names.split(",")] if ns.names else []
+    if len(names) > len(commands):
+        raise ConfigError(f"--names gives {len(names)} names for {len(commands)} command(s)")
     from ccx_tui.app import run_app  # Textual: only when the app runs
 
-    return run_app(settings, commands, servers=servers, declared=declared)
+    return run_app(settings, commands, servers=servers, declared=declared, names=names)
 
 
 def _serve(ns: argparse.Namespace) -> int:

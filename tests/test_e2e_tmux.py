@@ -225,7 +225,7 @@ def test_run_kill_restart_quit(tmux: Tmux, tmp_path: Path) -> None:
     tmux.send("1")
     tmux.wait_screen(shows_tab("ALPHA-OUT", "printf"), "tab 1")
     tmux.send("]")
-    tmux.wait_screen(shows_tab("row-1", "for i"), "the next tab")
+    tmux.wait_screen(shows_tab("row-1", "echo row-$i (loop)"), "the next tab")
     tmux.send("[")
     screen = tmux.wait_screen(shows_tab("ALPHA-OUT", "printf"), "the previous tab")
     assert "running · run 1" in screen
@@ -234,7 +234,7 @@ def test_run_kill_restart_quit(tmux: Tmux, tmp_path: Path) -> None:
     screen = tmux.wait_for_screen("killed · run 1")  # the status bar under the output
     tab_bar = rows(screen)[0]
     assert "■ printf" in tab_bar, tab_bar
-    assert "▶ for i" in tab_bar, tab_bar  # the other one runs on
+    assert "▶ echo row-$i (loop)" in tab_bar, tab_bar  # the other one runs on
     assert any(row.startswith("killed") for row in sidebar(screen)), screen
     assert wait_gone(f"{alpha}.") == []
     assert marked_processes(f"{numbered}.")

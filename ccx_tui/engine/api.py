@@ -62,6 +62,9 @@ class Engine(Protocol):
 
     async def resume(self, session_id: str) -> None: ...
 
+    async def rename(self, session_id: str, name: str) -> SessionInfo:
+        """Name the session ("": its title comes from its command again)."""
+
     async def send_input(self, session_id: str, data: bytes) -> None:
         """Type into the session's terminal; raises InvalidTransition where it cannot
         take input (pipes, not running, a server that cannot)."""

@@ -318,6 +318,13 @@ class EngineClient:
     async def resume(self, session_id: str) -> None:
         await self._call("session.resume", {"session_id": session_id})
 
+    async def rename(self, session_id: str, name: str) -> SessionInfo:
+        """Name the session; raises InvalidCommand for a bad name, EngineCallError."""
+        # The engine sends the change (an event frame) before this answer.
+        return SessionInfo.from_json(
+            await self._call("session.rename", {"session_id": session_id, "name": name})
+        )
+
     async def send_input(self, session_id: str, data: bytes) -> None:
         """Type into the session's terminal; inputs sent one after another arrive in
         that order.  Raises InvalidTransition (not a terminal, not running, its program

@@ -40,6 +40,7 @@ from ccx_tui.engine.session import (
     SessionInfo,
     SessionSpec,
     State,
+    check_name,
     check_size,
     check_transition,
     resolve_id,
@@ -414,6 +415,14 @@ class LocalEngine:
         await rec.proc.resume()
         if rec.info.state is State.PAUSED:
             self._set(rec, State.RUNNING)
+
+    async def rename(self, session_id: str, name: str) -> SessionInfo:
+        """Name the session (an empty name: its title comes from its command again).
+        Raises UnknownSession, InvalidCommand for a name that cannot be one."""
+        name = check_name(name)
+        rec = self._find(session_id)
+        self._set(rec, rec.info.state, spec=replace(rec.info.spec, name=name or None))
+        return self._snapshot(rec)
 
     async def send_input(self, session_id: str, data: bytes) -> None:
         """Type `data` into the session's terminal (in order: it is written, or queued

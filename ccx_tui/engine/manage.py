@@ -20,6 +20,7 @@ Extension methods (capability "manage"), on a connection of their own:
   as `session.live` {"session_id", "offset", "stream"} notifications, each followed
   by one binary frame of its bytes, at most LIVE_WINDOW behind; `session.live_end`
   {"session_id"} once the session is over.  `session.untap` stops it.
+- `session.rename` {"session_id", "name"} -> INFO ("" removes the name).
 - `session.input` {"session_id", "data": TEXT}: typed into the session's terminal
   (answered once written or queued for the program, so inputs sent in order arrive
   in order); `session.resize` {"session_id", "cols", "rows"}: its terminal's size.
@@ -77,6 +78,7 @@ METHODS = frozenset(
         "session.resume",
         "session.input",
         "session.resize",
+        "session.rename",
     }
 )
 
@@ -214,6 +216,8 @@ class Manager:
                 raise ManageError(p.INVALID_PARAMS, "Invalid params: data must be a string")
             await engine.send_input(session_id, data.encode("utf-8", "replace"))
             return {}
+        if method == "session.rename":
+            return info_to_wire(await engine.rename(session_id, _text(params, "name", "")))
         if method == "session.resize":
             cols, rows = params.get("cols"), params.get("rows")
             await engine.resize(session_id, cols, rows)  # type: ignore[arg-type]  # checked

@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ccx_tui.engine.titles import command_title
 from ccx_tui.errors import AmbiguousSession, InvalidCommand, InvalidTransition, UnknownSession
 
 
@@ -88,6 +89,21 @@ def check_size(cols: int, rows: int) -> None:
             raise InvalidCommand(f"bad terminal {what}: {value!r} (a whole number)")
         if not 1 <= value <= MAX_TERMINAL_SIDE:
             raise InvalidCommand(f"bad terminal {what}: {value} (1 to {MAX_TERMINAL_SIDE})")
+
+
+MAX_NAME = 64
+"""Characters in a session's name, at most."""
+
+
+def check_name(name: str) -> str:
+    """`name` without blanks at its ends; InvalidCommand unless it can name a session
+    (one line of printable text, at most MAX_NAME characters; empty: no name)."""
+    name = name.strip()
+    if len(name) > MAX_NAME:
+        raise InvalidCommand(f"a name has at most {MAX_NAME} characters, not {len(name)}")
+    if any(not char.isprintable() for char in name):
+        raise InvalidCommand("a name is one line of printable text")
+    return name
 
 
 _id_lock = threading.Lock()
@@ -209,14 +225,11 @@ class SessionSpec:
 
     @property
     def title(self) -> str:
-        """A short name for tabs: the given name, else the command's first word(s)."""
+        """A short name for tabs: the given name, else what the command runs (see
+        titles.py: `cd web && npm start` is "npm start")."""
         if self.name:
             return self.name
-        words = self.command.split()
-        first = os.path.basename(words[0]) if words else "?"
-        rest = " ".join(words[1:3])
-        title = f"{first} {rest}".strip()
-        return title if len(title) <= 24 else title[:23] + "…"
+        return command_title(self.command)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -1,0 +1,79 @@
+"""Naming sessions (issue 13): --names, renaming from the app, titles that say what
+runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from textual.widgets import Input
+
+from ccx_tui.app import make_app
+from ccx_tui.config import Settings
+from ccx_tui.engine.store import DataStore
+from ccx_tui.widgets.rename_dialog import RenameDialog
+from tests.helpers import until
+from tests.test_app import SIZE, screen_text
+
+
+async def test_names_then_rename_and_back_to_the_commands_title(data_dir: Path) -> None:
+    """`--names web` names the first command's session (the second has none: its
+    title says what it runs); `R` renames one, everywhere at once and in its record;
+    an empty name gives it its command's title back; a name with a control character
+    is refused in the dialog."""
+    app = make_app(
+        Settings(data_dir=data_dir, kill_grace=0.3),
+        ["sleep 100", "cd / && exec sleep 200"],
+        names=["web"],
+        sample_usage=False,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: len(app._open) == 2, what="two tabs")
+        first, second = app._open
+        assert app.engine.get(first).spec.name == "web"
+        labels = lambda: [app._tabs.get_tab(app._panes[s]).label.plain for s in app._open]  # noqa: E731
+        await until(
+            lambda: labels()[0].endswith(" web") and labels()[1].endswith("sleep 200"),
+            what=lambda: str(labels()),
+        )
+
+        await pilot.press("R")
+        await until(lambda: isinstance(app.screen, RenameDialog), what="the dialog")
+        field = app.screen.query_one("#name", Input)
+        assert field.value == "sleep 200"
+        field.value = "bad\x1bname"
+        await pilot.press("enter")
+        await until(lambda: "printable" in screen_text(app), what="the refusal")
+        field.value = "  api  "
+        await pilot.press("enter")
+        await until(lambda: app.engine.get(second).spec.name == "api", what="renamed")
+        await until(lambda: labels()[1].endswith(" api"), what=lambda: str(labels()))
+        await until(lambda: "▶ api" in screen_text(app), what="the sidebar")
+        store = DataStore(data_dir)
+
+        def recorded(session_id: str) -> str | None:
+            info = store.read_meta(store.session_dir(session_id))
+            return info.spec.name if info is not None else "?"
+
+        await until(lambda: recorded(second) == "api", what="the record")
+        assert recorded(first) == "web"
+
+        await pilot.press("R")
+        await until(lambda: isinstance(app.screen, RenameDialog))
+        app.screen.query_one("#name", Input).value = ""
+        await pilot.press("enter")
+        await until(lambda: app.engine.get(second).spec.name is None, what="no name")
+        await until(lambda: labels()[1].endswith("sleep 200"))
+        await app.engine.kill_all()
+
+
+def test_more_names_than_commands_is_refused(data_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ccx_tui", "--data-dir", str(data_dir), "--names", "a,b", "x"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "--names gives 2 names for 1 command(s)" in proc.stderr
