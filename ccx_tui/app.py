@@ -16,6 +16,7 @@ from typing import ClassVar
 from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
@@ -51,6 +52,7 @@ from ccx_tui.widgets.session_pane import SessionPane, live_tap, pane_id
 from ccx_tui.widgets.session_tabs import SessionTabs
 from ccx_tui.widgets.sidebar import Sidebar
 from ccx_tui.widgets.status import restart_badge, state_icon, state_label
+from ccx_tui.widgets.switcher import Entry, SessionsProvider
 from ccx_tui.widgets.transcript_panel import search_status
 from ccx_tui.widgets.transcript_view import TranscriptView
 
@@ -64,6 +66,8 @@ Press [b]h[/b] for past sessions, [b]?[/b] for help, [b]q[/b] to quit,
 [b]d[/b] to detach (sessions keep running; [b]ccx-tui attach[/b] brings them back)."""
 
 
+SIDEBAR_MIN_WIDTH = 100
+"""Narrower than this, the sidebar hides itself (S shows it again)."""
 LEAVE_INPUT = "ctrl+right_square_bracket"
 """The one key input mode keeps: it leaves (programs rarely need ctrl+], telnet's escape)."""
 LEAVE_INPUT_SHOWN = "ctrl+]"
@@ -74,6 +78,9 @@ PALETTE = [
     ("Kill session now", "SIGKILL at once (X)", "kill(True)"),
     ("Restart session", "Kill if running, then run the command again (r)", "restart"),
     ("Pause or resume session", "SIGSTOP / SIGCONT the process tree (p)", "pause"),
+    ("Switch to session", "Find a session by name or command (o)", "switcher"),
+    ("Show or hide the sidebar", "Hidden by itself under 100 columns (S)", "toggle_sidebar"),
+    ("Zoom", "The output takes the whole screen, or not (z)", "zoom"),
     ("Rename session", "Give the session a name (R)", "rename"),
     ("Type into session", f"Keys go to the program until {LEAVE_INPUT_SHOWN} (i)", "input_mode"),
     ("Close tab", "Close the session's tab (w)", "close_tab"),
@@ -110,6 +117,9 @@ class CcxApp(LiteralToastsApp):
         Binding("p", "pause", "Pause"),
         Binding("i", "input_mode", "Type"),
         Binding("R", "rename", "Rename", show=False),
+        Binding("o", "switcher", "Switch", show=False),
+        Binding("S", "toggle_sidebar", "Sidebar", show=False),
+        Binding("z", "zoom", "Zoom", show=False),
         Binding("w", "close_tab", "Close"),
         Binding("right_square_bracket", "next_tab", "Next tab", show=False),
         Binding("left_square_bracket", "previous_tab", "Prev tab", show=False),
@@ -150,6 +160,7 @@ class CcxApp(LiteralToastsApp):
         self._asking_to_quit = False  # the quit question is on screen
         self._hangup = False  # the terminal is gone: end the process, never touch it
         self._typing_into: str | None = None  # input mode: the session keys go to
+        self._sidebar_wanted: bool | None = None  # the user's S; None: by the width
         self._typist = Typist(self._engine_of, self._input_refused)
         self.detached = 0
         """Sessions left running in the engine process when the app detached."""
@@ -525,6 +536,49 @@ class CcxApp(LiteralToastsApp):
         with contextlib.suppress(CcxError):
             if not self._engine_of(event.session_id).get(event.session_id).state.final:
                 self._typist.send(event.session_id, event.data.encode())
+
+    # -- layout: sidebar and zoom ---------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._sync_sidebar(event.size.width)
+
+    def _sync_sidebar(self, width: int | None = None) -> None:
+        """Shown if the user said so with S, else only from SIDEBAR_MIN_WIDTH columns."""
+        width = self.size.width if width is None else width
+        wanted = self._sidebar_wanted
+        shown = width >= SIDEBAR_MIN_WIDTH if wanted is None else wanted
+        self.screen_stack[0].set_class(not shown, "-no-sidebar")
+
+    def action_toggle_sidebar(self) -> None:
+        main = self.screen_stack[0]
+        self._sidebar_wanted = main.has_class("-no-sidebar")
+        main.remove_class("-zoom")
+        self._sync_sidebar()
+
+    def action_zoom(self) -> None:
+        self.screen_stack[0].toggle_class("-zoom")
+
+    def action_switcher(self) -> None:
+        self.push_screen(
+            CommandPalette(
+                providers=[SessionsProvider], placeholder="Switch to a session: name or command…"
+            )
+        )
+
+    def switcher_entries(self) -> list[Entry]:
+        """The open sessions, in tab order, for the switcher."""
+        entries = []
+        for session_id in self._open:
+            with contextlib.suppress(CcxError):
+                info = self._engine_of(session_id).get(session_id)
+                entries.append(
+                    Entry(session_id, info.spec.title, info.spec.command, state_label(info))
+                )
+        return entries
+
+    def switch_to(self, session_id: str) -> None:
+        if session_id in self._open:
+            self._activate(session_id)
 
     def action_rename(self) -> None:
         session_id = self._selected()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from textual.command import CommandPalette
 from textual.widgets import Input
 
 from ccx_tui.app import make_app
@@ -77,3 +78,33 @@ def test_more_names_than_commands_is_refused(data_dir: Path) -> None:
     )
     assert proc.returncode == 2
     assert "--names gives 2 names for 1 command(s)" in proc.stderr
+
+
+async def test_the_switcher_finds_a_session_by_name_or_command(data_dir: Path) -> None:
+    """`o` opens the palette over the sessions: typing part of a name or a command
+    (fuzzy) lists it, Enter shows its tab.  A title full of markup is shown literally."""
+    app = make_app(
+        Settings(data_dir=data_dir, kill_grace=0.3),
+        ["sleep 101", "sleep 102", "printf 'zebra%s' -X; sleep 103"],
+        names=["[b]web[/b]", "api"],
+        sample_usage=False,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: len(app._open) == 3, what="three tabs")
+        web, api, zebra = app._open
+        await until(lambda: app._current() == zebra)
+        await pilot.press("o")
+        await until(lambda: isinstance(app.screen, CommandPalette), what="the switcher")
+        await until(lambda: "[b]web[/b]" in screen_text(app), what="every session listed")
+        await pilot.press(*"ap")
+        await until(lambda: "sleep 101" not in screen_text(app), what="only api left")
+        await pilot.press("enter")
+        await until(lambda: app._current() == api, what="api shown")
+        await pilot.press("o")
+        await until(lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"zebra")  # a word of the command, not of the title
+        await until(lambda: "printf" in screen_text(app))
+        await pilot.press("enter")
+        await until(lambda: app._current() == zebra, what="the zebra tab")
+        assert web in app._open
+        await app.engine.kill_all()

@@ -24,6 +24,7 @@ from ccx_tui.engine.titles import MAX_TITLE, command_title
         ("set -e; ./build.sh", "build.sh"),
         ("trap '' TERM; echo up; sleep 100", "echo up"),
         ("(cd x; make)", "make"),
+        ("for i in $(seq 9); do if [ $i -eq 3 ]; then echo three; fi; done", "echo three (loop)"),
         ("sleep 1000", "sleep 1000"),
         ('x="unclosed', 'x="unclosed'),
         ("", "?"),

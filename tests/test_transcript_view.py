@@ -294,8 +294,8 @@ async def test_huge_single_line_renders_cut_and_app_stays_responsive(tmp_path: P
         await wait_for(pilot, lambda: view.line_count == 2)
         assert rows(view)[:2] == ["0123456789" * 8, "after"]
         await wait_for(pilot, lambda: view.max_scroll_x > 16_000)
-        await pilot.press("right")
-        assert view.scroll_x == transcript_view.HSCROLL
+        await pilot.press("right")  # half a screen sideways, as in less (was 4 columns)
+        assert view.scroll_x == view.scrollable_content_region.width // 2 == 40
         view.scroll_to(x=view.max_scroll_x, animate=False)
         await pilot.pause()
         assert rows(view)[0].endswith("… [+20.0 MB]")

@@ -19,6 +19,7 @@ _LOOPS = {"for", "while", "until", "select"}
 _KEYWORDS = {"do", "then", "else", "elif", "{", "(", "!", "if", "time", "}", ")", "done", "fi"}
 _WRAPPERS = {"env", "sudo", "nice", "nohup", "exec", "command", "builtin", "stdbuf", "timeout"}
 _SETUP = {"cd", "export", "set", "source", ".", "umask", "trap", "unset", "ulimit", "shopt"}
+_SETUP |= {"[", "[[", "test"}  # an `if`'s condition: what follows `then` is the work
 _IDLE = {"true", ":", "sleep", "wait"}
 _OPTIONS_WITH_VALUE = {"-u", "-g", "-n", "-s", "-k", "-C", "-h", "-p"}
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")

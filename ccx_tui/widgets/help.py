@@ -22,6 +22,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("p", "pause / resume (SIGSTOP / SIGCONT)"),
             ("w", "close the tab (asks first if still running)"),
             ("h", "history: open a past session"),
+            ("R", "rename the session (empty: named after its command)"),
         ],
     ),
     (
@@ -39,16 +40,23 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ),
     (
         "Tabs",
-        [("] / [", "next / previous tab"), ("1 … 9", "jump to tab N")],
+        [
+            ("] / [", "next / previous tab"),
+            ("1 … 9", "jump to tab N"),
+            ("o", "switch to a session by name or command (fuzzy)"),
+        ],
     ),
     (
         "Output",
         [
             ("↑ ↓  j k", "scroll a line"),
             ("PgUp PgDn", "scroll a page"),
+            ("space b", "a page down / up, as in less (ctrl+f ctrl+b too)"),
+            ("ctrl+d ctrl+u", "half a page down / up"),
             ("g / G", "top / bottom"),
             (":", "go to a line number"),
-            ("← →", "scroll long lines sideways"),
+            ("← →", "scroll long lines sideways, half a screen at a time"),
+            ("0 / $", "to the start of the lines / the end of the longest line shown"),
             ("f  End", "follow new output again"),
             ("t", "timestamps: when each line arrived"),
         ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.geometry import Region
 from textual.reactive import reactive
 from textual.widgets import Static
 
@@ -107,6 +108,7 @@ class Sidebar(VerticalScroll):
         super().__init__(name=name, id=id, classes=classes)
         self.can_focus = False
         self._pending = False
+        self._mark: tuple[int, int] | None = None  # where the selected row was put
 
     def compose(self) -> ComposeResult:
         yield Static(id="limits")
@@ -162,10 +164,22 @@ class Sidebar(VerticalScroll):
         rows = Text()
         if not self.sessions:
             rows.append("no sessions yet", style="bright_black")
+        mark: tuple[int, int] | None = None  # the selected row's first line and height
         for i, info in enumerate(self.sessions):
             if i:
                 rows.append("\n\n")
-            rows.append_text(
-                session_row(info, self.now, self.usage.get(info.id), info.id == self.selected)
-            )
-        self.query_one("#rows", Static).update(rows)
+            selected = info.id == self.selected
+            row = session_row(info, self.now, self.usage.get(info.id), selected)
+            if selected:
+                mark = (rows.plain.count("\n"), row.plain.count("\n") + 1)
+            rows.append_text(row)
+        rows_widget = self.query_one("#rows", Static)
+        rows_widget.update(rows)
+        if mark is not None and mark != self._mark:
+            self._mark = mark
+            # Once laid out: the selected session in view, however many there are.
+            self.call_after_refresh(self._scroll_to_row, rows_widget, *mark)
+
+    def _scroll_to_row(self, rows_widget: Static, line: int, height: int) -> None:
+        top = rows_widget.virtual_region.y + line
+        self.scroll_to_region(Region(0, top, 1, height), animate=False, immediate=True)

@@ -51,7 +51,6 @@ FLOOD_GAP = 0.125
 one: the first line after a pause shows within a frame, a flood is repainted 8 times
 a second (each pass repaints the whole view; 30 a second took most of the app's time
 with many busy sessions, and held up keys such as a tab switch)."""
-HSCROLL = 4
 SEARCH_STEP = 32 * 1024 * 1024
 """Bytes scanned per search worker step, between cancellation checks and progress."""
 MAX_COPY_LINES = 100_000
@@ -75,10 +74,16 @@ class TranscriptView(ScrollView, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "scroll_by(0, -1)", "Up", show=False),
         Binding("down,j", "scroll_by(0, 1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("left", f"scroll_by({-HSCROLL}, 0)", "Left", show=False),
-        Binding("right", f"scroll_by({HSCROLL}, 0)", "Right", show=False),
+        # The keys of `less` too: space b, ctrl+f ctrl+b, ctrl+d ctrl+u, 0 $.  ctrl+f is
+        # the search bar's filter only while the bar has focus, which this view has not.
+        Binding("pageup,b,ctrl+b", "page(-1)", "Page up", show=False),
+        Binding("pagedown,space,ctrl+f", "page(1)", "Page down", show=False),
+        Binding("ctrl+u", "half_page(-1)", "Half page up", show=False),
+        Binding("ctrl+d", "half_page(1)", "Half page down", show=False),
+        Binding("left", "sideways(-1)", "Left", show=False),
+        Binding("right", "sideways(1)", "Right", show=False),
+        Binding("0", "line_start", "Line start", show=False),
+        Binding("dollar_sign", "line_end", "Line end", show=False),
         Binding("g,home", "top", "Top", show=False),
         Binding("G,end", "follow", "Bottom", show=False),
         Binding("f", "follow", "Follow"),
@@ -390,6 +395,32 @@ class TranscriptView(ScrollView, can_focus=True):
         height = self.scrollable_content_region.height
         self.scroll_relative(y=pages * height, animate=False, force=True)
 
+    def action_half_page(self, direction: int) -> None:
+        """Half a screen down (1) or up (-1), as ctrl+d / ctrl+u in `less`."""
+        half = max(self.scrollable_content_region.height // 2, 1)
+        self.action_scroll_by(0, direction * half)
+
+    def action_sideways(self, direction: int) -> None:
+        """Half the text's width right (1) or left (-1), as the arrows in `less`."""
+        half = max(self._text_width // 2, 1)
+        self.action_scroll_by(direction * half, 0)
+
+    def action_line_start(self) -> None:
+        self.scroll_to(x=0, animate=False, force=True)
+
+    def action_line_end(self) -> None:
+        """Show the end of the longest line on screen at the right edge (or the start
+        of the lines if all of them fit)."""
+        top = round(self.scroll_y)
+        bottom = min(top + self.scrollable_content_region.height, self._rows)
+        longest = max(
+            (self._rendered(row, bottom)[0].cell_length for row in range(top, bottom)),
+            default=0,
+        )
+        if self._width_pending:
+            self._update_virtual_size()  # a line just read may widen what can be scrolled
+        self.scroll_to(x=max(longest - self._text_width, 0), animate=False, force=True)
+
     def action_top(self) -> None:
         # Explicitly: when the view is already at the top (say, output not indexed yet),
         # scrolling there changes nothing and would leave it following.
@@ -583,10 +614,7 @@ class TranscriptView(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         if index >= self._rows or self._closed:
             return Strip.blank(width, self.rich_style)
-        rendered = self._cache.get(index)
-        if rendered is None:
-            rendered = self._load_window(index, scroll_y + self.scrollable_content_region.height)
-        strip, pad, when = rendered
+        strip, pad, when = self._rendered(index, scroll_y + self.scrollable_content_region.height)
         gutter = self._gutter_width
         body = strip.crop_extend(scroll_x, scroll_x + width - gutter, pad)
         body = body.apply_offsets(scroll_x, index)  # lets the mouse select text
@@ -637,6 +665,17 @@ class TranscriptView(ScrollView, can_focus=True):
         if self._numbers_shown:
             width += len(str(max(self._line_count, len(self._tail or ()), 1))) + 1
         return width
+
+    @property
+    def _text_width(self) -> int:
+        """Columns of text shown (beside the gutter and the scrollbar)."""
+        return max(self.scrollable_content_region.width - self._gutter_width, 0)
+
+    def _rendered(self, row: int, window_end: int) -> _Rendered:
+        """Row `row` rendered: from the cache, else read with the rows after it up to
+        `window_end` (the bottom of the screen)."""
+        rendered = self._cache.get(row)
+        return rendered if rendered is not None else self._load_window(row, window_end)
 
     def _line_of(self, row: int) -> int:
         """The file line shown at `row`."""

@@ -1,0 +1,64 @@
+"""Layout keys (issue 13): the sidebar hides itself on narrow terminals and with `S`,
+follows the selected session, and `z` gives the output the whole screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ccx_tui.app import make_app
+from ccx_tui.config import Settings
+from tests.helpers import until
+from tests.test_app import screen_text
+
+
+def app_with(data_dir: Path, *commands: str):  # noqa: ANN201
+    return make_app(Settings(data_dir=data_dir, kill_grace=0.3), list(commands), sample_usage=False)
+
+
+async def test_the_sidebar_hides_under_100_columns_and_s_toggles_it(data_dir: Path) -> None:
+    app = app_with(data_dir, "sleep 100")
+    async with app.run_test(size=(90, 24)) as pilot:
+        await until(lambda: len(app._open) == 1)
+        await until(lambda: not app._sidebar.display or app._sidebar.region.width == 0)
+        assert "running 1/16" not in screen_text(app)
+        await pilot.press("S")
+        await until(lambda: "running 1/16" in screen_text(app), what="shown on request")
+        await pilot.resize_terminal(130, 24)
+        await pilot.pause()
+        assert "running 1/16" in screen_text(app)
+        await pilot.press("S")
+        await until(lambda: "running 1/16" not in screen_text(app), what="hidden on request")
+        await pilot.resize_terminal(140, 24)
+        await pilot.pause()
+        assert "running 1/16" not in screen_text(app)  # the user's choice holds
+        await app.engine.kill_all()
+
+
+async def test_zoom_gives_the_output_the_whole_screen(data_dir: Path) -> None:
+    app = app_with(data_dir, "printf 'ZOOM%s\\n' -ME; sleep 100")
+    async with app.run_test(size=(120, 24)) as pilot:
+        await until(lambda: "ZOOM-ME" in screen_text(app))
+        before = screen_text(app)
+        assert "running 1/16" in before and "c New" in before, before
+        await pilot.press("z")
+        await until(lambda: "running 1/16" not in screen_text(app), what="zoomed")
+        zoomed = screen_text(app)
+        assert "ZOOM-ME" in zoomed.splitlines()[0]  # no tab bar above it
+        assert "c New" not in zoomed
+        await pilot.press("z")
+        await until(lambda: "running 1/16" in screen_text(app), what="back")
+        await app.engine.kill_all()
+
+
+async def test_the_sidebar_scrolls_to_the_selected_session(data_dir: Path) -> None:
+    commands = [f"sleep {100 + n}" for n in range(15)]
+    app = app_with(data_dir, *commands)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await until(lambda: len(app._open) == 15, what="15 tabs")
+        app._activate(app._open[-1])
+        await until(lambda: "›▶ sleep 114" in screen_text(app), what="the last one in view")
+        assert "sleep 100" not in screen_text(app)
+        await pilot.press("1")
+        await until(lambda: "›▶ sleep 100" in screen_text(app), what="the first one in view")
+        assert "sleep 114" not in screen_text(app)
+        await app.engine.kill_all()
