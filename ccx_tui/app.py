@@ -427,6 +427,7 @@ class CcxApp(LiteralToastsApp):
         if pane is not None and session_id is not None:
             with contextlib.suppress(CcxError):
                 pane.info = self._engine_of(session_id).get(session_id)
+            pane.tick()
 
     def _set_usage(self, usage: Mapping[str, TreeUsage]) -> None:
         if self.is_running and self._sample_usage:  # not once teardown has begun

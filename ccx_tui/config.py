@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
 
 from ccx_tui.engine.auth import TOKEN_ENV, local_token, read_token_file
 from ccx_tui.engine.local import EngineConfig
@@ -249,6 +250,21 @@ def given_token(token: str | None, token_file: str | None) -> str | None:
     return token or None
 
 
+def check_server_url(url: str) -> None:
+    """ConfigError unless `url` is a WebSocket URL a server can be reached at."""
+    parts = urlsplit(url.strip())
+    if parts.scheme in ("http", "https"):
+        ws = "wss" if parts.scheme == "https" else "ws"
+        raise ConfigError(
+            f"{url!r}: a server is reached over WebSocket: {ws}://{parts.netloc}/ws/mcp, "
+            "not an http URL"
+        )
+    if parts.scheme not in ("ws", "wss") or not parts.netloc or len(url.split()) != 1:
+        raise ConfigError(
+            f"{url!r}: not a server URL (expected ws://HOST:PORT/ws/mcp or wss://...)"
+        )
+
+
 def resolve_servers(
     connect: Sequence[str],
     token: str | None = None,
@@ -270,6 +286,8 @@ def resolve_servers(
     def own(url: str) -> str | None:
         return shared or (local_token(data_dir, url) if data_dir is not None else None)
 
+    for url in connect:
+        check_server_url(url)
     targets = [ServerTarget(url, own(url), None, ca_file) for url in connect]
     targets += [
         ServerTarget(s.url, server_token(s, env, data_dir), s.name, s.ca_file) for s in declared

@@ -479,3 +479,24 @@ def test_usage_errors_escape_the_argv_they_quote(tmp_path: Path) -> None:
     proc = ccx("sessions", "\x1b]2;pwned\x07", cwd=tmp_path)
     assert proc.returncode == 2
     assert "\x1b" not in proc.stderr and "\\x1b]2;pwned\\x07" in proc.stderr
+
+
+def test_an_http_url_for_a_server_is_refused_with_the_ws_url_to_use(tmp_path: Path) -> None:
+    """`--connect http://...` (or `exec --server https://...`) is an easy mistake: a
+    one-line error names the WebSocket URL meant, exit 2, before any screen."""
+    data = str(tmp_path / "data")
+    for argv, expected in (
+        (["--connect", "http://127.0.0.1:8003", "true"], "ws://127.0.0.1:8003/ws/mcp"),
+        (["exec", "--server", "https://build:8003/ws/mcp", "--", "true"], "wss://build:8003"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "ccx_tui", "--data-dir", data, *argv]
+            if argv[0] != "exec"
+            else [sys.executable, "-m", "ccx_tui", "exec", "--data-dir", data, *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "not an http URL" in proc.stderr and expected in proc.stderr
+        assert "\x1b" not in proc.stdout  # no screen was drawn

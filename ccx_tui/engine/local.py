@@ -59,6 +59,7 @@ _NEW_RUN: dict[str, Any] = {  # what a new run of a session forgets of the last
     "ttl_deadline": None,
     "pid": None,
     "alt_screen": None,
+    "kill_at": None,
 }
 PARTIAL_LINE_DELAY = 0.1  # an unfinished line is shown after this long
 MAX_RESTART_DELAY = 60.0
@@ -698,6 +699,7 @@ class LocalEngine:
             "ended_at": time.time(),
             "pid": None,
             "alt_screen": None,  # a program that died in it left it with its terminal
+            "kill_at": None,
         }
         ended.update(
             bytes=writer.offset,
@@ -876,7 +878,11 @@ class LocalEngine:
             await rec.wait_until(lambda: rec.proc is not None or not rec.info.state.live)
             if rec.proc is None:
                 return
-        await rec.proc.terminate(force=force, grace=self.config.kill_grace)
+        grace = self.config.kill_grace
+        if not force and grace > 0 and rec.info.state.live:
+            # Seen as "stopping (SIGKILL in 3s)" until the run ends.
+            self._set(rec, rec.info.state, kill_at=time.time() + grace)
+        await rec.proc.terminate(force=force, grace=grace)
 
     async def _retention(self) -> None:
         if sum(r.info.bytes for r in self._records.values()) <= self.config.retention_bytes:

@@ -279,6 +279,8 @@ class SessionInfo:
     location: str = "local"
     restarts: int = 0  # automatic restarts in a row (reset by a user's restart)
     restart_at: float | None = None  # time.time() of the next automatic restart, if due
+    kill_at: float | None = None
+    """While a kill waits out its grace period: time.time() when SIGKILL follows."""
     alt_screen: int | None = None
     """While a terminal session's program uses the alternate screen (a full-screen
     program): the transcript offset where it entered it (see altscreen.py)."""

@@ -373,6 +373,11 @@ class SessionPane(TabPane):
         header = f"── {info.bytes_lost:,} bytes not kept on disk ({why}); the latest output: ──"
         block.show(header, tail_lines(self._live.chunks()))
 
+    def tick(self) -> None:
+        """A second went by: a countdown in the status line moves on."""
+        if self.info is not None and self.info.kill_at is not None:
+            self._render_status()
+
     def _render_status(self) -> None:
         if self.is_mounted:
             self._show_status()

@@ -47,7 +47,7 @@ def session_row(info: SessionInfo, now: float, usage: TreeUsage | None, selected
     text.append(f"{icon} ", style=_COLOURS.get(colour, ""))
     text.append(printable(info.spec.title), style="bold" if selected else "")
     text.append("\n   ")
-    text.append(state_label(info), style=_COLOURS.get(colour, ""))
+    text.append(state_label(info, now), style=_COLOURS.get(colour, ""))
     if badge := restart_badge(info):
         text.append(f" {badge}", style="yellow")
     if info.started_at is not None:

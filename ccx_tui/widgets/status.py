@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 from ccx_tui.engine.session import SessionInfo, State
 
@@ -26,8 +27,12 @@ def state_icon(info: SessionInfo) -> tuple[str, str]:
     return _ICONS[info.state]
 
 
-def state_label(info: SessionInfo) -> str:
-    """A few words: 'running', 'exit 0', 'exit 3', 'killed (SIGKILL)', 'expired'..."""
+def state_label(info: SessionInfo, now: float | None = None) -> str:
+    """A few words: 'running', 'exit 0', 'exit 3', 'killed (SIGKILL)', 'expired',
+    'stopping (SIGKILL in 3s)' while a kill waits out its grace period..."""
+    if info.kill_at is not None and info.state.live:
+        left = math.ceil(max(0.0, info.kill_at - (time.time() if now is None else now)))
+        return f"stopping (SIGKILL in {left}s)" if left else "stopping (SIGKILL)"
     if info.state is State.EXITED:
         if info.signal is not None:
             return f"signal {info.signal}"
