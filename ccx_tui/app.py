@@ -82,6 +82,8 @@ PALETTE = [
     ("Show or hide the sidebar", "Hidden by itself under 100 columns (S)", "toggle_sidebar"),
     ("Zoom", "The output takes the whole screen, or not (z)", "zoom"),
     ("Rename session", "Give the session a name (R)", "rename"),
+    ("Restart all sessions", "Run every session of the tabs again (ctrl+r)", "restart_all"),
+    ("Stop all sessions", "Kill every running session, dependents first (ctrl+x)", "stop_all"),
     ("Type into session", f"Keys go to the program until {LEAVE_INPUT_SHOWN} (i)", "input_mode"),
     ("Close tab", "Close the session's tab (w)", "close_tab"),
     ("History", "Open a past session (h)", "history"),
@@ -120,6 +122,8 @@ class CcxApp(LiteralToastsApp):
         Binding("o", "switcher", "Switch", show=False),
         Binding("S", "toggle_sidebar", "Sidebar", show=False),
         Binding("z", "zoom", "Zoom", show=False),
+        Binding("ctrl+r", "restart_all", "Restart all", show=False),
+        Binding("ctrl+x", "stop_all", "Stop all", show=False),
         Binding("w", "close_tab", "Close"),
         Binding("right_square_bracket", "next_tab", "Next tab", show=False),
         Binding("left_square_bracket", "previous_tab", "Prev tab", show=False),
@@ -580,6 +584,29 @@ class CcxApp(LiteralToastsApp):
     def switch_to(self, session_id: str) -> None:
         if session_id in self._open:
             self._activate(session_id)
+
+    def action_restart_all(self) -> None:
+        """Run every session of the tabs again (those that ended queue up, behind
+        their dependencies)."""
+        for session_id in list(self._open):
+            engine = self._engine_of(session_id)
+            self.run_worker(self._guard(engine.restart(session_id), quiet=True), group="actions")
+
+    def action_stop_all(self) -> None:
+        """Kill every session of every engine; what depends on others stops first."""
+        busy = sum(e.stats.live + e.stats.queued for e in self.engines)
+        if not busy:
+            self.notify("nothing is running")
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                for engine in self.engines:
+                    self.run_worker(self._guard(engine.kill_all("stopped all")), group="actions")
+
+        self.push_screen(
+            ConfirmDialog(f"Stop {busy} running or queued session(s)?", yes="Stop all"), answered
+        )
 
     def action_rename(self) -> None:
         session_id = self._selected()

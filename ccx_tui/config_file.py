@@ -13,9 +13,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ccx_tui.config import DeclaredSession, parse_seconds
+from ccx_tui.engine.deps import find_cycle
 from ccx_tui.engine.session import (
     DEFAULT_MAX_RESTARTS,
     DEFAULT_RESTART_DELAY,
+    DEPENDENCY_CONDITIONS,
+    READY_PROBES,
     RESTART_POLICIES,
     SessionSpec,
 )
@@ -40,6 +43,8 @@ SESSION_KEYS = (
     "ttl",
     "autostart",
     "tty",
+    "depends_on",
+    "ready_when",
     "restart",
     "max_restarts",
     "restart_delay",
@@ -345,6 +350,47 @@ class _Table:
         value = self.string(key)
         return None if value is None else base / Path(value).expanduser()
 
+    def depends_on(self, key: str) -> dict[str, str]:
+        """A list of session names (each must be ready), or a table of name = condition."""
+        value = self.get(key, (list, dict), 'a list of names or a table like { db = "ready" }')
+        if value is None:
+            return {}
+        if isinstance(value, list):
+            if not all(isinstance(name, str) and name for name in value):
+                raise self.error("expected a list of session names", key)
+            return dict.fromkeys(value, "ready")
+        deps: dict[str, str] = {}
+        for name, condition in value.items():
+            if condition not in DEPENDENCY_CONDITIONS:
+                choices = ", ".join(DEPENDENCY_CONDITIONS)
+                raise self.error(f"bad condition {condition!r} (use {choices})", key, name)
+            deps[name] = condition
+        return deps
+
+    def ready_when(self, key: str) -> dict[str, str]:
+        """One probe: { http = URL } / { tcp = PORT or "HOST:PORT" } / { log = REGEX } /
+        { exec = COMMAND }."""
+        value = self.get(key, dict, 'a table like { http = "http://127.0.0.1:8000/health" }')
+        if value is None:
+            return {}
+        if len(value) != 1 or not set(value) <= set(READY_PROBES):
+            raise self.error(f"give exactly one of {', '.join(READY_PROBES)}", key)
+        ((kind, probe),) = value.items()
+        if kind == "tcp" and isinstance(probe, int) and not isinstance(probe, bool):
+            probe = str(probe)
+        if not isinstance(probe, str) or not probe.strip():
+            raise self.error(f"expected a non-empty string, got {_type_name(probe)}", key, kind)
+        if kind == "tcp" and not re.fullmatch(r"(?:[^:]+:)?[0-9]{1,5}", probe):
+            raise self.error(f"bad value {probe!r} (a port, or HOST:PORT)", key, kind)
+        if kind == "http" and urlsplit(probe).scheme not in ("http", "https"):
+            raise self.error(f"bad value {probe!r} (an http:// or https:// URL)", key, kind)
+        if kind == "log":
+            try:
+                re.compile(probe)
+            except re.error as exc:
+                raise self.error(f"bad regex: {exc}", key, kind) from None
+        return {kind: probe}
+
     def env(self, key: str) -> dict[str, str]:
         """A table of NAME = value; numbers become strings (booleans are refused)."""
         table = self.get(key, dict, 'a table like { NAME = "value" }') or {}
@@ -427,7 +473,33 @@ def load_config(path: Path | str) -> ConfigFile:
         assert declared.spec.name is not None
         _check_unique(where, "session", index, declared.spec.name, first, str(path))
         sessions.append(declared)
+    _check_dependencies(str(path), where, sessions)
     return ConfigFile(path, defaults, sessions, list(servers.values()))
+
+
+def _check_dependencies(path: str, where: Locations, sessions: list[DeclaredSession]) -> None:
+    """Every name a session depends on is a session of the file; no cycles."""
+    index = {d.spec.name: i for i, d in enumerate(sessions)}
+    graph: dict[str, list[str]] = {}
+    for i, declared in enumerate(sessions):
+        name = declared.spec.name
+        assert name is not None
+        for dep in declared.spec.depends_on:
+            if dep not in index:
+                line = where.line(("session", i), "depends_on")
+                hint = _did_you_mean(dep, {n: repr(n) for n in index if n})
+                raise ConfigError(
+                    f"{path}:{line}: [session \"{name}\"] key 'depends_on': "
+                    f"no session named {dep!r}{hint}"
+                )
+        graph[name] = list(declared.spec.depends_on)
+    cycle = find_cycle(graph)
+    if cycle:
+        line = where.line(("session", index[cycle[0]]), "depends_on")
+        raise ConfigError(
+            f"{path}:{line}: [session \"{cycle[0]}\"] key 'depends_on': a cycle: "
+            + " -> ".join(cycle)
+        )
 
 
 def _check_top_level(top: _Table, key: str, value: object) -> None:
@@ -548,6 +620,8 @@ def _session(
         restart=table.choice("restart", RESTART_POLICIES, "never"),
         max_restarts=DEFAULT_MAX_RESTARTS if max_restarts is None else max_restarts,
         restart_delay=DEFAULT_RESTART_DELAY if restart_delay is None else restart_delay,
+        depends_on=table.depends_on("depends_on"),
+        ready_when=table.ready_when("ready_when"),
     )
     if server is None:
         try:

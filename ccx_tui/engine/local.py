@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ccx_tui.engine.altscreen import AltScreenTracker
+from ccx_tui.engine.deps import stop_order, verdict
 from ccx_tui.engine.events import (
     Event,
     OutputAppended,
@@ -35,6 +36,7 @@ from ccx_tui.engine.events import (
 from ccx_tui.engine.linemux import LineMux
 from ccx_tui.engine.process import SECRET_ENV, kill_marked
 from ccx_tui.engine.pty_proc import PtyProc
+from ccx_tui.engine.readiness import wait_ready
 from ccx_tui.engine.runner import LocalProc, OnData, OnEof, Proc, ProcessTree
 from ccx_tui.engine.session import (
     SessionInfo,
@@ -60,6 +62,7 @@ _NEW_RUN: dict[str, Any] = {  # what a new run of a session forgets of the last
     "pid": None,
     "alt_screen": None,
     "kill_at": None,
+    "ready_at": None,
 }
 PARTIAL_LINE_DELAY = 0.1  # an unfinished line is shown after this long
 MAX_RESTART_DELAY = 60.0
@@ -123,6 +126,7 @@ class _Record:
         self.out_offset = info.bytes  # transcript offset of the next byte, kept or not
         self.size = (info.spec.cols, info.spec.rows)  # its terminal's, last set by a view
         self.alt: AltScreenTracker | None = None  # a terminal run's full-screen switches
+        self.probe: asyncio.Task[None] | None = None  # its ready_when probe, while it runs
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checking after every change."""
@@ -167,8 +171,9 @@ class LocalEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.max_live_seen = 0
-        self._held = False  # the far side said it is full: wait for one of ours to end
         """High-water mark of live sessions, for tests and benchmarks."""
+        self._held = False  # the far side said it is full: wait for one of ours to end
+        self._pumping = False  # _pump is running: changes it makes do not re-enter it
 
     async def __aenter__(self) -> LocalEngine:
         await self.open()
@@ -492,10 +497,11 @@ class LocalEngine:
         for session_id in list(self._queue):
             with contextlib.suppress(UnknownSession):
                 await self.kill(session_id, reason=reason)
-        live = [r for r in self._records.values() if r.info.state.live]
-        await asyncio.gather(
-            *(self.kill(r.info.id, reason=reason) for r in live), return_exceptions=True
-        )
+        live = [r.info for r in self._records.values() if r.info.state.live]
+        for wave in stop_order(live):  # what depends on others stops first
+            await asyncio.gather(
+                *(self.kill(info.id, reason=reason) for info in wave), return_exceptions=True
+            )
 
     async def aclose(self, reason: str = "ccx-tui exited") -> None:
         """Kill every live session (TERM, grace, KILL), drop the queue, cancel pending
@@ -573,6 +579,12 @@ class LocalEngine:
                 tap.close()
         self._emit(SessionUpdated(self._snapshot(rec)))
         rec.notify()
+        if (
+            self._queue
+            and not self._pumping
+            and any(self._records[sid].info.spec.depends_on for sid in self._queue)
+        ):
+            self._pump()  # a dependency may have got where its dependents wait for it
 
     def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -580,15 +592,44 @@ class LocalEngine:
         task.add_done_callback(self._tasks.discard)
 
     def _pump(self) -> None:
-        """Start queued sessions while slots are free (synchronous: no races)."""
-        if self._closed:
+        """Start queued sessions while slots are free, in order, those whose
+        dependencies are met (see deps.py); fail those whose never can be.
+        Synchronous: no races."""
+        if self._closed or self._held or self._pumping:
             return
-        if self._held:
-            return
-        while self._queue and self._live < self.config.max_sessions:
-            rec = self._records[self._queue.popleft()]
-            self._set(rec, State.RUNNING, started_at=time.time(), reason=None)
-            self._spawn_task(self._run(rec))
+        self._pumping = True
+        try:
+            for session_id in list(self._queue):
+                if self._live >= self.config.max_sessions:
+                    break
+                rec = self._records[session_id]
+                if rec.info.spec.depends_on:
+                    ruling = verdict(rec.info.spec.depends_on, self._named)
+                    if ruling.failed:
+                        self._queue.remove(session_id)
+                        rec.restart = False
+                        self._set(rec, State.FAILED, reason=ruling.reason, ended_at=time.time())
+                        self._release(rec)
+                        continue
+                    if not ruling.go:
+                        if rec.info.reason != ruling.reason:
+                            self._set(rec, State.QUEUED, reason=ruling.reason)
+                        continue
+                self._queue.remove(session_id)
+                self._set(rec, State.RUNNING, started_at=time.time(), reason=None)
+                self._spawn_task(self._run(rec))
+        finally:
+            self._pumping = False
+
+    def _named(self, name: str) -> SessionInfo | None:
+        """The latest session called `name` (what a dependency names)."""
+        found = [r.info for r in self._records.values() if r.info.spec.name == name]
+        return max(found, key=lambda info: info.created_at) if found else None
+
+    def _release(self, rec: _Record) -> None:
+        """A queued session that will never run: its lock and waiters let go."""
+        rec.ended.set()
+        rec.notify()
 
     async def _run(self, rec: _Record) -> None:
         try:
@@ -672,12 +713,25 @@ class LocalEngine:
             writer.pause, writer.resume = lambda: gate.hold(writer), lambda: gate.release(writer)
         now = time.time()
         deadline = now + spec.ttl if spec.ttl else None
-        self._set(rec, rec.info.state, pid=rec.pid, started_at=now, ttl_deadline=deadline)
+        ready_at = None if spec.ready_when else now  # without a probe: ready once started
+        self._set(
+            rec,
+            rec.info.state,
+            pid=rec.pid,
+            started_at=now,
+            ttl_deadline=deadline,
+            ready_at=ready_at,
+        )
+        if spec.ready_when:
+            rec.probe = loop.create_task(self._probe_ready(rec, info.transcript, rec.out_offset))
         if spec.ttl:
             rec.ttl_handle = asyncio.get_running_loop().call_later(spec.ttl, self._expire, rec)
         try:
             ending = await proc.wait()
         finally:
+            if rec.probe is not None:
+                rec.probe.cancel()
+                rec.probe = None
             if rec.ttl_handle is not None:
                 rec.ttl_handle.cancel()
                 rec.ttl_handle = None
@@ -831,6 +885,14 @@ class LocalEngine:
             leftover_grace=min(self.config.kill_grace, 1.0),
             scrub_env=self.config.scrub_env,  # spawn adds SECRET_ENV whatever this says
         )
+
+    async def _probe_ready(self, rec: _Record, transcript: Path, start: int) -> None:
+        """Run the session's ready_when probe until it passes (cancelled at the end of
+        the run); then the run is ready."""
+        run = rec.info.run
+        if await wait_ready(rec.info.spec, transcript, start) and rec.info.run == run:
+            if rec.info.state.live:
+                self._set(rec, rec.info.state, ready_at=time.time())
 
     def _requeue(self, rec: _Record, reason: str) -> None:
         """Back to the front of the queue; retried when one of ours ends."""

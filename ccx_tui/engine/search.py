@@ -110,7 +110,7 @@ def compile_query(text: str, *, case: bool | None = None, regex: bool = True) ->
     if not text:
         raise SearchError("empty search")
     case_sensitive = _has_upper(text, regex) if case is None else case
-    source = _crlf_ends(text) if regex else re.escape(text)
+    source = crlf_line_ends(text) if regex else re.escape(text)
     flags = re.MULTILINE | (0 if case_sensitive else re.IGNORECASE)
     try:
         text_pattern = re.compile(source, flags)
@@ -136,7 +136,7 @@ def compile_query(text: str, *, case: bool | None = None, regex: bool = True) ->
 _LINE_END = r"(?=\r?$)"
 
 
-def _crlf_ends(pattern: str) -> str:
+def crlf_line_ends(pattern: str) -> str:
     """`pattern` with each `$` (outside a character class, not escaped) allowing a
     CR before the line's end: a terminal session's lines end in CRLF, and `ok$` must
     match them as it matches lines ending in LF."""

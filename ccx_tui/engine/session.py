@@ -76,6 +76,8 @@ DEFAULT_MAX_RESTARTS = 10
 DEFAULT_RESTART_DELAY = 1.0
 
 
+DEPENDENCY_CONDITIONS = ("started", "ready", "succeeded")
+READY_PROBES = ("http", "tcp", "log", "exec")
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
 MAX_TERMINAL_SIDE = 2000
 """Columns or rows of a session's terminal, at most (a bad value cannot make a huge
@@ -194,6 +196,12 @@ class SessionSpec:
     cols: int = DEFAULT_COLS
     rows: int = DEFAULT_ROWS
     """The terminal's size when a run starts (a view resizes it while it runs)."""
+    depends_on: dict[str, str] = field(default_factory=dict)
+    """Sessions (by name) it waits for, each with a condition: started, ready or
+    succeeded (see deps.py)."""
+    ready_when: dict[str, str] = field(default_factory=dict)
+    """How to tell it is ready: one of {"http": URL}, {"tcp": "[HOST:]PORT"},
+    {"log": REGEX}, {"exec": COMMAND} (see readiness.py); empty: once started."""
     base_env: dict[str, str] | None = field(default=None, compare=False, repr=False)
     """The environment the session inherits instead of its engine's (the one of the
     client that asked the engine process for it: a session started from a shell with a
@@ -221,6 +229,16 @@ class SessionSpec:
         if not (0 <= self.restart_delay < float("inf")):
             raise InvalidCommand(f"bad restart_delay: {self.restart_delay} (seconds, 0 or more)")
         check_size(self.cols, self.rows)
+        for name, condition in self.depends_on.items():
+            if condition not in DEPENDENCY_CONDITIONS:
+                raise InvalidCommand(
+                    f"bad condition {condition!r} for dependency {name!r} "
+                    f"(use {', '.join(DEPENDENCY_CONDITIONS)})"
+                )
+        if len(self.ready_when) > 1 or not set(self.ready_when) <= set(READY_PROBES):
+            raise InvalidCommand(
+                f"bad ready_when: {self.ready_when!r} (one of {', '.join(READY_PROBES)})"
+            )
         return replace(self, cwd=cwd, env=dict(self.env))
 
     @property
@@ -249,6 +267,8 @@ class SessionSpec:
             max_restarts=int(data.get("max_restarts", DEFAULT_MAX_RESTARTS)),
             restart_delay=float(data.get("restart_delay", DEFAULT_RESTART_DELAY)),
             tty=bool(data.get("tty", False)),
+            depends_on={str(k): str(v) for k, v in (data.get("depends_on") or {}).items()},
+            ready_when={str(k): str(v) for k, v in (data.get("ready_when") or {}).items()},
             # As sent: `validated()` refuses what is not a usable size.
             cols=data.get("cols", DEFAULT_COLS),
             rows=data.get("rows", DEFAULT_ROWS),
@@ -279,6 +299,8 @@ class SessionInfo:
     location: str = "local"
     restarts: int = 0  # automatic restarts in a row (reset by a user's restart)
     restart_at: float | None = None  # time.time() of the next automatic restart, if due
+    ready_at: float | None = None
+    """When the run became ready (its ready_when probe passed; without one: started)."""
     kill_at: float | None = None
     """While a kill waits out its grace period: time.time() when SIGKILL follows."""
     alt_screen: int | None = None

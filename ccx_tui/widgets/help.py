@@ -23,6 +23,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("w", "close the tab (asks first if still running)"),
             ("h", "history: open a past session"),
             ("R", "rename the session (empty: named after its command)"),
+            ("ctrl+r", "restart every session"),
+            ("ctrl+x", "stop every session (asks first; dependents before dependencies)"),
         ],
     ),
     (
@@ -80,6 +82,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         "App",
         [
             ("?", "this help"),
+            ("S", "show / hide the sidebar (hidden by itself under 100 columns)"),
+            ("z", "zoom: the output takes the whole screen (again: back)"),
             ("ctrl+p", "command palette"),
             ("d", "detach: sessions keep running (ccx-tui attach brings them back)"),
             ("q  ctrl+q", "quit: while sessions run, asks: kill them, detach, or cancel"),

@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from ccx_tui.engine.local import EngineStats
-from ccx_tui.engine.session import SessionInfo
+from ccx_tui.engine.session import SessionInfo, State
 from ccx_tui.engine.usage import TreeUsage
 from ccx_tui.widgets.safe import printable
 from ccx_tui.widgets.status import (
@@ -54,6 +54,11 @@ def session_row(info: SessionInfo, now: float, usage: TreeUsage | None, selected
         text.append(f"  {duration(info.elapsed(now))}", style="bright_black")
     if info.location != "local":
         text.append(f"  @{printable(info.location)}", style="cyan")
+    if info.state is State.QUEUED and info.reason and info.reason.startswith("waiting for "):
+        text.append(f"\n   {printable(info.reason)}", style="yellow")  # its dependencies
+    elif info.spec.ready_when and info.state.live and info.ready_at is None:
+        ((kind, probe),) = info.spec.ready_when.items()
+        text.append(f"\n   not ready yet ({kind} {printable(probe)})", style="yellow")
     if note := restart_note(info, now):
         text.append(f"\n   {note}", style="red" if info.restart_at is None else "yellow")
     remaining = info.ttl_remaining(now)
