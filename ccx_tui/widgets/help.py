@@ -79,6 +79,16 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "States (tabs and sidebar)",
+        [
+            ("▶ ‖ ◷", "running, paused, queued (or waiting for what it depends on)"),
+            ("✔ ✘", "exited 0 / exited non-zero"),
+            ("■ ⊘ ⚠", "killed, expired (TTL), failed to start"),
+            ("↯ ⇣ ○", "interrupted (ccx-tui died), lost (server gone), not started yet"),
+            ("↻N", "after N automatic restarts in a row"),
+        ],
+    ),
+    (
         "App",
         [
             ("?", "this help"),
