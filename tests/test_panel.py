@@ -236,9 +236,13 @@ async def test_save_refuses_a_missing_directory_inline(tmp_path: Path) -> None:
         assert not isinstance(app.screen, SaveDialog)
 
 
-async def test_pager_needs_a_terminal_and_says_so(tmp_path: Path) -> None:
+async def test_pager_needs_a_terminal_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Under Pilot there is no terminal to hand over: a clear note, no traceback
-    (the real pager run is tested in tmux)."""
+    (the real pager run is tested in tmux).  `less`, whatever the machine's $PAGER:
+    another pager gets a copy made first, and the note comes later."""
+    monkeypatch.setenv("PAGER", "less")
     app = PanelApp(make_log(tmp_path / "p.log", 10))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("e")

@@ -110,3 +110,22 @@ async def test_streams_survive_into_the_local_transcript(data_dir: Path) -> None
     )
     assert all((stream == STDERR) == line.startswith(b"err-") for line, stream in lines)
     assert {stream for _, stream in lines} == {STDOUT, STDERR}
+
+
+async def test_a_wrong_token_shows_as_refused_and_the_load_is_the_servers(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Before any session is tried, a server that says the token is wrong shows
+    "refused: bad token" (not "connected"); with the right token the status has the
+    server's real process count and limit."""
+    config = EngineConfig(data_dir=tmp_path / "server", max_sessions=7)
+    async with LocalEngine(config) as local:
+        async with CcxServer(local, ServeConfig(port=0, token="tok")) as server:
+            url = f"ws://127.0.0.1:{server.port}/ws/mcp"
+            wrong = RemoteEngine(EngineConfig(data_dir=data_dir), url, token="nope")
+            async with wrong:
+                await until(lambda: wrong.status == "refused: bad token", what=lambda: wrong.status)
+            async with engine_for(url, tmp_path / "client") as right:
+                await until(
+                    lambda: right.status == "connected (running 0/7)", what=lambda: right.status
+                )

@@ -169,6 +169,8 @@ class RemoteEngine(LocalEngine):
         started.cancel()
         if run.started.is_set() and rec.info.state.live and rec.proc is not None:
             rec.pid = run.pid
+            if not self.status.startswith("connected"):
+                self.status = "connected"  # it is back: no need to wait for the probe
             self._set(rec, rec.info.state, pid=run.pid)
 
     async def _watch(self) -> None:
@@ -178,7 +180,7 @@ class RemoteEngine(LocalEngine):
                 health = await asyncio.to_thread(self._get_health)
                 live = health.get("active_sessions")
                 limit = health.get("max_sessions")
-                self.status = "connected" + (f" ({live}/{limit})" if limit else "")
+                self.status = health_status(health)
                 delay = PROBE_EVERY
                 if self._held and (limit is None or live != limit):
                     self._held = False  # the server has room again
@@ -199,6 +201,19 @@ class RemoteEngine(LocalEngine):
         with urllib.request.urlopen(request, timeout=5, context=tls) as response:  # noqa: S310
             data = json.loads(response.read(65536))
         return data if isinstance(data, dict) else {}
+
+
+def health_status(health: dict[str, object]) -> str:
+    """The one-line status for a server's /health answer: refused (a ccx-tui server
+    that says the token is wrong), else connected with its real load and limit (a
+    ccx-tui server's processes; upstream's connections)."""
+    if health.get("authorized") is False:
+        return "refused: bad token"
+    running, most = health.get("running_processes"), health.get("max_processes")
+    if isinstance(running, int) and isinstance(most, int):
+        return f"connected (running {running}/{most})"
+    live, limit = health.get("active_sessions"), health.get("max_sessions")
+    return "connected" + (f" ({live}/{limit})" if limit else "")
 
 
 def _reason(exc: Exception) -> str:

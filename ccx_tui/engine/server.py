@@ -249,9 +249,12 @@ class CcxServer:
 
     # -- HTTP side: health, paths, token ----------------------------------------------
 
-    def health(self) -> dict[str, Any]:
+    def health(self, authorization: str | None = None) -> dict[str, Any]:
+        """Upstream's fields (its "sessions" are connections), the engine's process
+        counts and limit, and, for a request that sent a token, whether it is the
+        right one (a client can say "bad token" before it tries a session)."""
         stats = self.engine.stats
-        return {
+        health: dict[str, Any] = {
             "status": "healthy",
             "service": "ccx_tui_serve",
             "version": __version__,
@@ -259,8 +262,17 @@ class CcxServer:
             "max_sessions": self.config.max_connections,
             "running_processes": stats.live,
             "queued_processes": stats.queued,
+            "max_processes": stats.max_sessions,
             "uptime_seconds": round(time.monotonic() - self.started, 1),
         }
+        if authorization is not None and self.config.token is not None:
+            health["authorized"] = self._token_ok(authorization)
+        return health
+
+    def _token_ok(self, given: str) -> bool:
+        expected = f"Bearer {self.config.token}"
+        # Both sides as bytes: compare_digest refuses non-ASCII str.
+        return hmac.compare_digest(given.encode(errors="replace"), expected.encode())
 
     def _process_request(self, conn: ServerConnection, request: HttpRequest) -> Response | None:
         if self.config.unix_path is not None:
@@ -269,17 +281,15 @@ class CcxServer:
                 return conn.respond(http.HTTPStatus.FORBIDDEN, "another user's engine\n")
         path = request.path.split("?", 1)[0]
         if path == "/health":
-            body = json.dumps(self.health()).encode()
+            sent = request.headers.get_all("Authorization")
+            body = json.dumps(self.health(",".join(sent) if sent else None)).encode()
             headers = Headers([("Content-Type", "application/json")])
             return Response(200, "OK", headers, body)
         if path not in PATHS:
             return conn.respond(http.HTTPStatus.NOT_FOUND, f"no such endpoint: {path}\n")
-        token = self.config.token
-        if token is not None:
+        if self.config.token is not None:
             given = ",".join(request.headers.get_all("Authorization"))  # two: no match
-            expected = f"Bearer {token}"
-            # Both sides as bytes: compare_digest refuses non-ASCII str.
-            if not hmac.compare_digest(given.encode(errors="replace"), expected.encode()):
+            if not self._token_ok(given):
                 reason = "missing token" if not given else "wrong token"
                 return conn.respond(http.HTTPStatus.UNAUTHORIZED, f"{reason}\n")
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,7 +14,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+from textual.widgets import (
+    Button,
+    Checkbox,
+    Input,
+    Label,
+    RadioButton,
+    RadioSet,
+    Select,
+    Static,
+)
 
 from ccx_tui.config import parse_env, parse_seconds
 from ccx_tui.engine.session import SessionSpec
@@ -266,9 +276,20 @@ class QuitDialog(ModalScreen[str | None]):
         self.dismiss(answer)
 
 
-class SaveDialog(ModalScreen[Path | None]):
-    """Ask where to save; refuse a missing directory inline and ask before overwriting.
-    Dismisses with the absolute path, or None."""
+@dataclass(frozen=True, slots=True)
+class SaveChoice:
+    """What `SaveDialog` was told: where to save, and whether as plain text."""
+
+    path: Path
+    """The absolute path to save to."""
+    plain: bool
+    """Plain text (colours and terminal codes removed), else the exact bytes."""
+
+
+class SaveDialog(ModalScreen[SaveChoice | None]):
+    """Ask where to save and how (plain text, the default, or the exact bytes); refuse a
+    missing directory inline and ask before overwriting.  Dismisses with a `SaveChoice`
+    (its path absolute), or None."""
 
     AUTO_FOCUS = "*"  # the app turns auto-focus off for its main screen only
 
@@ -295,6 +316,12 @@ class SaveDialog(ModalScreen[Path | None]):
             yield Static(Content.from_markup("[b]Save $what[/b]", what=self._what))
             yield Label("To file", classes="field")
             yield Input(value=self._default, id="path")
+            yield Label("Format", classes="field")
+            with RadioSet(id="format"):
+                yield RadioButton(
+                    "plain text (colours and terminal codes removed)", value=True, id="plain"
+                )
+                yield RadioButton("exact bytes (as recorded)", id="exact")
             yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -323,7 +350,7 @@ class SaveDialog(ModalScreen[Path | None]):
             self._confirmed = path
             self._refuse(f"{path.name} exists: press Enter again to overwrite it")
         else:
-            self.dismiss(path)
+            self.dismiss(SaveChoice(path, plain=self.query_one("#plain", RadioButton).value))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

@@ -74,8 +74,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("Esc", "clear the search"),
             ("click", "put the cursor on a line (drag selects text)"),
             ("y", "copy the selection, else the cursor's line (OSC 52)"),
-            ("s", "save the transcript (or the filtered lines) to a file"),
-            ("e", "open it in $PAGER or $EDITOR at the cursor's line"),
+            ("s", "save the transcript (or the filtered lines): plain text or exact bytes"),
+            ("e", "open it in $PAGER or $EDITOR at the cursor's line (less: colours)"),
         ],
     ),
     (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,11 +17,12 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.worker import get_current_worker
 
 from ccx_tui.engine.export import save_transcript
 from ccx_tui.engine.search import compile_query
 from ccx_tui.errors import CcxError
-from ccx_tui.widgets.dialogs import GotoLineDialog, SaveDialog
+from ccx_tui.widgets.dialogs import GotoLineDialog, SaveChoice, SaveDialog
 from ccx_tui.widgets.safe import printable
 from ccx_tui.widgets.search_bar import SearchBar
 from ccx_tui.widgets.transcript_view import TranscriptView
@@ -29,6 +31,9 @@ LINE_ARGUMENT = frozenset(
     {"less", "more", "most", "vi", "vim", "nvim", "view", "nano", "emacs", "micro", "mg", "joe"}
 )
 """Pagers and editors that open at line N given `+N`."""
+
+BIG_COPY = 32 * 1024 * 1024
+"""A transcript at least this big takes seconds to copy for the pager: say so first."""
 
 
 def pager_command(path: Path, line: int | None, env: dict[str, str] | None = None) -> list[str]:
@@ -39,6 +44,18 @@ def pager_command(path: Path, line: int | None, env: dict[str, str] | None = Non
     if line is not None and os.path.basename(argv[0]) in LINE_ARGUMENT:
         argv.append(f"+{line}")
     return [*argv, str(path)]
+
+
+def pager_shows_colour(argv: list[str]) -> bool:
+    """Whether the pager is `less`, which given -R shows colour codes as colours (and
+    keeps other sequences from the terminal): it gets the exact bytes, other pagers
+    plain text."""
+    return os.path.basename(argv[0]) == "less"
+
+
+def with_colour(argv: list[str]) -> list[str]:
+    """`less` argv with -R (once) after the program name."""
+    return argv if "-R" in argv else [argv[0], "-R", *argv[1:]]
 
 
 def default_save_name(title: str, filtered: bool) -> str:
@@ -208,39 +225,84 @@ class TranscriptPanel(Vertical):
         searcher = view.searcher if view.filtering else None
         what = f"{searcher.total:,} matching lines" if searcher else "the transcript"
 
-        def chosen(path: Path | None) -> None:
-            if path is not None:
+        def chosen(choice: SaveChoice | None) -> None:
+            if choice is not None:
                 lines = list(searcher.matches) if searcher is not None else None
-                self._save(path, lines)
+                self._save(choice.path, lines, choice.plain)
 
         default = default_save_name(self.title, bool(searcher))
         self.app.push_screen(SaveDialog(what, default), chosen)
 
     @work(thread=True, group="save", exit_on_error=False)
-    def _save(self, path: Path, lines: list[int] | None) -> None:
+    def _save(self, path: Path, lines: list[int] | None, plain: bool) -> None:
         try:
-            size = save_transcript(self._view.path, path, lines=lines)
+            size = save_transcript(self._view.path, path, lines=lines, plain=plain)
         except CcxError as exc:
             self.app.call_from_thread(self.notify, f"not saved: {exc}", severity="error")
             return
         what = f"{len(lines):,} lines" if lines is not None else "transcript"
-        self.app.call_from_thread(self.notify, f"saved {what} ({size:,} bytes) to {path}")
+        how = " as plain text" if plain else ""
+        self.app.call_from_thread(self.notify, f"saved {what}{how} ({size:,} bytes) to {path}")
 
     def action_open_pager(self) -> None:
-        """Open the transcript (or the filtered lines) in $PAGER/$EDITOR, suspended."""
+        """Open the transcript (or the filtered lines) in $PAGER/$EDITOR, suspended.
+
+        `less` gets the exact bytes with -R, so it shows the colours; any other pager
+        gets a plain-text copy (a temporary file, made in a thread and removed after),
+        since it would show the codes as they are.  The filtered lines are a copy too.
+        """
         view = self._view
         line = view.current_line()
-        path = view.path
+        argv = pager_command(view.path, None)
+        colour = pager_shows_colour(argv)
+        searcher = view.searcher if view.filtering else None
+        lines = list(searcher.matches) if searcher is not None else None
+        if lines is None and colour:
+            at = None if line is None else line + 1
+            self._run_pager(with_colour(pager_command(view.path, at)))
+        elif shutil.which(argv[0]) is None:  # before copying what it cannot show
+            self.notify(f"cannot run {argv[0]!r}: not found (set $PAGER)", severity="error")
+        else:
+            if lines is None and _size(view.path) >= BIG_COPY:
+                self.notify("copying the transcript as plain text for the pager…")
+            # A plain copy of the whole transcript keeps its line numbers.
+            self._page_copy(lines, plain=not colour, line=line if lines is None else None)
+
+    @work(thread=True, group="pager", exclusive=True, exit_on_error=False)
+    def _page_copy(self, lines: list[int] | None, *, plain: bool, line: int | None) -> None:
+        """Copy the transcript (or its `lines`) to a temporary file, plain or exact, and
+        page that; the file is removed once the pager is done (or the copy fails or is
+        cancelled)."""
+        worker = get_current_worker()
         temp: Path | None = None
-        argv = pager_command(path, None)
         try:
-            if view.filtering and view.searcher is not None:
-                fd, name = tempfile.mkstemp(prefix="ccx-filtered-", suffix=".log")
-                os.close(fd)
-                temp = Path(name)
-                save_transcript(path, temp, lines=list(view.searcher.matches))
-                path, line = temp, None
-            argv = pager_command(path, None if line is None else line + 1)
+            fd, name = tempfile.mkstemp(prefix="ccx-page-", suffix=".txt" if plain else ".log")
+            os.close(fd)
+            temp = Path(name)
+            save_transcript(
+                self._view.path,
+                temp,
+                lines=lines,
+                plain=plain,
+                cancelled=lambda: worker.is_cancelled,
+            )
+            argv = pager_command(temp, None if line is None else line + 1)
+            if not plain:
+                argv = with_colour(argv)
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._run_pager, argv)
+        except (OSError, CcxError) as exc:
+            if not worker.is_cancelled:
+                self.app.call_from_thread(
+                    self.notify, f"cannot open a pager: {exc}", severity="error"
+                )
+        finally:
+            if temp is not None:
+                temp.unlink(missing_ok=True)
+
+    def _run_pager(self, argv: list[str]) -> None:
+        """Run the pager with the app suspended; say why if it cannot run."""
+        try:
             with self.app.suspend():
                 done = subprocess.run(argv, check=False)
             if done.returncode not in (0, None):
@@ -249,12 +311,16 @@ class TranscriptPanel(Vertical):
             self.notify("cannot suspend the app in this terminal", severity="error")
         except FileNotFoundError:
             self.notify(f"cannot run {argv[0]!r}: not found (set $PAGER)", severity="error")
-        except (OSError, CcxError) as exc:
+        except OSError as exc:
             self.notify(f"cannot open a pager: {exc}", severity="error")
-        finally:
-            if temp is not None:
-                temp.unlink(missing_ok=True)
         self.refresh(layout=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def search_status(event: TranscriptView.SearchChanged) -> str:
