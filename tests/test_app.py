@@ -109,11 +109,16 @@ async def test_create_dialog_refuses_bad_values_inline(data_dir: Path, tmp_path:
         await pilot.press("enter")
         assert "bad --env" in str(dialog.query_one("#error").render())
         dialog.query_one("#env", Input).value = "GOOD=yes"
+        dialog.query_one("#name", Input).value = "two\nlines"
+        await pilot.press("enter")
+        assert "printable" in str(dialog.query_one("#error").render())
+        dialog.query_one("#name", Input).value = " made "
         await pilot.press("enter")
         await until(lambda: len(app._open) == 1, what="session created")
         info = app.engine.get(app._open[0])
         assert info.spec.ttl == 300 and info.spec.cwd == str(tmp_path)
         assert info.spec.env == {"GOOD": "yes"}
+        assert info.spec.name == "made"
         await until(lambda: "made-in-dialog" in screen_text(app))
         await pilot.press("c")
         await pilot.press("escape")

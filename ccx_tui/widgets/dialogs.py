@@ -26,7 +26,7 @@ from textual.widgets import (
 )
 
 from ccx_tui.config import parse_env, parse_seconds
-from ccx_tui.engine.session import SessionSpec
+from ccx_tui.engine.session import MAX_NAME, SessionSpec, check_name
 from ccx_tui.errors import CcxError
 from ccx_tui.widgets.safe import plain, printable
 
@@ -44,6 +44,8 @@ FORM {
     #error { color: $error; height: auto; margin-top: 1; display: none; }
     #error.shown { display: block; }
     #buttons { height: auto; margin-top: 1; align-horizontal: right; }
+    .pair { height: auto; }
+    .pair > Vertical { height: auto; width: 1fr; }
     Button { margin-left: 1; }
 }
 """
@@ -95,8 +97,13 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
             yield Input(placeholder="e.g. make -j4 test", id="command")
             yield Label("Directory", classes="field")
             yield Input(value=self._cwd, placeholder="the current directory", id="cwd")
-            yield Label("TTL (seconds, or 90s / 5m / 2h; empty for none)", classes="field")
-            yield Input(value="" if self._ttl is None else f"{self._ttl:g}", id="ttl")
+            with Horizontal(classes="pair"):
+                with Vertical():
+                    yield Label("TTL (90s / 5m / 2h; empty: none)", classes="field")
+                    yield Input(value="" if self._ttl is None else f"{self._ttl:g}", id="ttl")
+                with Vertical():
+                    yield Label("Name (empty: what it runs)", classes="field")
+                    yield Input(placeholder="e.g. tests", max_length=MAX_NAME, id="name")
             yield Label("Environment (NAME=VALUE, space separated)", classes="field")
             yield Input(id="env")
             yield Checkbox(
@@ -144,7 +151,10 @@ class CreateSessionDialog(ModalScreen[tuple[SessionSpec, str] | None]):
         env_text = self.query_one("#env", Input).value.split()
         ttl = parse_seconds(ttl_text) if ttl_text else None
         tty = self.query_one("#tty", Checkbox).value
-        spec = SessionSpec(command=command, cwd=cwd, env=parse_env(env_text), ttl=ttl, tty=tty)
+        name = check_name(self.query_one("#name", Input).value) or None
+        spec = SessionSpec(
+            command=command, cwd=cwd, env=parse_env(env_text), ttl=ttl, tty=tty, name=name
+        )
         return spec.validated()
 
 
