@@ -25,9 +25,9 @@ import psutil
 from bench.common import PY, Row, ccx, fmt_mb, fmt_ratio, fmt_s, line_text, run_timed, yes_no
 from bench.ingest import take_transcript
 from bench.switch import cleanup
-from ccx_tui.engine.daemon import engine_pid
-from ccx_tui.engine.daemon_client import stop_engine
-from ccx_tui.engine.session import State
+from ccx_tui.engine.server.daemon import engine_pid
+from ccx_tui.engine.server.daemon_client import stop_engine
+from ccx_tui.engine.sessions.session import State
 
 TARGET = 1.2
 ROUNDS = 3

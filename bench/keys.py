@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import PY, Row, fmt_ratio, yes_no
-from ccx_tui.engine.daemon_client import stop_engine
+from ccx_tui.engine.server.daemon_client import stop_engine
 
 TARGET_RATIO = 2.0
 GIVE_UP = 30.0

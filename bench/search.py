@@ -166,7 +166,7 @@ def _hwm() -> int:
 
 def _count(pattern: str, path: str) -> None:
     """Child: scan the whole file the way the UI's worker does; print total, lines, time."""
-    from ccx_tui.engine.search import Searcher, compile_query
+    from ccx_tui.engine.transcripts.search import Searcher, compile_query
 
     searcher = Searcher(path, compile_query(pattern))
     before = _hwm()

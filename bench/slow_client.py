@@ -13,7 +13,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import Row, ccx, fmt_mb, fmt_ratio, fmt_s, yes_no
-from ccx_tui.engine.auth import read_token_file, token_path
+from ccx_tui.engine.wire.auth import read_token_file, token_path
 
 TARGET_RATIO = 1.5
 WORD = "x" * 4095  # with its newline, 4 KiB lines

@@ -30,10 +30,10 @@ from pathlib import Path
 import psutil
 
 from bench.common import PY, Row, fmt_ratio, yes_no
-from ccx_tui.engine.client import EngineClient
-from ccx_tui.engine.daemon import engine_pid
-from ccx_tui.engine.daemon_client import stop_engine
-from ccx_tui.engine.session import SessionSpec
+from ccx_tui.engine.server.daemon import engine_pid
+from ccx_tui.engine.server.daemon_client import stop_engine
+from ccx_tui.engine.sessions.session import SessionSpec
+from ccx_tui.engine.wire.client import EngineClient
 
 RATE = 100  # lines per second per session
 MEDIAN_TARGET = 0.050

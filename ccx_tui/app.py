@@ -24,8 +24,7 @@ from textual.widgets import ContentSwitcher, Static, TabbedContent
 
 from ccx_tui.config import DeclaredSession, ServerTarget, Settings
 from ccx_tui.engine.api import Engine
-from ccx_tui.engine.client import EngineClient
-from ccx_tui.engine.events import (
+from ccx_tui.engine.sessions.events import (
     Event,
     OutputAppended,
     SessionAdded,
@@ -35,8 +34,9 @@ from ccx_tui.engine.events import (
     TreeUsage,
     UsageSampled,
 )
-from ccx_tui.engine.remote_engine import RemoteEngine
-from ccx_tui.engine.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.wire.client import EngineClient
+from ccx_tui.engine.wire.remote_engine import RemoteEngine
 from ccx_tui.errors import CcxError
 from ccx_tui.hangup import EXIT_HANGUP, HangupGuard
 from ccx_tui.terminal_keys import key_bytes, paste_bytes
@@ -946,7 +946,7 @@ def run_app(
     """Run the app; raises EngineError (before the screen is taken) if the engine
     process can be neither found nor started.  `names` name the `commands`' sessions,
     in order."""
-    from ccx_tui.engine.daemon_client import ensure_engine
+    from ccx_tui.engine.server.daemon_client import ensure_engine
 
     ensure_engine(settings.data_dir, args=settings.engine_args())
     app = make_app(settings, commands, servers=servers, declared=declared, names=names)
@@ -978,8 +978,8 @@ def resolve_view_target(settings: Settings, target: str) -> tuple[Path, str]:
             kind = "is a directory" if path.is_dir() else "not a regular file"
             raise TranscriptError(f"cannot view {path}: {kind}")
         return path, escape_controls(str(path))
-    from ccx_tui.engine.session import resolve_id
-    from ccx_tui.engine.store import DataStore
+    from ccx_tui.engine.sessions.session import resolve_id
+    from ccx_tui.engine.transcripts.store import DataStore
 
     store = DataStore(settings.data_dir)
     history = {info.id: info for info in store.load_history(include_foreign=True)}
@@ -989,7 +989,7 @@ def resolve_view_target(settings: Settings, target: str) -> tuple[Path, str]:
 
 def run_viewer(settings: Settings, target: str) -> int:
     path, title = resolve_view_target(settings, target)
-    from ccx_tui.engine.reader import TranscriptReader
+    from ccx_tui.engine.transcripts.reader import TranscriptReader
 
     TranscriptReader(path).close()  # a clear error before the screen is taken over
     return ViewerApp(path, title).run() or 0

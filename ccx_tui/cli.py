@@ -24,7 +24,7 @@ from ccx_tui.config import (
     server_token,
 )
 from ccx_tui.config_file import ConfigFile, FileDefaults, load_config, load_procfile
-from ccx_tui.engine.session import DEFAULT_COLS, DEFAULT_ROWS, SessionSpec
+from ccx_tui.engine.sessions.session import DEFAULT_COLS, DEFAULT_ROWS, SessionSpec
 from ccx_tui.errors import CcxError, ConfigError
 from ccx_tui.textsafe import escape_controls
 
@@ -245,7 +245,7 @@ def _ca_file(ns: argparse.Namespace) -> Path | None:
     """--ca-file, checked now (a one-line error, not a failure per session later)."""
     if not ns.ca_file:
         return None
-    from ccx_tui.engine.auth import client_tls
+    from ccx_tui.engine.wire.auth import client_tls
 
     path = Path(ns.ca_file).expanduser().absolute()
     client_tls(path)
@@ -317,7 +317,7 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
     if name == "web":
         return _web(ns)
     if name == "engine":
-        from ccx_tui.engine.daemon import IDLE_EXIT, run_engine
+        from ccx_tui.engine.server.daemon import IDLE_EXIT, run_engine
 
         idle = IDLE_EXIT
         if ns.idle_exit:
@@ -458,8 +458,8 @@ def _serve(ns: argparse.Namespace) -> int:
     import os
 
     from ccx_tui.config import parse_positive_int
-    from ccx_tui.engine import auth
-    from ccx_tui.engine.server import ServeConfig
+    from ccx_tui.engine.server.server import ServeConfig
+    from ccx_tui.engine.wire import auth
     from ccx_tui.headless import run_serve
 
     def refuse(message: str) -> int:

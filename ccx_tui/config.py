@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from ccx_tui.engine.auth import TOKEN_ENV, local_token, read_token_file
-from ccx_tui.engine.local import EngineConfig
-from ccx_tui.engine.process import SECRET_ENV
-from ccx_tui.engine.session import SessionSpec
-from ccx_tui.engine.store import DEFAULT_RETENTION, default_data_dir
+from ccx_tui.engine.sessions.local import EngineConfig
+from ccx_tui.engine.sessions.process import SECRET_ENV
+from ccx_tui.engine.sessions.session import SessionSpec
+from ccx_tui.engine.transcripts.store import DEFAULT_RETENTION, default_data_dir
+from ccx_tui.engine.wire.auth import TOKEN_ENV, local_token, read_token_file
 from ccx_tui.errors import ConfigError
 
 if TYPE_CHECKING:  # config_file imports this module

@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ccx_tui.config import DeclaredSession, parse_seconds
-from ccx_tui.engine.deps import find_cycle
-from ccx_tui.engine.session import (
+from ccx_tui.engine.sessions.deps import find_cycle
+from ccx_tui.engine.sessions.session import (
     DEFAULT_MAX_RESTARTS,
     DEFAULT_RESTART_DELAY,
     DEPENDENCY_CONDITIONS,

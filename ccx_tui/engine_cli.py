@@ -7,9 +7,9 @@ import asyncio
 import sys
 
 from ccx_tui.config import Settings
-from ccx_tui.engine.client import EngineClient
-from ccx_tui.engine.daemon import engine_pid
-from ccx_tui.engine.session import resolve_id
+from ccx_tui.engine.server.daemon import engine_pid
+from ccx_tui.engine.sessions.session import resolve_id
+from ccx_tui.engine.wire.client import EngineClient
 from ccx_tui.errors import CcxError, InvalidTransition
 from ccx_tui.textsafe import escape_controls
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ccx_tui.config import Settings
-from ccx_tui.engine.linemux import LineMux
-from ccx_tui.engine.local import LocalEngine
-from ccx_tui.engine.session import SessionInfo, SessionSpec, State
-from ccx_tui.engine.stop_signals import on_stop_signals
-from ccx_tui.engine.store import DataStore
-from ccx_tui.engine.tap import Chunk
-from ccx_tui.engine.transcript import (
+from ccx_tui.engine.sessions.linemux import LineMux
+from ccx_tui.engine.sessions.local import LocalEngine
+from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.sessions.stop_signals import on_stop_signals
+from ccx_tui.engine.sessions.tap import Chunk
+from ccx_tui.engine.transcripts.store import DataStore
+from ccx_tui.engine.transcripts.transcript import (
     META,
     SIDECAR_NAME,
     STDERR,
@@ -32,7 +32,7 @@ from ccx_tui.textsafe import escape_controls
 
 if TYPE_CHECKING:  # the server (and websockets) load only for `serve`
     from ccx_tui.config import ServerTarget
-    from ccx_tui.engine.server import ServeConfig
+    from ccx_tui.engine.server.server import ServeConfig
 
 
 EXIT_TTL = 124
@@ -293,7 +293,7 @@ async def run_serve(settings: Settings, config: ServeConfig, auth: str = "") -> 
 
     `auth` says how clients authenticate (where the token is, never the token).
     """
-    from ccx_tui.engine.server import CcxServer
+    from ccx_tui.engine.server.server import CcxServer
 
     stop = asyncio.Event()
     with on_stop_signals(lambda _signum: stop.set()):
@@ -333,7 +333,7 @@ async def run_remote_exec(settings: Settings, spec: SessionSpec, target: ServerT
     Returns the command's exit status; 1 if the server cannot be reached, 2 if it
     refuses us (token, certificate).
     """
-    from ccx_tui.engine.remote import (  # websockets: only here
+    from ccx_tui.engine.wire.remote import (  # websockets: only here
         RemoteError,
         RemoteRefused,
         RemoteRun,

@@ -30,8 +30,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
-from ccx_tui.engine import auth
-from ccx_tui.engine.stop_signals import on_stop_signals
+from ccx_tui.engine.sessions.stop_signals import on_stop_signals
+from ccx_tui.engine.wire import auth
 from ccx_tui.web_auth import (
     COOKIE_LIFETIME,
     Gate,

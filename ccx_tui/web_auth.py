@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ccx_tui.engine import auth
+from ccx_tui.engine.wire import auth
 from ccx_tui.errors import ConfigError
 
 TOKEN_FILE = ("web", "token")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ccx_tui.engine.local import EngineConfig, LocalEngine
+from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
 from tests.helpers import stop_engines_under
 
 if TYPE_CHECKING:

@@ -45,7 +45,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ccx_tui.engine import protocol
+from ccx_tui.engine.wire import protocol
 
 MARKER_ENV = "CCX_FAKE_UPSTREAM_SESSION"  # set in every child: tests find descendants by it
 READ_SIZE = 65_536

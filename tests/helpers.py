@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from ccx_tui.engine.process import MARKER_ENV
+from ccx_tui.engine.sessions.process import MARKER_ENV
 
 
 async def until(
@@ -88,7 +88,7 @@ def _marker_of(proc: psutil.Process) -> str:
 def stop_engines_under(root: Path) -> None:
     """Stop the engine processes of every data dir under `root` (apps detach on exit,
     leaving them running, as they should for users; a test's must end with it)."""
-    from ccx_tui.engine.daemon_client import stop_engine
+    from ccx_tui.engine.server.daemon_client import stop_engine
 
     for lock in root.rglob("engine.lock"):
         stop_engine(lock.parent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from ccx_tui.engine.altscreen import AltScreenTracker
+from ccx_tui.engine.sessions.altscreen import AltScreenTracker
 
 ENTER, LEAVE = b"\x1b[?1049h", b"\x1b[?1049l"
 

@@ -10,7 +10,7 @@ from ccx_tui.app import make_app
 from ccx_tui.config import DeclaredSession, Settings
 from ccx_tui.config_file import load_config
 from ccx_tui.engine import State
-from ccx_tui.engine.session import SessionSpec
+from ccx_tui.engine.sessions.session import SessionSpec
 from ccx_tui.widgets.session_pane import SessionPane
 from tests.helpers import until
 from tests.test_app import SIZE, screen_text

@@ -11,9 +11,9 @@ import pytest
 
 from ccx_tui.config import resolve_servers
 from ccx_tui.config_file import ServerEntry
-from ccx_tui.engine.auth import ensure_token_file, local_token, read_token_file, token_path
-from ccx_tui.engine.local import EngineConfig, LocalEngine
-from ccx_tui.engine.server import CcxServer, ServeConfig
+from ccx_tui.engine.server.server import CcxServer, ServeConfig
+from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
+from ccx_tui.engine.wire.auth import ensure_token_file, local_token, read_token_file, token_path
 from ccx_tui.errors import ConfigError
 from tests.serving import CCX, CLEAN, serving
 

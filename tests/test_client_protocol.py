@@ -8,11 +8,16 @@ from typing import Any
 
 import pytest
 
-from ccx_tui.engine import protocol as p
-from ccx_tui.engine.client_protocol import EngineCallError, EngineProtocol
-from ccx_tui.engine.events import OutputAppended, SessionAdded, SessionRemoved, SessionUpdated
-from ccx_tui.engine.manage import EVENTS_METHOD, info_to_wire
-from ccx_tui.engine.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.server.manage import EVENTS_METHOD, info_to_wire
+from ccx_tui.engine.sessions.events import (
+    OutputAppended,
+    SessionAdded,
+    SessionRemoved,
+    SessionUpdated,
+)
+from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.wire import protocol as p
+from ccx_tui.engine.wire.client_protocol import EngineCallError, EngineProtocol
 from ccx_tui.errors import AmbiguousSession, UnknownSession
 
 STATS = {"running": 1, "paused": 0, "queued": 0, "max_sessions": 16}

@@ -17,8 +17,8 @@ from ccx_tui.config_file import (
     load_procfile,
     locate_keys,
 )
-from ccx_tui.engine.session import DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_DELAY
-from ccx_tui.engine.store import DEFAULT_RETENTION
+from ccx_tui.engine.sessions.session import DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_DELAY
+from ccx_tui.engine.transcripts.store import DEFAULT_RETENTION
 from ccx_tui.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

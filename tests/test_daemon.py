@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pkgutil
 import shutil
 import signal
 import socket
@@ -20,15 +21,16 @@ import psutil
 import pytest
 from websockets.asyncio.client import ClientConnection, unix_connect
 
-from ccx_tui.engine import protocol as p
-from ccx_tui.engine.daemon import EXIT_RUNNING, engine_pid, socket_path
-from ccx_tui.engine.daemon_client import engine_url, ensure_engine
-from ccx_tui.engine.local import EngineConfig
-from ccx_tui.engine.remote import RemoteOutcome, RemoteRun
-from ccx_tui.engine.remote_engine import RemoteEngine
-from ccx_tui.engine.session import SessionSpec, State
-from ccx_tui.engine.store import DataStore
-from ccx_tui.engine.unixsock import WS_URI, get_health
+import ccx_tui.engine
+from ccx_tui.engine.server.daemon import EXIT_RUNNING, engine_pid, socket_path
+from ccx_tui.engine.server.daemon_client import engine_url, ensure_engine
+from ccx_tui.engine.sessions.local import EngineConfig
+from ccx_tui.engine.sessions.session import SessionSpec, State
+from ccx_tui.engine.transcripts.store import DataStore
+from ccx_tui.engine.wire import protocol as p
+from ccx_tui.engine.wire.remote import RemoteOutcome, RemoteRun
+from ccx_tui.engine.wire.remote_engine import RemoteEngine
+from ccx_tui.engine.wire.unixsock import WS_URI, get_health
 from tests.helpers import marked_processes, until, wait_gone_for
 from tests.serving import CLEAN
 
@@ -260,7 +262,7 @@ def test_concurrent_first_uses_start_exactly_one_engine(data_dir: Path) -> None:
     same one, and only one engine process ever ran."""
     code = (
         "import sys; from pathlib import Path;"
-        "from ccx_tui.engine.daemon_client import ensure_engine;"
+        "from ccx_tui.engine.server.daemon_client import ensure_engine;"
         "print(ensure_engine(Path(sys.argv[1]), idle_exit=30))"
     )
     procs = [
@@ -402,11 +404,15 @@ async def test_remote_engine_runs_sessions_in_the_engine_process(
     assert listed["command"] == "echo hi from the engine"
 
 
-@pytest.mark.parametrize(
-    "module",
-    ["ccx_tui.engine.daemon", "ccx_tui.engine.daemon_client", "ccx_tui.engine.unixsock"],
+ENGINE_MODULES = sorted(
+    info.name for info in pkgutil.walk_packages(ccx_tui.engine.__path__, "ccx_tui.engine.")
 )
-def test_engine_process_modules_pull_in_no_ui(module: str) -> None:
+
+
+@pytest.mark.parametrize("module", ENGINE_MODULES)
+def test_no_engine_module_pulls_in_the_ui(module: str) -> None:
+    """Each module of the headless core, imported alone in a fresh interpreter, loads
+    neither Textual nor Rich (the engine process and `exec` stay light)."""
     code = (
         f"import sys, {module};"
         "bad=[m for m in sys.modules if m.split('.')[0] in ('textual','rich')];"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ccx_tui.engine import SessionSpec, State
-from ccx_tui.engine.deps import find_cycle
+from ccx_tui.engine.sessions.deps import find_cycle
 from tests.helpers import until
 
 PY = sys.executable

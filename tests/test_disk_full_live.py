@@ -20,11 +20,11 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from ccx_tui.app import CcxApp
 from ccx_tui.config import Settings
-from ccx_tui.engine import protocol as p
-from ccx_tui.engine.local import LocalEngine
-from ccx_tui.engine.remote import RemoteRun
-from ccx_tui.engine.server import LIVE_WINDOW
-from ccx_tui.engine.session import SessionSpec, State
+from ccx_tui.engine.server.server import LIVE_WINDOW
+from ccx_tui.engine.sessions.local import LocalEngine
+from ccx_tui.engine.sessions.session import SessionSpec, State
+from ccx_tui.engine.wire import protocol as p
+from ccx_tui.engine.wire.remote import RemoteRun
 from ccx_tui.widgets.status import size
 from tests.helpers import until
 from tests.serving import CCX, CLEAN, serving

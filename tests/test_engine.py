@@ -17,10 +17,10 @@ import psutil
 import pytest
 
 from ccx_tui.engine import SessionSpec, State
-from ccx_tui.engine.events import OutputAppended, SessionUpdated
-from ccx_tui.engine.session import SessionInfo
-from ccx_tui.engine.store import DataStore, MetaWriter
-from ccx_tui.engine.transcript import STDERR, read_segments
+from ccx_tui.engine.sessions.events import OutputAppended, SessionUpdated
+from ccx_tui.engine.sessions.session import SessionInfo
+from ccx_tui.engine.transcripts.store import DataStore, MetaWriter
+from ccx_tui.engine.transcripts.transcript import STDERR, read_segments
 from ccx_tui.errors import InvalidCommand, UnknownSession
 from tests.helpers import live_markers, marked_processes, until, wait_gone, wait_gone_for
 

@@ -12,12 +12,12 @@ from websockets.asyncio.client import unix_connect
 
 from ccx_tui.app import make_app
 from ccx_tui.config import Settings
-from ccx_tui.engine import protocol as p
-from ccx_tui.engine.client import EngineClient
-from ccx_tui.engine.daemon import engine_pid, socket_path
-from ccx_tui.engine.events import SessionAdded, UsageSampled
-from ccx_tui.engine.session import SessionSpec, State
-from ccx_tui.engine.unixsock import WS_URI
+from ccx_tui.engine.server.daemon import engine_pid, socket_path
+from ccx_tui.engine.sessions.events import SessionAdded, UsageSampled
+from ccx_tui.engine.sessions.session import SessionSpec, State
+from ccx_tui.engine.wire import protocol as p
+from ccx_tui.engine.wire.client import EngineClient
+from ccx_tui.engine.wire.unixsock import WS_URI
 from tests.helpers import until, wait_gone_for
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ccx_tui.engine.export import save_transcript
+from ccx_tui.engine.transcripts.export import save_transcript
 from ccx_tui.errors import ExportError
 
 CONTENT = b"one\n\x1b[31mtwo\x1b[0m\nbad \xff byte\n\nlast without newline"

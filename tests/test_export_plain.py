@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from textual.widgets import Input, RadioButton
 
-import ccx_tui.engine.export as export
-from ccx_tui.engine.export import save_transcript
-from ccx_tui.engine.plain import PlainStream, plain_bytes, plain_text
+import ccx_tui.engine.transcripts.export as export
+from ccx_tui.engine.transcripts.export import save_transcript
+from ccx_tui.engine.transcripts.plain import PlainStream, plain_bytes, plain_text
 from ccx_tui.errors import ExportError
 from ccx_tui.textsafe import terminal_tokens
 from ccx_tui.widgets.ansi import final_state
@@ -209,7 +209,7 @@ def test_memory_stays_bounded_on_a_huge_line(tmp_path: Path) -> None:
 
     def peak_kib(source: Path) -> int:
         code = (
-            "import sys; from pathlib import Path; from ccx_tui.engine.export import "
+            "import sys; from pathlib import Path; from ccx_tui.engine.transcripts.export import "
             "save_transcript; save_transcript(Path(sys.argv[1]), Path(sys.argv[2]), plain=True)"
         )
         proc = subprocess.Popen([sys.executable, "-c", code, str(source), f"{source}.txt"])
@@ -224,7 +224,7 @@ def test_memory_stays_bounded_on_a_huge_line(tmp_path: Path) -> None:
 
 def test_the_engine_side_pulls_in_no_ui() -> None:
     code = (
-        "import sys, ccx_tui.engine.export, ccx_tui.engine.plain;"
+        "import sys, ccx_tui.engine.transcripts.export, ccx_tui.engine.transcripts.plain;"
         "bad=[m for m in sys.modules if m.split('.')[0] in ('textual','rich')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ccx_tui.engine import protocol
+from ccx_tui.engine.wire import protocol
 from tests.fake_upstream import MARKER_ENV, FakeUpstream
 from tests.helpers import until
 

@@ -19,12 +19,13 @@ import pytest
 
 from ccx_tui.config import Settings
 from ccx_tui.config_file import ServerEntry
-from ccx_tui.engine import SessionSpec, State, write_behind
-from ccx_tui.engine import tap as tap_module
-from ccx_tui.engine.process import PIPE_SIZE
-from ccx_tui.engine.session import SessionInfo
-from ccx_tui.engine.store import DataStore
-from ccx_tui.engine.transcript import STDERR, STDOUT
+from ccx_tui.engine import SessionSpec, State
+from ccx_tui.engine.sessions import tap as tap_module
+from ccx_tui.engine.sessions.process import PIPE_SIZE
+from ccx_tui.engine.sessions.session import SessionInfo
+from ccx_tui.engine.transcripts import write_behind
+from ccx_tui.engine.transcripts.store import DataStore
+from ccx_tui.engine.transcripts.transcript import STDERR, STDOUT
 from tests.helpers import until
 
 NOBODY = 65534
@@ -120,7 +121,7 @@ async def test_a_free_lock_always_means_the_final_state_is_on_disk(make_engine) 
 
 _ID_MAKER = """
 import sys
-from ccx_tui.engine.session import new_session_id
+from ccx_tui.engine.sessions.session import new_session_id
 print("ready", flush=True)
 sys.stdin.read()  # all start together when the parent closes our stdin
 ids = [new_session_id() for _ in range(20000)]

@@ -38,8 +38,8 @@ async def test_zoom_gives_the_output_the_whole_screen(data_dir: Path) -> None:
     app = app_with(data_dir, "printf 'ZOOM%s\\n' -ME; sleep 100")
     async with app.run_test(size=(120, 24)) as pilot:
         await until(lambda: "ZOOM-ME" in screen_text(app))
-        before = screen_text(app)
-        assert "running 1/16" in before and "c New" in before, before
+        await until(lambda: "c New" in screen_text(app), what="the footer's keys")
+        assert "running 1/16" in screen_text(app)
         await pilot.press("z")
         await until(lambda: "running 1/16" not in screen_text(app), what="zoomed")
         zoomed = screen_text(app)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccx_tui.engine.linemux import _READ, LineMux, Spool
+from ccx_tui.engine.sessions.linemux import _READ, LineMux, Spool
 
 TERMINATORS = (ord("\n"), ord("\r"))
 
@@ -332,7 +332,7 @@ def test_mux_spools_megabytes_to_disk_while_a_long_line_is_open(tmp_path: Path) 
 
 SPOOL_LIMIT_CHILD = r"""
 import json, resource, signal, sys
-from ccx_tui.engine.linemux import LineMux
+from ccx_tui.engine.sessions.linemux import LineMux
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 # The disk "fills up" once the spool's temp file would pass 1.5 MiB.
 resource.setrlimit(resource.RLIMIT_FSIZE, (3 * 512 * 1024,) * 2)

@@ -12,7 +12,7 @@ from textual.widgets import Input
 
 from ccx_tui.app import make_app
 from ccx_tui.config import Settings
-from ccx_tui.engine.store import DataStore
+from ccx_tui.engine.transcripts.store import DataStore
 from ccx_tui.widgets.rename_dialog import RenameDialog
 from tests.helpers import until
 from tests.test_app import SIZE, screen_text

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from ccx_tui.engine import SessionSpec, State
-from ccx_tui.engine.local import ORPHANS_KILLED
-from ccx_tui.engine.store import DataStore
+from ccx_tui.engine.sessions.local import ORPHANS_KILLED
+from ccx_tui.engine.transcripts.store import DataStore
 from tests.helpers import marked_processes, until
 
 CCX = [sys.executable, "-m", "ccx_tui"]

@@ -12,7 +12,13 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from ccx_tui.engine.transcript import RECORD, SIDECAR_NAME, STDERR, STDOUT, TRANSCRIPT_NAME
+from ccx_tui.engine.transcripts.transcript import (
+    RECORD,
+    SIDECAR_NAME,
+    STDERR,
+    STDOUT,
+    TRANSCRIPT_NAME,
+)
 from ccx_tui.widgets.dialogs import GotoLineDialog, SaveDialog
 from ccx_tui.widgets.search_bar import SearchBar
 from ccx_tui.widgets.transcript_panel import TranscriptPanel, default_save_name, pager_command

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccx_tui.engine import protocol
-from ccx_tui.engine.protocol import (
+from ccx_tui.engine.wire import protocol
+from ccx_tui.engine.wire.protocol import (
     BATCH_METHOD,
     CHUNK_CHARS,
     MAX_FRAME_CHARS,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ccx_tui.engine import SessionSpec, State
-from ccx_tui.engine.local import LocalEngine
+from ccx_tui.engine.sessions.local import LocalEngine
 from ccx_tui.errors import InvalidCommand, InvalidTransition
 from tests.helpers import until, wait_gone_for
 
@@ -206,8 +206,8 @@ async def test_a_ccx_tui_server_runs_a_terminal_session_and_takes_input(
     """Remote: a ccx-tui server offers "tty"; its terminal has the size asked for,
     typed input reaches it, resize too.  An upstream server (pipes) says it cannot
     take input."""
-    from ccx_tui.engine.local import EngineConfig
-    from ccx_tui.engine.remote_engine import RemoteEngine
+    from ccx_tui.engine.sessions.local import EngineConfig
+    from ccx_tui.engine.wire.remote_engine import RemoteEngine
     from tests.fake_upstream import FakeUpstream
     from tests.test_server import TOKEN, running_server, url
 

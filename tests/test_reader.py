@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccx_tui.engine import reader as reader_module
-from ccx_tui.engine.reader import CHECKPOINT_BYTES, Line, TranscriptReader
+from ccx_tui.engine.transcripts import reader as reader_module
+from ccx_tui.engine.transcripts.reader import CHECKPOINT_BYTES, Line, TranscriptReader
 from ccx_tui.errors import TranscriptError
 
 MiB = 1024 * 1024

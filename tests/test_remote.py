@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ccx_tui.engine.local import EngineConfig, LocalEngine
-from ccx_tui.engine.remote import RemoteRefused, RemoteRun, SessionLimitReached, remote_command
-from ccx_tui.engine.server import CcxServer, ServeConfig
-from ccx_tui.engine.session import SessionSpec
+from ccx_tui.engine.server.server import CcxServer, ServeConfig
+from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
+from ccx_tui.engine.sessions.session import SessionSpec
+from ccx_tui.engine.wire.remote import RemoteRefused, RemoteRun, SessionLimitReached, remote_command
 from tests.fake_upstream import FakeUpstream
 from tests.serving import CLEAN, serving
 

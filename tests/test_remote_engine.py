@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ccx_tui.engine.local import EngineConfig, LocalEngine
-from ccx_tui.engine.remote_engine import RemoteEngine
-from ccx_tui.engine.server import CcxServer, ServeConfig
-from ccx_tui.engine.session import SessionSpec, State
-from ccx_tui.engine.transcript import SIDECAR_NAME, STDERR, STDOUT, read_segments
+from ccx_tui.engine.server.server import CcxServer, ServeConfig
+from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
+from ccx_tui.engine.sessions.session import SessionSpec, State
+from ccx_tui.engine.transcripts.transcript import SIDECAR_NAME, STDERR, STDOUT, read_segments
+from ccx_tui.engine.wire.remote_engine import RemoteEngine
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import until
 

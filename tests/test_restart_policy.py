@@ -11,10 +11,10 @@ import pytest
 from ccx_tui.app import make_app
 from ccx_tui.config import Settings
 from ccx_tui.engine import SessionInfo, SessionSpec, State
-from ccx_tui.engine import local as local_engine
-from ccx_tui.engine.events import SessionUpdated, Subscriber
-from ccx_tui.engine.local import restart_delay, wants_restart
-from ccx_tui.engine.process import MARKER_ENV
+from ccx_tui.engine.sessions import local as local_engine
+from ccx_tui.engine.sessions.events import SessionUpdated, Subscriber
+from ccx_tui.engine.sessions.local import restart_delay, wants_restart
+from ccx_tui.engine.sessions.process import MARKER_ENV
 from ccx_tui.widgets.sidebar import session_row
 from tests.helpers import marked_processes, until, wait_gone
 

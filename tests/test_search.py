@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccx_tui.engine import search as search_module
-from ccx_tui.engine.search import Query, Searcher, compile_query
+from ccx_tui.engine.transcripts import search as search_module
+from ccx_tui.engine.transcripts.search import Query, Searcher, compile_query
 from ccx_tui.errors import CcxError, SearchError, TranscriptError
 
 GREP = shutil.which("grep")

@@ -26,9 +26,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ccx_tui.engine.local import EngineConfig, LocalEngine
-from ccx_tui.engine.server import BATCH_BYTES, CcxServer, ServeConfig
-from ccx_tui.engine.transcript import SIDECAR_NAME, STDERR, read_segments
+from ccx_tui.engine.server.server import BATCH_BYTES, CcxServer, ServeConfig
+from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
+from ccx_tui.engine.transcripts.transcript import SIDECAR_NAME, STDERR, read_segments
 from tests.helpers import until, wait_gone
 
 TOKEN = "test-token"

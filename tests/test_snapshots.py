@@ -13,11 +13,11 @@ from textual.pilot import Pilot
 
 from ccx_tui.app import CcxApp, make_app
 from ccx_tui.config import DeclaredSession, Settings
-from ccx_tui.engine.local import EngineStats
-from ccx_tui.engine.session import SessionInfo, SessionSpec, State
-from ccx_tui.engine.store import DataStore
-from ccx_tui.engine.transcript import STDERR, STDOUT, TranscriptWriter
-from ccx_tui.engine.usage import TreeUsage
+from ccx_tui.engine.sessions.local import EngineStats
+from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.sessions.usage import TreeUsage
+from ccx_tui.engine.transcripts.store import DataStore
+from ccx_tui.engine.transcripts.transcript import STDERR, STDOUT, TranscriptWriter
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.search_bar import SearchBar

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ccx_tui.engine.session import SessionSpec
-from ccx_tui.engine.titles import MAX_TITLE, command_title
+from ccx_tui.engine.sessions.session import SessionSpec
+from ccx_tui.engine.sessions.titles import MAX_TITLE, command_title
 
 
 @pytest.mark.parametrize(

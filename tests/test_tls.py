@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from ccx_tui.config_file import load_config
-from ccx_tui.engine.auth import server_tls
-from ccx_tui.engine.local import EngineConfig, LocalEngine
-from ccx_tui.engine.remote import RemoteError, RemoteRefused, RemoteRun
-from ccx_tui.engine.remote_engine import RemoteEngine
-from ccx_tui.engine.server import CcxServer, ServeConfig
-from ccx_tui.engine.session import SessionSpec, State
+from ccx_tui.engine.server.server import CcxServer, ServeConfig
+from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
+from ccx_tui.engine.sessions.session import SessionSpec, State
+from ccx_tui.engine.wire.auth import server_tls
+from ccx_tui.engine.wire.remote import RemoteError, RemoteRefused, RemoteRun
+from ccx_tui.engine.wire.remote_engine import RemoteEngine
 from ccx_tui.errors import ConfigError
 from tests.helpers import until
 from tests.serving import CCX, CLEAN, serving

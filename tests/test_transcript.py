@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccx_tui.engine.transcript import (
+from ccx_tui.engine.transcripts.transcript import (
     RECORD,
     SIDECAR_NAME,
     STDERR,
@@ -237,7 +237,7 @@ def test_failing_sidecar_stops_the_transcript_too(tmp_path: Path) -> None:
 FSIZE_CHILD = r"""
 import json, resource, signal, sys
 from pathlib import Path
-from ccx_tui.engine.transcript import TranscriptWriter
+from ccx_tui.engine.transcripts.transcript import TranscriptWriter
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4500, 4500))
 w = TranscriptWriter(Path(sys.argv[1]))
@@ -271,7 +271,7 @@ def test_file_size_limit_mid_write_keeps_an_exact_prefix(tmp_path: Path) -> None
 SIDECAR_LIMIT_CHILD = r"""
 import json, resource, signal, sys
 from pathlib import Path
-from ccx_tui.engine.transcript import RECORD, TranscriptWriter
+from ccx_tui.engine.transcripts.transcript import RECORD, TranscriptWriter
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 # Room for three sidecar records and a third of a fourth.
 resource.setrlimit(resource.RLIMIT_FSIZE, (3 * RECORD.size + 6,) * 2)

@@ -14,8 +14,8 @@ from rich.style import Style
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from ccx_tui.engine.reader import TranscriptReader
-from ccx_tui.engine.transcript import STDERR, STDOUT, Segment, TranscriptWriter
+from ccx_tui.engine.transcripts.reader import TranscriptReader
+from ccx_tui.engine.transcripts.transcript import STDERR, STDOUT, Segment, TranscriptWriter
 from ccx_tui.widgets import transcript_view
 from ccx_tui.widgets.ansi import UNKNOWN, final_state, format_size, line_streams, line_text
 from ccx_tui.widgets.transcript_view import CACHE_LINES, TranscriptView

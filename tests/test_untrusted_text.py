@@ -19,7 +19,7 @@ from textual.widgets import Input, OptionList, Static
 from ccx_tui.app import make_app
 from ccx_tui.config import DeclaredSession, ServerTarget, Settings
 from ccx_tui.engine import State
-from ccx_tui.engine.session import SessionSpec
+from ccx_tui.engine.sessions.session import SessionSpec
 from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, QuitDialog, SaveDialog
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen

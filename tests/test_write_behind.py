@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ccx_tui.engine import SessionSpec, State, write_behind
-from ccx_tui.engine.transcript import STDERR, STDOUT, TranscriptWriter, read_segments
-from ccx_tui.engine.write_behind import WriteBehind
+from ccx_tui.engine import SessionSpec, State
+from ccx_tui.engine.transcripts import write_behind
+from ccx_tui.engine.transcripts.transcript import STDERR, STDOUT, TranscriptWriter, read_segments
+from ccx_tui.engine.transcripts.write_behind import WriteBehind
 
 
 async def test_inline_and_threaded_writes_keep_their_order(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's ccx_tui and tests, installed or not
 
-from ccx_tui.engine.daemon_client import stop_engine  # noqa: E402
+from ccx_tui.engine.server.daemon_client import stop_engine  # noqa: E402
 from tests.browser import WebProcess, chrome, closing, type_keys, wait_screen  # noqa: E402
 
 SIZE = (1200, 700)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ccx_tui.engine.events import Subscriber
-from ccx_tui.engine.local import EngineStats
-from ccx_tui.engine.session import SessionInfo, SessionSpec
-from ccx_tui.engine.tap import OutputTap
+from ccx_tui.engine.sessions.events import Subscriber
+from ccx_tui.engine.sessions.local import EngineStats
+from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec
+from ccx_tui.engine.sessions.tap import OutputTap
 
 
 class Engine(Protocol):

@@ -11,7 +11,7 @@ from rich.ansi import AnsiDecoder
 from rich.style import Style
 from rich.text import Text
 
-from ccx_tui.engine.transcript import STDOUT, Segment
+from ccx_tui.engine.transcripts.transcript import STDOUT, Segment
 from ccx_tui.textsafe import Sgr, terminal_tokens
 
 TAB_SIZE = 8

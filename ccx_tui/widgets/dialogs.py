@@ -26,7 +26,7 @@ from textual.widgets import (
 )
 
 from ccx_tui.config import parse_env, parse_seconds
-from ccx_tui.engine.session import MAX_NAME, SessionSpec, check_name
+from ccx_tui.engine.sessions.session import MAX_NAME, SessionSpec, check_name
 from ccx_tui.errors import CcxError
 from ccx_tui.widgets.safe import plain, printable
 

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from ccx_tui.engine.session import SessionInfo
+from ccx_tui.engine.sessions.session import SessionInfo
 from ccx_tui.widgets.safe import printable
 from ccx_tui.widgets.status import size, state_icon, state_label
 

@@ -11,8 +11,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
-from ccx_tui.engine.tap import Chunk
-from ccx_tui.engine.transcript import STDERR
+from ccx_tui.engine.sessions.tap import Chunk
+from ccx_tui.engine.transcripts.transcript import STDERR
 from ccx_tui.widgets.ansi import UNKNOWN, line_text
 from ccx_tui.widgets.safe import plain
 

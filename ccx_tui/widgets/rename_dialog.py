@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from ccx_tui.engine.session import MAX_NAME, check_name
+from ccx_tui.engine.sessions.session import MAX_NAME, check_name
 from ccx_tui.errors import CcxError
 from ccx_tui.widgets.safe import plain, printable
 

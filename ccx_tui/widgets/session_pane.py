@@ -14,9 +14,9 @@ from textual.reactive import reactive
 from textual.widgets import Static, TabPane
 
 from ccx_tui.engine.api import Engine
-from ccx_tui.engine.live_backlog import LiveBacklog, disk_full
-from ccx_tui.engine.session import SessionInfo
-from ccx_tui.engine.tap import OutputTap
+from ccx_tui.engine.sessions.live_backlog import LiveBacklog, disk_full
+from ccx_tui.engine.sessions.session import SessionInfo
+from ccx_tui.engine.sessions.tap import OutputTap
 from ccx_tui.errors import CcxError
 from ccx_tui.widgets.live_tail import LiveTail, tail_lines
 from ccx_tui.widgets.safe import plain

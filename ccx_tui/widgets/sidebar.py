@@ -9,9 +9,9 @@ from textual.geometry import Region
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from ccx_tui.engine.local import EngineStats
-from ccx_tui.engine.session import SessionInfo, State
-from ccx_tui.engine.usage import TreeUsage
+from ccx_tui.engine.sessions.local import EngineStats
+from ccx_tui.engine.sessions.session import SessionInfo, State
+from ccx_tui.engine.sessions.usage import TreeUsage
 from ccx_tui.widgets.safe import printable
 from ccx_tui.widgets.status import (
     duration,

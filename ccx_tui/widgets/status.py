@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from ccx_tui.engine.session import SessionInfo, State
+from ccx_tui.engine.sessions.session import SessionInfo, State
 
 _ICONS: dict[State, tuple[str, str]] = {
     State.QUEUED: ("◷", "$text-muted"),

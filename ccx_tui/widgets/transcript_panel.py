@@ -19,8 +19,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.worker import get_current_worker
 
-from ccx_tui.engine.export import save_transcript
-from ccx_tui.engine.search import compile_query
+from ccx_tui.engine.transcripts.export import save_transcript
+from ccx_tui.engine.transcripts.search import compile_query
 from ccx_tui.errors import CcxError
 from ccx_tui.widgets.dialogs import GotoLineDialog, SaveChoice, SaveDialog
 from ccx_tui.widgets.safe import printable

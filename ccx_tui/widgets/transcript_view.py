@@ -23,9 +23,9 @@ from textual.strip import Strip
 from textual.timer import Timer
 from textual.worker import get_current_worker
 
-from ccx_tui.engine.reader import MAX_LINE_BYTES, Line, TranscriptReader
-from ccx_tui.engine.search import Query, Searcher
-from ccx_tui.engine.transcript import (
+from ccx_tui.engine.transcripts.reader import MAX_LINE_BYTES, Line, TranscriptReader
+from ccx_tui.engine.transcripts.search import Query, Searcher
+from ccx_tui.engine.transcripts.transcript import (
     META,
     SIDECAR_NAME,
     STDERR,

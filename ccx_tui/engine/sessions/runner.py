@@ -15,8 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ccx_tui.engine.process import SECRET_ENV, OutputProtocol, kill_tree, signal_tree, spawn
-from ccx_tui.engine.session import SessionSpec, State
+from ccx_tui.engine.sessions.process import (
+    SECRET_ENV,
+    OutputProtocol,
+    kill_tree,
+    signal_tree,
+    spawn,
+)
+from ccx_tui.engine.sessions.session import SessionSpec, State
 
 OnData = Callable[[int, bytes], None]
 OnEof = Callable[[int], None]

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from ccx_tui.engine.events import TreeUsage
-from ccx_tui.engine.usage import UsageSampler
+from ccx_tui.engine.sessions.events import TreeUsage
+from ccx_tui.engine.sessions.usage import UsageSampler
 
 INTERVAL = 1.0
 

@@ -7,8 +7,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ccx_tui.engine.plain import PlainStream, plain_bytes
-from ccx_tui.engine.reader import TranscriptReader
+from ccx_tui.engine.transcripts.plain import PlainStream, plain_bytes
+from ccx_tui.engine.transcripts.reader import TranscriptReader
 from ccx_tui.errors import ExportError
 
 COPY_BLOCK = 4 * 1024 * 1024

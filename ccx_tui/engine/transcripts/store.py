@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from ccx_tui.engine.session import SessionInfo, State, new_session_id
-from ccx_tui.engine.transcript import TRANSCRIPT_NAME
+from ccx_tui.engine.sessions.session import SessionInfo, State, new_session_id
+from ccx_tui.engine.transcripts.transcript import TRANSCRIPT_NAME
 from ccx_tui.errors import DataDirError
 
 META_NAME = "meta.json"

@@ -12,9 +12,8 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ccx_tui.engine import manage
-from ccx_tui.engine import protocol as p
-from ccx_tui.engine.events import (
+from ccx_tui.engine.server import manage
+from ccx_tui.engine.sessions.events import (
     Event,
     OutputAppended,
     SessionAdded,
@@ -23,9 +22,10 @@ from ccx_tui.engine.events import (
     TreeUsage,
     UsageSampled,
 )
-from ccx_tui.engine.local import EngineStats
-from ccx_tui.engine.session import SessionInfo
-from ccx_tui.engine.tap import Chunk
+from ccx_tui.engine.sessions.local import EngineStats
+from ccx_tui.engine.sessions.session import SessionInfo
+from ccx_tui.engine.sessions.tap import Chunk
+from ccx_tui.engine.wire import protocol as p
 from ccx_tui.errors import (
     AmbiguousSession,
     CcxError,

@@ -31,10 +31,10 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from ccx_tui.engine import protocol as p
-from ccx_tui.engine.auth import client_tls
-from ccx_tui.engine.session import SessionSpec
-from ccx_tui.engine.unixsock import WS_URI, unix_path_of
+from ccx_tui.engine.sessions.session import SessionSpec
+from ccx_tui.engine.wire import protocol as p
+from ccx_tui.engine.wire.auth import client_tls
+from ccx_tui.engine.wire.unixsock import WS_URI, unix_path_of
 from ccx_tui.errors import CcxError, ConfigError
 
 EXECUTE_DEADLINE = 60.0  # real servers take 3-15 s to start a process

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ccx_tui.engine.altscreen import AltScreenTracker
-from ccx_tui.engine.deps import stop_order, verdict
-from ccx_tui.engine.events import (
+from ccx_tui.engine.sessions.altscreen import AltScreenTracker
+from ccx_tui.engine.sessions.deps import stop_order, verdict
+from ccx_tui.engine.sessions.events import (
     Event,
     OutputAppended,
     SessionAdded,
@@ -33,12 +33,12 @@ from ccx_tui.engine.events import (
     SessionUpdated,
     Subscriber,
 )
-from ccx_tui.engine.linemux import LineMux
-from ccx_tui.engine.process import SECRET_ENV, kill_marked
-from ccx_tui.engine.pty_proc import PtyProc
-from ccx_tui.engine.readiness import wait_ready
-from ccx_tui.engine.runner import LocalProc, OnData, OnEof, Proc, ProcessTree
-from ccx_tui.engine.session import (
+from ccx_tui.engine.sessions.linemux import LineMux
+from ccx_tui.engine.sessions.process import SECRET_ENV, kill_marked
+from ccx_tui.engine.sessions.pty_proc import PtyProc
+from ccx_tui.engine.sessions.readiness import wait_ready
+from ccx_tui.engine.sessions.runner import LocalProc, OnData, OnEof, Proc, ProcessTree
+from ccx_tui.engine.sessions.session import (
     SessionInfo,
     SessionSpec,
     State,
@@ -47,10 +47,10 @@ from ccx_tui.engine.session import (
     check_transition,
     resolve_id,
 )
-from ccx_tui.engine.store import DEFAULT_RETENTION, DataStore, MetaWriter
-from ccx_tui.engine.tap import DEFAULT_WINDOW, OutputTap, PauseGate
-from ccx_tui.engine.transcript import META, TranscriptWriter
-from ccx_tui.engine.write_behind import WriteBehind
+from ccx_tui.engine.sessions.tap import DEFAULT_WINDOW, OutputTap, PauseGate
+from ccx_tui.engine.transcripts.store import DEFAULT_RETENTION, DataStore, MetaWriter
+from ccx_tui.engine.transcripts.transcript import META, TranscriptWriter
+from ccx_tui.engine.transcripts.write_behind import WriteBehind
 from ccx_tui.errors import InvalidTransition, UnknownSession
 
 _NEW_RUN: dict[str, Any] = {  # what a new run of a session forgets of the last

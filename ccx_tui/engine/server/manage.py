@@ -43,8 +43,8 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from ccx_tui import __version__
-from ccx_tui.engine import protocol as p
-from ccx_tui.engine.events import (
+from ccx_tui.engine.server.usage_feed import UsageFeed
+from ccx_tui.engine.sessions.events import (
     Event,
     OutputAppended,
     SessionAdded,
@@ -53,10 +53,10 @@ from ccx_tui.engine.events import (
     Subscriber,
     TreeUsage,
 )
-from ccx_tui.engine.local import EngineStats, LocalEngine
-from ccx_tui.engine.session import SessionInfo, SessionSpec
-from ccx_tui.engine.tap import Chunk, OutputTap
-from ccx_tui.engine.usage_feed import UsageFeed
+from ccx_tui.engine.sessions.local import EngineStats, LocalEngine
+from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec
+from ccx_tui.engine.sessions.tap import Chunk, OutputTap
+from ccx_tui.engine.wire import protocol as p
 from ccx_tui.errors import CcxError
 
 CAPABILITY = "manage"

@@ -22,8 +22,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ccx_tui.engine.search import crlf_line_ends
-from ccx_tui.engine.session import SessionSpec
+from ccx_tui.engine.sessions.session import SessionSpec
+from ccx_tui.engine.transcripts.search import crlf_line_ends
 
 PROBE_INTERVAL = 0.25
 ATTEMPT_TIMEOUT = 2.0

@@ -22,9 +22,9 @@ import termios
 import threading
 from collections.abc import Mapping
 
-from ccx_tui.engine.process import MARKER_ENV, SECRET_ENV, child_env
-from ccx_tui.engine.runner import Ending, OnData, OnEof, ProcessTree
-from ccx_tui.engine.session import SessionSpec
+from ccx_tui.engine.sessions.process import MARKER_ENV, SECRET_ENV, child_env
+from ccx_tui.engine.sessions.runner import Ending, OnData, OnEof, ProcessTree
+from ccx_tui.engine.sessions.session import SessionSpec
 from ccx_tui.errors import InvalidTransition
 
 TERM = "xterm-256color"

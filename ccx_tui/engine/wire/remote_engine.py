@@ -17,12 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from ccx_tui.engine.auth import client_tls
-from ccx_tui.engine.local import EngineConfig, LocalEngine, _Record
-from ccx_tui.engine.remote import RemoteError, RemoteOutcome, RemoteRun, SessionLimitReached
-from ccx_tui.engine.runner import Ending, OnData, OnEof, Proc
-from ccx_tui.engine.session import RESTART_POLICIES, SessionSpec, State, check_size
-from ccx_tui.engine.unixsock import get_health, unix_path_of
+from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine, _Record
+from ccx_tui.engine.sessions.runner import Ending, OnData, OnEof, Proc
+from ccx_tui.engine.sessions.session import RESTART_POLICIES, SessionSpec, State, check_size
+from ccx_tui.engine.wire.auth import client_tls
+from ccx_tui.engine.wire.remote import RemoteError, RemoteOutcome, RemoteRun, SessionLimitReached
+from ccx_tui.engine.wire.unixsock import get_health, unix_path_of
 from ccx_tui.errors import InvalidCommand, InvalidTransition
 
 PROBE_EVERY = 10.0

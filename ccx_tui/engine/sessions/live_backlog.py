@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from ccx_tui.engine.tap import Chunk
+from ccx_tui.engine.sessions.tap import Chunk
 
 FULL_DISK = ("ENOSPC", "EDQUOT")
 

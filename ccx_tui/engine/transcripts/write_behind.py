@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from ccx_tui.engine.transcript import TranscriptWriter
+from ccx_tui.engine.transcripts.transcript import TranscriptWriter
 
 INLINE_MAX = 16 * 1024
 """A chunk this small, with nothing queued, is written at once on the loop."""

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ccx_tui.engine.titles import command_title
+from ccx_tui.engine.sessions.titles import command_title
 from ccx_tui.errors import AmbiguousSession, InvalidCommand, InvalidTransition, UnknownSession
 
 

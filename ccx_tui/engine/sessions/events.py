@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ccx_tui.engine.session import SessionInfo
+from ccx_tui.engine.sessions.session import SessionInfo
 
 
 @dataclass(frozen=True, slots=True)

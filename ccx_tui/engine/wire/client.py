@@ -24,15 +24,15 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from ccx_tui.engine.client_protocol import EngineCallError, EngineProtocol, Received, Reply
-from ccx_tui.engine.daemon import socket_path
-from ccx_tui.engine.daemon_client import EngineError, ensure_engine
-from ccx_tui.engine.events import Subscriber
-from ccx_tui.engine.local import EngineStats
-from ccx_tui.engine.process import MARKER_ENV, SECRET_ENV
-from ccx_tui.engine.session import SessionInfo, SessionSpec
-from ccx_tui.engine.tap import OutputTap
-from ccx_tui.engine.unixsock import WS_URI
+from ccx_tui.engine.server.daemon import socket_path
+from ccx_tui.engine.server.daemon_client import EngineError, ensure_engine
+from ccx_tui.engine.sessions.events import Subscriber
+from ccx_tui.engine.sessions.local import EngineStats
+from ccx_tui.engine.sessions.process import MARKER_ENV, SECRET_ENV
+from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec
+from ccx_tui.engine.sessions.tap import OutputTap
+from ccx_tui.engine.wire.client_protocol import EngineCallError, EngineProtocol, Received, Reply
+from ccx_tui.engine.wire.unixsock import WS_URI
 from ccx_tui.errors import CcxError, UnknownSession
 
 CONNECT_DEADLINE = 30.0

@@ -71,17 +71,17 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
 from ccx_tui import __version__
-from ccx_tui.engine import manage
-from ccx_tui.engine import protocol as p
-from ccx_tui.engine.auth import is_loopback
-from ccx_tui.engine.events import OutputAppended, SessionUpdated
-from ccx_tui.engine.live_backlog import LiveBacklog, loss_reason
-from ccx_tui.engine.local import LocalEngine
-from ccx_tui.engine.session import SessionInfo, SessionSpec, State
-from ccx_tui.engine.tap import OutputTap
-from ccx_tui.engine.transcript import META, SIDECAR_NAME, STDERR, STDOUT, read_segments
-from ccx_tui.engine.unixsock import peer_uid
-from ccx_tui.engine.usage_feed import UsageFeed
+from ccx_tui.engine.server import manage
+from ccx_tui.engine.server.usage_feed import UsageFeed
+from ccx_tui.engine.sessions.events import OutputAppended, SessionUpdated
+from ccx_tui.engine.sessions.live_backlog import LiveBacklog, loss_reason
+from ccx_tui.engine.sessions.local import LocalEngine
+from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec, State
+from ccx_tui.engine.sessions.tap import OutputTap
+from ccx_tui.engine.transcripts.transcript import META, SIDECAR_NAME, STDERR, STDOUT, read_segments
+from ccx_tui.engine.wire import protocol as p
+from ccx_tui.engine.wire.auth import is_loopback
+from ccx_tui.engine.wire.unixsock import peer_uid
 from ccx_tui.errors import CcxError, InvalidCommand
 
 PATHS = ("/ws/mcp", "/ws")

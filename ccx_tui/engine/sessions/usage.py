@@ -7,8 +7,8 @@ import os
 
 import psutil
 
-from ccx_tui.engine.events import TreeUsage
-from ccx_tui.engine.process import MARKER_ENV
+from ccx_tui.engine.sessions.events import TreeUsage
+from ccx_tui.engine.sessions.process import MARKER_ENV
 
 __all__ = ["TreeUsage", "UsageSampler"]
 

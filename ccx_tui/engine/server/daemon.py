@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 
 from ccx_tui.config import Settings
-from ccx_tui.engine.local import LocalEngine
-from ccx_tui.engine.server import CcxServer, ServeConfig
-from ccx_tui.engine.stop_signals import on_stop_signals
-from ccx_tui.engine.store import DataStore
-from ccx_tui.engine.unixsock import check_path
+from ccx_tui.engine.server.server import CcxServer, ServeConfig
+from ccx_tui.engine.sessions.local import LocalEngine
+from ccx_tui.engine.sessions.stop_signals import on_stop_signals
+from ccx_tui.engine.transcripts.store import DataStore
+from ccx_tui.engine.wire.unixsock import check_path
 from ccx_tui.errors import CcxError
 
 SOCKET_NAME = "engine.sock"

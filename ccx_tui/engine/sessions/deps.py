@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from ccx_tui.engine.session import SessionInfo, State
+from ccx_tui.engine.sessions.session import SessionInfo, State
 
 
 @dataclass(frozen=True, slots=True)

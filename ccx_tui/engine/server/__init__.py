@@ -1,0 +1,1 @@
+"""Serving the engine: `ccx-tui serve`, the engine process, its management channel."""

@@ -1,0 +1,1 @@
+"""Sessions and their processes: states, limits, queue, TTLs, start order, pipes and terminals."""

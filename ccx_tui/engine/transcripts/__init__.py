@@ -1,0 +1,1 @@
+"""Transcripts on disk and what reads them: writer, line index, store, search, export."""

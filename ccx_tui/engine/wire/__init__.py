@@ -1,0 +1,1 @@
+"""The wire protocol and its clients: the codec, the engine process's client, servers."""
