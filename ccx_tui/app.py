@@ -165,6 +165,7 @@ class CcxApp(LiteralToastsApp):
         self._hangup = False  # the terminal is gone: end the process, never touch it
         self._typing_into: str | None = None  # input mode: the session keys go to
         self._sidebar_wanted: bool | None = None  # the user's S; None: by the width
+        self._focus_next: set[str] = set()  # sessions the user started: shown when added
         self._typist = Typist(self._engine_of, self._input_refused)
         self.detached = 0
         """Sessions left running in the engine process when the app detached."""
@@ -273,7 +274,11 @@ class CcxApp(LiteralToastsApp):
             if pane is not None:
                 pane.output_grew()
         elif isinstance(event, SessionAdded):
-            await self._open_tab(event.info)
+            # The first tab is shown; later ones only if the user just made them
+            # (sessions from the command line or a config open behind the first).
+            focus = not self._open or event.info.id in self._focus_next
+            self._focus_next.discard(event.info.id)
+            await self._open_tab(event.info, activate=focus)
             if event.info.state.final:
                 # It ended before we heard of it (an engine process's coalesced frame
                 # can carry its start and its end at once): its end still gets a toast.
@@ -448,8 +453,15 @@ class CcxApp(LiteralToastsApp):
     # -- actions ----------------------------------------------------------------------
 
     async def _start(
-        self, spec: SessionSpec, location: str = "local", *, autostart: bool = True
+        self,
+        spec: SessionSpec,
+        location: str = "local",
+        *,
+        autostart: bool = True,
+        focus: bool = False,
     ) -> None:
+        """Start `spec` on the engine named `location`; a refusal is a toast.  With
+        `focus` (the user made it), its tab is shown."""
         engine = next((e for e in self.engines if location in (e.location, e.name)), None)
         if engine is None:
             self.notify(f"cannot start {spec.command!r}: no server {location!r}", severity="error")
@@ -458,14 +470,20 @@ class CcxApp(LiteralToastsApp):
             cols, rows = self._terminal_size()
             spec = replace(spec, cols=cols, rows=rows)
         try:
-            await engine.start(spec, autostart=autostart)
+            info = await engine.start(spec, autostart=autostart)
+            if focus:
+                if info.id in self._open:
+                    self._activate(info.id)
+                else:
+                    self._focus_next.add(info.id)
         except CcxError as exc:
             self.notify(f"cannot start {spec.command!r}: {exc}", severity="error")
 
     def action_create(self) -> None:
         def created(result: tuple[SessionSpec, str] | None) -> None:
             if result is not None:
-                self.run_worker(self._start(*result), group="actions")
+                spec, location = result
+                self.run_worker(self._start(spec, location, focus=True), group="actions")
 
         self.push_screen(
             CreateSessionDialog(

@@ -56,15 +56,18 @@ async def test_starts_with_commands_and_shows_output(data_dir: Path) -> None:
     app = app_for(data_dir, "echo hello-one", "echo hello-two; sleep 1000")
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: len(app._open) == 2, what="two tabs")
-        await until(lambda: current(app) == app._open[1], what="newest tab active")
+        # It opens on the first session: the others open behind it (issue 13).
+        await until(lambda: current(app) == app._open[0], what="first tab active")
         await until(lambda: app.engine.get(app._open[0]).state is State.EXITED)
-        await until(lambda: "hello-two" in screen_text(app), what="output")
+        await until(lambda: "hello-one" in screen_text(app), what="output")
         sidebar = app.query_one(Sidebar)
-        assert len(sidebar.sessions) == 2
-        assert current(app) == app._open[1]  # the newest tab is active
+        await until(lambda: len(sidebar.sessions) == 2, what="both in the sidebar")
+        assert current(app) == app._open[0]  # still the first
+        await pilot.press("2")
+        assert current(app) == app._open[1]
+        await until(lambda: "hello-two" in screen_text(app))
         await pilot.press("1")
         assert current(app) == app._open[0]
-        await until(lambda: "hello-one" in screen_text(app))
         await pilot.press("right_square_bracket")
         assert current(app) == app._open[1]
         await pilot.press("right_square_bracket")
@@ -203,7 +206,7 @@ async def test_queue_and_limit_in_sidebar(data_dir: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: len(app._open) == 3)
         await until(lambda: "running 2/2, queued 1" in screen_text(app))
-        await until(lambda: current(app) == app._open[2], what="newest tab active")
+        await until(lambda: current(app) == app._open[0], what="first tab active")
         await pilot.press("1")
         assert current(app) == app._open[0]
         await pilot.press("x")
@@ -241,6 +244,8 @@ async def test_quick_tab_switches_stay_where_they_land(data_dir: Path) -> None:
     app = app_for(data_dir, "sleep 1000", "sleep 1000", "sleep 1000")
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: len(app._open) == 3)
+        await until(lambda: current(app) == app._open[0])
+        await pilot.press("3")
         await until(lambda: current(app) == app._open[2])
         for turns in range(12):  # the second key lands `turns` loop turns later
             app.action_next_tab()

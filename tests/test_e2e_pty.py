@@ -34,14 +34,15 @@ def test_a_print_shows_at_once_and_the_terminal_follows_the_view(
     until exit); `tput cols` is the view's width, and when the tmux window is made
     wider the program gets SIGWINCH and sees the new width."""
     data = tmp_path / "data"
-    tmux.start(ccx("--data-dir", str(data), "--kill-grace", "0.5", HELLO, COLS))
+    tmux.start(ccx("--data-dir", str(data), "--kill-grace", "0.5", COLS, HELLO))
     screen = tmux.wait_screen(lambda s: last_cols(s) is not None, "cols=")
     assert last_cols(screen) == view_width(screen)
     # The size it started with was the view's: no SIGWINCH, no second line.
     assert len(re.findall(r"cols=\d+", screen)) == 1, screen
-    tmux.send("1")
-    tmux.wait_for_screen("hello")
+    tmux.wait_screen(lambda s: "python3 -c" in rows(s)[0], "the second tab")
     tmux.send("2")
+    tmux.wait_for_screen("hello")
+    tmux.send("1")
     tmux.wait_screen(lambda s: last_cols(s) is not None, "the cols tab")
     # Manual: with no client attached, tmux would size the window back to its default.
     tmux.run("set-option", "-w", "-t", "e2e", "window-size", "manual")

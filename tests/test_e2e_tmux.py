@@ -213,7 +213,9 @@ def test_run_kill_restart_quit(tmux: Tmux, tmp_path: Path) -> None:
     data = tmp_path / "data"
     tmux.start(ccx("--data-dir", str(data), "--kill-grace", "0.5", ALPHA, ROWS))
 
-    # The newest tab is active first.
+    # The first tab is active first (the second opens behind it).
+    tmux.wait_for_screen("ALPHA-OUT")
+    tmux.send("2")
     tmux.wait_for_screen("row-3")
     assert "ALPHA-OUT" not in tmux.screen()
     found = sessions(data)
@@ -405,8 +407,13 @@ def test_procfile_copy_save_and_timestamps(tmux: Tmux, tmp_path: Path) -> None:
         "worker: printf 'WORKER%s\\n' -UP; sleep 1000\n"
     )
     tmux.start(ccx("--data-dir", str(data), "--procfile", str(procfile)))
-    screen = tmux.wait_for_screen("WORKER-UP")
-    assert "web" in rows(screen)[0] and "worker" in rows(screen)[0]
+    # It opens on the first entry's tab; the second opens behind it.
+    tmux.wait_screen(
+        lambda s: "copy me" in s and "web" in rows(s)[0] and "worker" in rows(s)[0],
+        "both tabs, the web one shown",
+    )
+    tmux.send("2")
+    tmux.wait_for_screen("WORKER-UP")
     tmux.send("1")
     tmux.wait_for_screen("copy me")
 

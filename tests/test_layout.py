@@ -54,7 +54,7 @@ async def test_the_sidebar_scrolls_to_the_selected_session(data_dir: Path) -> No
     commands = [f"sleep {100 + n}" for n in range(15)]
     app = app_with(data_dir, *commands)
     async with app.run_test(size=(120, 24)) as pilot:
-        await until(lambda: len(app._open) == 15, what="15 tabs")
+        await until(lambda: len(app._sidebar.sessions) == 15, what="15 tabs, all added")
         app._activate(app._open[-1])
         await until(lambda: "›▶ sleep 114" in screen_text(app), what="the last one in view")
         assert "sleep 100" not in screen_text(app)

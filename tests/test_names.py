@@ -38,7 +38,9 @@ async def test_names_then_rename_and_back_to_the_commands_title(data_dir: Path) 
             lambda: labels()[0].endswith(" web") and labels()[1].endswith("sleep 200"),
             what=lambda: str(labels()),
         )
-
+        await until(lambda: len(app._sidebar.sessions) == 2, what="both tabs added")
+        await pilot.press("2")
+        await until(lambda: app._current() == second)
         await pilot.press("R")
         await until(lambda: isinstance(app.screen, RenameDialog), what="the dialog")
         field = app.screen.query_one("#name", Input)
@@ -92,7 +94,7 @@ async def test_the_switcher_finds_a_session_by_name_or_command(data_dir: Path) -
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: len(app._open) == 3, what="three tabs")
         web, api, zebra = app._open
-        await until(lambda: app._current() == zebra)
+        await until(lambda: app._current() == web)  # it opens on the first
         await pilot.press("o")
         await until(lambda: isinstance(app.screen, CommandPalette), what="the switcher")
         await until(lambda: "[b]web[/b]" in screen_text(app), what="every session listed")
