@@ -129,3 +129,22 @@ async def test_a_wrong_token_shows_as_refused_and_the_load_is_the_servers(
                 await until(
                     lambda: right.status == "connected (running 0/7)", what=lambda: right.status
                 )
+
+
+async def test_a_dead_servers_sessions_are_lost_within_seconds(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The server goes away (nothing listens on its port any more): its sessions turn
+    `lost` once reconnecting has been refused for a few seconds, not after every retry
+    of a network blip (about 16 s)."""
+    local = LocalEngine(EngineConfig(data_dir=tmp_path / "server", kill_grace=0.3))
+    await local.open()
+    server = CcxServer(local, ServeConfig(port=0, token="tok"))
+    await server.__aenter__()
+    url = f"ws://127.0.0.1:{server.port}/ws/mcp"
+    async with engine_for(url, data_dir) as engine:
+        info = await engine.start(SessionSpec("sleep 100"))
+        await until(lambda: engine.get(info.id).pid is not None, what="running remotely")
+        await server.__aexit__(None, None, None)
+        await local.aclose()
+        await until(lambda: engine.get(info.id).state is State.LOST, timeout=10)

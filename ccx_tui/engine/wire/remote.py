@@ -41,6 +41,9 @@ EXECUTE_DEADLINE = 60.0  # real servers take 3-15 s to start a process
 CONNECT_DEADLINE = 10.0
 BURST_BYTES = 256 * 1024
 REATTACH_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)  # about 16 s of retries after a blip
+DOWN_AFTER = 3.0
+"""Seconds of refused reconnects after which a server is taken for dead (its sessions
+are lost); a blip that ends sooner is reattached."""
 
 
 class RemoteError(CcxError):
@@ -49,6 +52,11 @@ class RemoteError(CcxError):
 
 class SessionLimitReached(RemoteError):
     """The server is at its session limit (-32003, then close 1008)."""
+
+
+class ServerDown(RemoteError):
+    """Nothing listens where the server was (connection refused): it is down, not a
+    network blip."""
 
 
 class RemoteRefused(RemoteError):
@@ -217,6 +225,8 @@ class RemoteRun:
             # Typically a ws:// URL for a TLS server: its answer is no HTTP at all.
             hint = " (a TLS server? use wss://)" if self.url.startswith("ws://") else ""
             raise RemoteError(f"cannot connect to {self.url}: {exc}{hint}") from None
+        except ConnectionRefusedError as exc:
+            raise ServerDown(f"cannot connect to {self.url}: {exc.strerror or exc}") from None
         except (OSError, TimeoutError) as exc:
             detail = getattr(exc, "strerror", None) or str(exc) or "timed out"
             raise RemoteError(f"cannot connect to {self.url}: {detail}") from None
@@ -246,10 +256,18 @@ class RemoteRun:
     async def _reattach(self, session: str, offset: int, *, batch: bool) -> bool:
         """After a network blip: reconnect and replay from `offset` (a checkpoint, or
         with batched output the end of the last batch)."""
+        lost_at = asyncio.get_running_loop().time()
         for delay in REATTACH_DELAYS:
             await asyncio.sleep(delay)
             try:
                 ws = await self._connect()
+            except ServerDown:
+                # Refused, not timed out: the server is gone rather than out of reach
+                # for a moment.  Its sessions are lost within seconds, not after every
+                # retry.
+                if asyncio.get_running_loop().time() - lost_at >= DOWN_AFTER:
+                    return False
+                continue
             except RemoteError:
                 continue
             try:
