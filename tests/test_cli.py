@@ -500,3 +500,19 @@ def test_an_http_url_for_a_server_is_refused_with_the_ws_url_to_use(tmp_path: Pa
         assert proc.returncode == 2, proc.stderr
         assert "not an http URL" in proc.stderr and expected in proc.stderr
         assert "\x1b" not in proc.stdout  # no screen was drawn
+
+
+def test_an_interrupted_sessions_counters_come_from_its_transcript(data_dir: Path) -> None:
+    """A record last saved when its session started (0 bytes) while the transcript
+    went on: loaded as interrupted, its bytes and lines are the transcript's."""
+    from ccx_tui.engine import DataStore, SessionInfo, SessionSpec, State
+
+    store = DataStore(data_dir)
+    session_id, directory = store.new_session()
+    (directory / "transcript.log").write_bytes(b"one\r\ntwo\r\nthree")
+    store.write_meta(
+        SessionInfo(session_id, SessionSpec("x"), State.RUNNING, directory, 1.0, run=1)
+    )
+    [info] = store.load_history()
+    assert info.state is State.INTERRUPTED
+    assert (info.bytes, info.lines) == (15, 2)

@@ -297,12 +297,30 @@ def _overwrite(path: Path, text: bytes) -> bool:
 
 
 def interrupted(info: SessionInfo) -> SessionInfo:
+    """A session that was live when its ccx-tui died, as it is now: its counters read
+    from its transcript (its record was last saved long before the end)."""
+    size, lines = transcript_counts(info.transcript)
     return replace(
         info,
         state=State.INTERRUPTED,
         reason=info.reason or "ccx-tui stopped while the session was live",
         ended_at=info.ended_at or info.started_at or info.created_at,
+        bytes=max(size, info.bytes),
+        lines=max(lines, info.lines),
     )
+
+
+def transcript_counts(path: Path, block: int = 4 * 1024 * 1024) -> tuple[int, int]:
+    """(bytes, newlines) of a transcript, read in blocks; (0, 0) if it cannot be read."""
+    size = lines = 0
+    try:
+        with path.open("rb") as f:
+            while data := f.read(block):
+                size += len(data)
+                lines += data.count(b"\n")
+    except OSError:
+        return 0, 0
+    return size, lines
 
 
 def _with_directory(info: SessionInfo, directory: Path) -> SessionInfo:
