@@ -167,6 +167,8 @@ class SessionPane(TabPane):
         # Not `_render_status`: `is_mounted` turns true only after this handler, and a
         # finished session opened from the history gets no later update to show it.
         self._show_status()
+        # Attached while a full-screen program runs: its screen (once mounted).
+        self.call_later(self._sync_screen)
         if self._tap is not None:
             self._drain(self._tap)
 
