@@ -230,3 +230,15 @@ async def test_the_app_says_what_a_session_waits_for(data_dir: Path) -> None:
         await until(lambda: "Stop 2 running or queued" in screen_text(app), what="asked")
         await pilot.press("y")
         await until(lambda: all(i.state.final for i in app.engine.current()), what="stopped")
+
+
+def test_bad_probes_are_refused_when_the_session_is_made() -> None:
+    import pytest
+
+    from ccx_tui.errors import InvalidCommand
+
+    for probe in ({"log": "(["}, {"tcp": "port 80"}, {"http": " "}, {"port": "1"}):
+        with pytest.raises(InvalidCommand, match="ready_when"):
+            SessionSpec("x", ready_when=probe).validated()
+    with pytest.raises(InvalidCommand, match="bad condition"):
+        SessionSpec("x", depends_on={"db": "healthy"}).validated()

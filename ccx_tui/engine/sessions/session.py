@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import threading
@@ -239,6 +240,16 @@ class SessionSpec:
             raise InvalidCommand(
                 f"bad ready_when: {self.ready_when!r} (one of {', '.join(READY_PROBES)})"
             )
+        for kind, probe in self.ready_when.items():
+            if not probe.strip():
+                raise InvalidCommand(f"bad ready_when: empty {kind}")
+            if kind == "log":
+                try:
+                    re.compile(probe)
+                except re.error as exc:
+                    raise InvalidCommand(f"bad ready_when log regex: {exc}") from None
+            if kind == "tcp" and not re.fullmatch(r"(?:[^:]+:)?[0-9]{1,5}", probe):
+                raise InvalidCommand(f"bad ready_when tcp: {probe!r} (a port, or HOST:PORT)")
         return replace(self, cwd=cwd, env=dict(self.env))
 
     @property
