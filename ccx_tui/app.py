@@ -334,6 +334,7 @@ class CcxApp(LiteralToastsApp):
             return
         self._panes[info.id] = pane
         await self._tabs.add_pane(pane)
+        self._tabs.tabs_changed()
         if not self.is_running:
             return  # the app began to exit meanwhile
         if activate:
@@ -349,6 +350,7 @@ class CcxApp(LiteralToastsApp):
         self._open.remove(session_id)
         del self._panes[session_id]
         await self._tabs.remove_pane(pane_id(session_id))
+        self._tabs.tabs_changed()
         if not self.is_running:
             return  # the app began to exit meanwhile
         self._sync_empty()
@@ -429,6 +431,7 @@ class CcxApp(LiteralToastsApp):
             return  # the sessions are being stopped, or the widgets removed
         self._refresh_sidebar()
         self._refresh_pane(self._current())  # the others catch up when shown
+        self._tabs.tabs_changed()
 
     def _refresh_pane(self, session_id: str | None) -> None:
         """The pane's elapsed time, sizes and state, as of now."""
@@ -580,6 +583,7 @@ class CcxApp(LiteralToastsApp):
 
     def action_zoom(self) -> None:
         self.screen_stack[0].toggle_class("-zoom")
+        self._tabs.tabs_changed()
 
     def action_switcher(self) -> None:
         self.push_screen(

@@ -67,3 +67,25 @@ async def test_the_sidebar_scrolls_to_the_selected_session(data_dir: Path) -> No
         await until(lambda: "›▶ sleep 100" in sidebar(app), what="the first one in view")
         assert "sleep 114" not in sidebar(app)
         await app.engine.kill_all()
+
+
+async def test_the_tab_bar_says_how_many_tabs_are_out_of_view(data_dir: Path) -> None:
+    """15 tabs do not fit in 100 columns: on the first, "N ▶" says how many are out of
+    view to the right; on the last, "◀ N" to the left; the active tab is always in view."""
+    commands = [f"sleep {100 + n}" for n in range(15)]
+    app = app_with(data_dir, *commands)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await until(lambda: len(app._sidebar.sessions) == 15, what="15 tabs")
+        await until(lambda: app._tabs.hidden_tabs()[1] > 0, what="some out of view")
+        top = lambda: screen_text(app).splitlines()[0]  # noqa: E731
+        await until(lambda: f"{app._tabs.hidden_tabs()[1]} ▶" in top(), what=top)
+        assert "◀" not in top()
+        await pilot.press("9")
+        app._activate(app._open[-1])
+        await until(
+            lambda: "sleep 114" in top() and f"◀ {app._tabs.hidden_tabs()[0]}" in top(),
+            what=top,
+        )  # the active tab in view, and how many are out of view on the left
+        tab_row = top().split("▏")[0]  # the sidebar's rows have icons too
+        assert app._tabs.hidden_tabs()[0] > 0 and " ▶" not in tab_row.split("sleep 114")[1]
+        await app.engine.kill_all()
