@@ -122,6 +122,9 @@ async def shoot_app(workdir: Path, out: Path) -> list[Path]:
         load = await app.engine.start(SessionSpec("./loadtest --rate 50", cwd=cwd, ttl=900))
         dev = await app.engine.start(SessionSpec("./dev-server --port 8000", cwd=cwd))
         await until(lambda: len(app.query(SessionPane)) == 3, "three tabs")
+        await until(lambda: len(app.query_one(Sidebar).sessions) == 3, "three tabs added")
+        await pilot.press("3")  # the dev server's tab (the app opens on the first)
+        await until(lambda: app._current() == dev.id, "the dev server's tab")
         await until(lambda: app.engine.get(build.id).exit_code == 0, "build to exit 0")
         await until(lambda: app.engine.get(load.id).lines == 40, "the load test's output")
         for lines, gate in [(9, ".stderr-gate"), (11, ".stdout-gate"), (14, None)]:
@@ -175,6 +178,8 @@ async def shoot_terminals(workdir: Path, out: Path) -> list[Path]:
         await pilot.press("ctrl+right_square_bracket")
         top = await app.engine.start(SessionSpec("top -d 1", cwd=cwd, tty=True, name="top"))
         await until(lambda: app.engine.get(top.id).alt_screen is not None, "top's screen")
+        await until(lambda: len(app.query_one(Sidebar).sessions) == 2, "top's tab added")
+        await pilot.press("2")
         await until(lambda: app._current() == top.id, "top's tab")
         pane = app.query_one(f"#{pane_id(top.id)}", SessionPane)
         screen = pane.terminal_screen
