@@ -173,11 +173,13 @@ class PtyProc(ProcessTree):
             return
 
         def ready() -> None:
-            with contextlib.suppress(ChildProcessError):
+            try:
                 done, status = os.waitpid(pid, os.WNOHANG)
-                if done == 0:
-                    return
-                self._set_exit(os.waitstatus_to_exitcode(status))
+            except ChildProcessError:  # reaped by someone else: the code is lost, not the end
+                done, status = pid, 255 << 8
+            if done == 0:
+                return
+            self._set_exit(os.waitstatus_to_exitcode(status))
             self._loop.remove_reader(pidfd)
             os.close(pidfd)
 
