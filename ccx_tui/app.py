@@ -542,9 +542,8 @@ class CcxApp(LiteralToastsApp):
         session_id = self._current()
         pane = self._pane(session_id) if session_id else None
         if pane is not None and pane.view.size.width > 1:
-            view = pane.view  # as TranscriptView.Resized counts: a scrollbar's room kept
-            width = view.size.width - view.styles.scrollbar_size_vertical
-            return max(width, 2), max(view.size.height, 1)
+            cols, rows = pane.view.text_size
+            return max(cols, 2), max(rows, 1)
         main = self.query_one("#main").size  # less a scrollbar, the tab bar, the status
         return max(main.width - 2, 20), max(main.height - 3, 5)
 

@@ -36,8 +36,6 @@ SCREEN_FEED = 256 * 1024
 """Bytes fed to the screen per step: a flood is fed over several frames."""
 DECCKM = 1 << 5
 """Application cursor keys, as pyte keeps it in `Screen.mode` (private modes << 5)."""
-SCROLLBAR_ROOM = 2
-"""Columns the transcript view keeps for its scrollbar (its terminal never has them)."""
 
 
 def pane_id(session_id: str) -> str:
@@ -214,7 +212,8 @@ class SessionPane(TabPane):
         # The view, hidden under a full-screen program, hears of no resize: say it here.
         if self._screen is not None and self.has_class("-full-screen"):
             height = event.size.height - 1  # the status line
-            self._terminal_sized(event.size.width - SCROLLBAR_ROOM, height)
+            room = self.view.styles.scrollbar_size_vertical  # as the view counts its text
+            self._terminal_sized(event.size.width - room, height)
 
     def _terminal_sized(self, cols: int, rows: int) -> None:
         info = self.info

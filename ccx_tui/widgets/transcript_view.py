@@ -300,11 +300,16 @@ class TranscriptView(ScrollView, can_focus=True):
             self._scroll_bottom()
         self.call_after_refresh(self._post_text_size)  # once the layout has settled
 
-    def _post_text_size(self) -> None:
-        # As if the scrollbar were shown: a terminal session's width must not change
-        # (and its program redraw) when its output first overflows the view.
+    @property
+    def text_size(self) -> tuple[int, int]:
+        """(columns, rows) for text, as if the scrollbar were shown: a terminal
+        session's width must not change (and its program redraw) when its output first
+        overflows the view."""
         width = self.size.width - self.styles.scrollbar_size_vertical
-        size = (max(width, 1), self.size.height)
+        return max(width, 1), self.size.height
+
+    def _post_text_size(self) -> None:
+        size = self.text_size
         if size != self._text_size and self.size.width > 0:
             self._text_size = size
             self.post_message(self.Resized(self, *size))

@@ -566,6 +566,7 @@ class LocalEngine:
         old = rec.info.state
         if state is not old:
             check_transition(old, state)
+        named = rec.info.spec.name  # dependencies are by name: it may be one
         rec.info = replace(rec.info, state=state, **changes)
         if state is not old:
             self._counts[old] -= 1
@@ -580,7 +581,8 @@ class LocalEngine:
         self._emit(SessionUpdated(self._snapshot(rec)))
         rec.notify()
         if (
-            self._queue
+            (named or rec.info.spec.name)  # only a named session can be a dependency
+            and self._queue
             and not self._pumping
             and any(self._records[sid].info.spec.depends_on for sid in self._queue)
         ):
