@@ -61,6 +61,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("0 / $", "to the start of the lines / the end of the longest line shown"),
             ("f  End", "follow new output again"),
             ("t", "timestamps: when each line arrived"),
+            ("W", "wrap long lines onto more rows (again: one row, scroll sideways)"),
+            ("── run 2 …", "a restarted session: where each run begins and how the last ended"),
         ],
     ),
     (

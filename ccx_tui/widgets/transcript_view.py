@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ from textual.timer import Timer
 from textual.worker import get_current_worker
 
 from ccx_tui.engine.transcripts.reader import MAX_LINE_BYTES, Line, TranscriptReader
+from ccx_tui.engine.transcripts.runs import RUNS_NAME, RunEnd, RunStart, read_runs, separator_label
 from ccx_tui.engine.transcripts.search import Query, Searcher
 from ccx_tui.engine.transcripts.transcript import (
     META,
@@ -34,7 +36,10 @@ from ccx_tui.engine.transcripts.transcript import (
     read_segments,
 )
 from ccx_tui.errors import TranscriptError
+from ccx_tui.textsafe import escape_controls
 from ccx_tui.widgets.ansi import UNKNOWN, line_streams, line_text, line_times
+from ccx_tui.widgets.row_map import SEPARATOR, Place, RowMap
+from ccx_tui.widgets.wrap_scan import WrapScanner, rows_for
 
 CACHE_LINES = 512
 """Rendered lines kept (LRU); far more than a screen, so a window is read once."""
@@ -90,6 +95,7 @@ class TranscriptView(ScrollView, can_focus=True):
         Binding("n", "next_match", "Next match", show=False),
         Binding("N", "previous_match", "Previous match", show=False),
         Binding("t", "toggle_timestamps", "Times", show=False),
+        Binding("W", "toggle_wrap", "Wrap", show=False),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -99,6 +105,7 @@ class TranscriptView(ScrollView, can_focus=True):
         "transcript-view--gutter",
         "transcript-view--match",
         "transcript-view--cursor",
+        "transcript-view--separator",
     }
 
     DEFAULT_CSS = """
@@ -112,6 +119,7 @@ class TranscriptView(ScrollView, can_focus=True):
         & > .transcript-view--gutter { color: $text-muted; }
         & > .transcript-view--match { background: $warning 45%; }
         & > .transcript-view--cursor { background: $accent 35%; }
+        & > .transcript-view--separator { color: $text-accent; background: $accent 10%; }
     }
     """
 
@@ -127,6 +135,9 @@ class TranscriptView(ScrollView, can_focus=True):
     """The highlighted line (0-based): the current match, or a clicked line."""
     filtering: var[bool] = var(False, init=False)
     """Show only the lines that match the search (set through `set_filter`)."""
+    wrap: reactive[bool] = reactive(False)
+    """Soft-wrap long lines onto more rows instead of scrolling sideways (not while
+    filtering, nor on the tail of a big file shown before it is indexed)."""
 
     class FollowChanged(Message):
         """`following` or `new_lines` changed (e.g. to show "↓ 1234 new lines")."""
@@ -216,6 +227,15 @@ class TranscriptView(ScrollView, can_focus=True):
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, TranscriptView._Indexed)
 
+    class _Wrapped(Message, bubble=False):
+        """From the wrap worker: lines found taller than a row (line, rows), in order."""
+
+        def __init__(self, gen: int, tall: list[tuple[int, int]], done: bool) -> None:
+            super().__init__()
+            self.gen = gen
+            self.tall = tall
+            self.done = done
+
     def __init__(
         self,
         path: Path,
@@ -265,11 +285,23 @@ class TranscriptView(ScrollView, can_focus=True):
         self._filter_count = 0  # rows shown while filtering: a snapshot of the matches
         self._jump_pending = 0  # n/N found nothing yet while the scan goes on
         self._seen_generation = 0  # the searcher's; a new one means it started over
+        # Rows of lines: soft wrap and run separators (see row_map.py).
+        self._row_map = RowMap()
+        self._runs_path = self.path.with_name(RUNS_NAME) if self._sidecar else None
+        self._runs_size = 0  # of the runs file when last read (by the index worker)
+        self._runs: tuple[list[RunStart], dict[int, RunEnd]] | None = None  # new, to adopt
+        self._labels: dict[int, str] = {}  # separator text by the line it is above
+        self._wrap_gen = 0  # bumped per width: a stale worker's finds are dropped
+        self._wrap_scanner: WrapScanner | None = None
+        self._wrapping = False  # a worker scans for the current width
+        self._wrap_wanted = False  # the file grew during a scan: scan again after
         self.set_reactive(TranscriptView.following, follow)
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(FRAME, self._tick, pause=True)
         self._reader.refresh(SYNC_INDEX_BYTES)  # small and page-cached: cheap
+        self._read_runs()  # a few hundred bytes (a crash loop's: a few MiB at most)
+        self._adopt_runs()
         if self._reader.fully_indexed or not self.following:
             self._sync(quiet=True)  # not following: the top is shown while indexing
         else:
@@ -299,6 +331,7 @@ class TranscriptView(ScrollView, can_focus=True):
         if self.following:
             self._scroll_bottom()
         self.call_after_refresh(self._post_text_size)  # once the layout has settled
+        self.call_after_refresh(self._check_wrap_width)
 
     @property
     def text_size(self) -> tuple[int, int]:
@@ -326,10 +359,20 @@ class TranscriptView(ScrollView, can_focus=True):
     def watch_show_line_numbers(self) -> None:
         self._update_virtual_size()
         self.refresh()
+        self._check_wrap_width()
 
     def watch_show_timestamps(self) -> None:
         self._update_virtual_size()
         self.refresh()
+        self._check_wrap_width()
+
+    def watch_wrap(self, wrap: bool) -> None:
+        anchor = self._anchor()
+        self._reset_wrap()
+        if wrap:
+            self.scroll_to(x=0, animate=False, immediate=True, force=True)
+            self._start_wrap()
+        self._relayout(anchor)
 
     def watch_cursor_line(self) -> None:
         self.refresh()
@@ -353,6 +396,7 @@ class TranscriptView(ScrollView, can_focus=True):
             return
         first_pass = self._first_pass
         self._first_pass = self._first_pass and not message.done
+        self._adopt_runs()
         if self._tail is None:
             self._sync(quiet=first_pass)
         elif message.done:
@@ -382,6 +426,22 @@ class TranscriptView(ScrollView, can_focus=True):
             self._scan_wanted = False
             self._start_scan()
         self._post_search()
+
+    @on(_Wrapped)
+    def _wrapped(self, message: _Wrapped) -> None:
+        if self._closed or message.gen != self._wrap_gen:
+            return
+        if message.tall:
+            anchor = self._anchor()
+            for line, rows in message.tall:
+                self._row_map.add_tall(line, rows)
+            self._update_provisional()
+            self._relayout(anchor)
+        if message.done:
+            self._wrapping = False
+            if self._wrap_wanted:
+                self._wrap_wanted = False
+                self._start_wrap()
 
     def on_click(self, event: Click) -> None:
         offset = event.get_content_offset(self)
@@ -416,10 +476,14 @@ class TranscriptView(ScrollView, can_focus=True):
     def action_line_end(self) -> None:
         """Show the end of the longest line on screen at the right edge (or the start
         of the lines if all of them fit)."""
+        if self._wrapped_view:
+            return  # every line is shown whole
         top = round(self.scroll_y)
         bottom = min(top + self.scrollable_content_region.height, self._rows)
+        end = self._window_end()
+        places = [self._place(row) for row in range(top, bottom)]
         longest = max(
-            (self._rendered(row, bottom)[0].cell_length for row in range(top, bottom)),
+            (self._rendered(p.line, end)[0].cell_length for p in places if p.part >= 0),
             default=0,
         )
         if self._width_pending:
@@ -447,6 +511,11 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def action_toggle_timestamps(self) -> None:
         self.show_timestamps = not self.show_timestamps
+
+    def action_toggle_wrap(self) -> None:
+        self.wrap = not self.wrap
+        if self.filtering:
+            self.notify("wrap shows once the filter is off", timeout=3)
 
     # -- public -------------------------------------------------------------------------
 
@@ -592,10 +661,33 @@ class TranscriptView(ScrollView, can_focus=True):
         first = selection.start.y if selection.start is not None else 0
         last = selection.end.y if selection.end is not None else self._rows - 1
         last = min(last, self._rows - 1, first + MAX_COPY_LINES - 1)
-        texts = [line_text(ln.data).plain for ln in self._read_rows(range(first, last + 1))]
-        start = Offset(selection.start.x, 0) if selection.start is not None else None
-        end = Offset(selection.end.x, last - first) if selection.end is not None else None
-        return Selection(start, end).extract("\n".join(texts)), "\n"
+        if not self._mapped:  # filtering: a row is a line
+            texts = [line_text(ln.data).plain for ln in self._read_rows(range(first, last + 1))]
+            start = Offset(selection.start.x, 0) if selection.start is not None else None
+            end = Offset(selection.end.x, last - first) if selection.end is not None else None
+            return Selection(start, end).extract("\n".join(texts)), "\n"
+        places = [p for p in map(self._place, range(first, last + 1)) if p.part >= 0]
+        if not places:
+            return None
+        lines = self._reader.lines(places[0].line, places[-1].line + 1, MAX_LINE_BYTES)
+        plain = {ln.number: line_text(ln.data).plain for ln in lines}
+        pieces: list[str] = []
+        prev = -1
+        for row in range(first, last + 1):
+            place = self._place(row)
+            span = selection.get_span(row)
+            if place.part < 0 or span is None:
+                continue
+            text = plain.get(place.line, "")
+            if self._wrapped_view:  # the row's own part of the line
+                cols = self._wrap_width
+                text = text[place.part * cols : (place.part + 1) * cols]
+            if pieces:  # a line's wrapped parts join without a line break
+                pieces.append("\n" if place.line != prev else "")
+            cut_start, cut_end = span
+            pieces.append(text[cut_start:] if cut_end < 0 else text[cut_start:cut_end])
+            prev = place.line
+        return "".join(pieces), "\n"
 
     def selection_updated(self, selection: Selection | None) -> None:
         self.refresh()
@@ -619,9 +711,18 @@ class TranscriptView(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         if index >= self._rows or self._closed:
             return Strip.blank(width, self.rich_style)
-        strip, pad, when = self._rendered(index, scroll_y + self.scrollable_content_region.height)
+        place = self._place(index)
+        if place.part == SEPARATOR:
+            return self._separator(place.line, width)
+        strip, pad, when = self._rendered(place.line, self._window_end())
         gutter = self._gutter_width
-        body = strip.crop_extend(scroll_x, scroll_x + width - gutter, pad)
+        if self._wrapped_view:  # the row's part of the line; nothing to scroll sideways
+            scroll_x = 0
+            start = place.part * self._wrap_width
+            body = strip.crop_extend(start, start + self._wrap_width, pad)
+            body = body.extend_cell_length(width - gutter, pad)
+        else:
+            body = strip.crop_extend(scroll_x, scroll_x + width - gutter, pad)
         body = body.apply_offsets(scroll_x, index)  # lets the mouse select text
         selection = self.text_selection
         if selection is not None and (span := selection.get_span(index)) is not None:
@@ -630,18 +731,19 @@ class TranscriptView(ScrollView, can_focus=True):
             before, chosen, after = body.divide([*cuts, body.cell_length])
             chosen = _post_style(chosen, self.screen.get_component_rich_style("screen--selection"))
             body = Strip.join([before, chosen, after])
-        if self.cursor_line is not None and self._tail is None:
-            if self._line_of(index) == self.cursor_line:
-                body = _post_style(body, self.get_component_rich_style("transcript-view--cursor"))
+        line = place.line if self._mapped else self._line_of(index)
+        if self.cursor_line is not None and self._tail is None and line == self.cursor_line:
+            body = _post_style(body, self.get_component_rich_style("transcript-view--cursor"))
         if not gutter:
             return body
         style = self.get_component_rich_style("transcript-view--gutter")
         text = ""
         if self.show_timestamps:
             stamp = time.strftime("%H:%M:%S", time.localtime(when)) if when else ""
-            text = f"{stamp:>{TIME_WIDTH - 1}} "
+            text = f"{stamp if place.part == 0 else '':>{TIME_WIDTH - 1}} "
         if self._numbers_shown:
-            number = "" if self._tail is not None else str(self._line_of(index) + 1)
+            shown = self._tail is None and place.part == 0  # a wrapped line's first row
+            number = str(line + 1) if shown else ""
             text += f"{number:>{gutter - len(text) - 1}} "
         return Strip.join([Strip([Segment(text, style)], gutter), body])
 
@@ -653,12 +755,46 @@ class TranscriptView(ScrollView, can_focus=True):
     # -- internals ----------------------------------------------------------------------
 
     @property
+    def _mapped(self) -> bool:
+        """Rows are laid out by the row map: every line, wrapped, with separators
+        (filtering shows one row per match; the tail of a big file, one per line)."""
+        return self._tail is None and not self.filtering
+
+    @property
+    def _wrapped_view(self) -> bool:
+        return self.wrap and self._mapped
+
+    @property
+    def _wrap_width(self) -> int:
+        """Columns a wrapped line fills (as if the scrollbar were shown: it must not
+        rewrap the file when it appears)."""
+        return max(self.text_size[0] - self._gutter_width, 1)
+
+    @property
     def _rows(self) -> int:
         if self._tail is not None:
             return len(self._tail)
         if self.filtering:
             return self._filter_count
+        return self._row_map.total(self._line_count)
+
+    @property
+    def _items(self) -> int:
+        """What rows show: tail lines, matches (filtering) or the file's lines."""
+        if self._tail is not None:
+            return len(self._tail)
+        if self.filtering:
+            return self._filter_count
         return self._line_count
+
+    def _place(self, row: int) -> Place:
+        """The item (see `_items`) and the part of it that row `row` shows."""
+        return self._row_map.place(row) if self._mapped else Place(row, 0)
+
+    def _window_end(self) -> int:
+        """The item after the last one on screen (what a window read stops at)."""
+        bottom = round(self.scroll_y) + self.scrollable_content_region.height - 1
+        return min(self._place(max(bottom, 0)).line + 1, self._items)
 
     @property
     def _numbers_shown(self) -> bool:
@@ -683,7 +819,9 @@ class TranscriptView(ScrollView, can_focus=True):
         return rendered if rendered is not None else self._load_window(row, window_end)
 
     def _line_of(self, row: int) -> int:
-        """The file line shown at `row`."""
+        """The file line shown at `row` (a separator's: the line under it)."""
+        if self._mapped:
+            return min(self._row_map.place(row).line, max(self._line_count - 1, 0))
         searcher = self._searcher
         if self.filtering and searcher is not None and self._tail is None:
             lines = searcher.match_lines(row, row + 1)
@@ -692,6 +830,8 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def _row_of(self, line: int) -> int:
         """The row showing `line` (while filtering: the first match at or after it)."""
+        if self._mapped:
+            return self._row_map.first_row(line)
         searcher = self._searcher
         if self.filtering and searcher is not None and self._tail is None:
             index = searcher.index_of(line)
@@ -773,7 +913,8 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def _update_virtual_size(self) -> None:
         self._width_pending = False
-        size = Size(self._max_width + self._gutter_width, self._rows)
+        width = 0 if self._wrapped_view else self._max_width
+        size = Size(width + self._gutter_width, self._rows)
         if size == self.virtual_size:
             return
         if not self.is_mounted:
@@ -827,6 +968,7 @@ class TranscriptView(ScrollView, can_focus=True):
                 if not grew:
                     break
                 self.post_message(self._Indexed(done=False))
+            self._read_runs()
         finally:
             # Posted before `_indexing` drops, so no next pass's progress precedes it.
             self.post_message(self._Indexed(done=True))
@@ -853,6 +995,10 @@ class TranscriptView(ScrollView, can_focus=True):
                 self._cache.discard(self._filter_count - 1)  # it may be the last match
             added = count - old_count
         self._line_count, self._indexed_size = count, size
+        if self._wrapped_view:
+            self._update_provisional()
+            self._start_wrap()
+            self._check_wrap_width()  # the gutter may have widened with the count
         self._update_virtual_size()
         self.refresh()
         if self.following:
@@ -867,13 +1013,127 @@ class TranscriptView(ScrollView, can_focus=True):
         self._tail = None
         self._cache.clear()
         self._sync(quiet=True)
+        self._start_wrap()
         if not self.following:
             self.scroll_to(y=max(self.max_scroll_y - from_bottom, 0), animate=False)
+
+    def _separator(self, line: int, width: int) -> Strip:
+        """The row above a restarted run's first line: "── run 2 started … ───"."""
+        style = self.get_component_rich_style("transcript-view--separator")
+        label = escape_controls(self._labels.get(line, "new run"))
+        text = f"── {label} " + "─" * max(width, 0)
+        return Strip([Segment(text, style)]).crop_extend(0, width, style)
+
+    def _read_runs(self) -> None:
+        """In the index worker: read the runs file if it changed (for `_adopt_runs`)."""
+        if self._runs_path is None:
+            return
+        try:
+            size = os.stat(self._runs_path).st_size
+        except OSError:
+            return
+        if size != self._runs_size:
+            self._runs_size = size
+            self._runs = read_runs(self._runs_path.parent)
+
+    def _adopt_runs(self) -> None:
+        """Show a separator above the first line of every run after the first."""
+        runs, self._runs = self._runs, None
+        if runs is None:
+            return
+        starts, ends = runs
+        anchor = self._anchor()
+        self._labels = {
+            start.line: separator_label(start, ends.get(before.run))
+            for before, start in itertools.pairwise(starts)
+        }
+        self._row_map.set_separators(list(self._labels))
+        self._relayout(anchor)
+
+    def _anchor(self) -> Place | None:
+        """What the top row shows, to keep in place while rows above it change
+        (None while following: the bottom is kept instead)."""
+        if self.following or not self._mapped or not self.is_mounted:
+            return None
+        return self._row_map.place(round(self.scroll_y))
+
+    def _relayout(self, anchor: Place | None) -> None:
+        """Rows changed (wrap, separators): size again and keep the anchor in view."""
+        self._update_virtual_size()
+        self.refresh()
+        if self.following:
+            self._scroll_bottom()
+        elif anchor is not None and self._mapped:
+            row = self._row_map.first_row(anchor.line)
+            if anchor.part == SEPARATOR:
+                row -= 1
+            else:
+                row += min(anchor.part, self._row_map.height(anchor.line) - 1)
+            self.scroll_to(y=max(row, 0), animate=False, immediate=True, force=True)
+
+    def _reset_wrap(self) -> None:
+        """Forget every line's height (wrap turned off, or a new width to measure)."""
+        self._row_map.clear_tall()
+        self._wrap_scanner = None
+        self._wrap_gen += 1  # a worker still scanning stops and is ignored
+        self._wrapping = self._wrap_wanted = False
+
+    def _check_wrap_width(self) -> None:
+        scanner = self._wrap_scanner
+        if self._wrapped_view and scanner is not None and scanner.width != self._wrap_width:
+            anchor = self._anchor()
+            self._reset_wrap()
+            self._start_wrap()
+            self._relayout(anchor)
+
+    def _update_provisional(self) -> None:
+        """Measure the unfinished last line (a prompt): the scan stops before it."""
+        count = self._line_count
+        if not count or self._reader.last_byte == b"\n":
+            self._row_map.set_provisional(count, 1)
+            return
+        lines = self._reader.lines(count - 1, count, MAX_LINE_BYTES)
+        cells = _measure(lines[0].data, lines[0].length - len(lines[0].data)) if lines else 0
+        self._row_map.set_provisional(count - 1, rows_for(cells, self._wrap_width))
+
+    def _start_wrap(self) -> None:
+        """Measure the lines not measured yet at the current width, in a worker."""
+        if not self._wrapped_view or self._closed or self.size.width <= 0:
+            return
+        if self._wrap_scanner is None:
+            self._wrap_scanner = WrapScanner(self._wrap_width, _measure)
+            self._update_provisional()
+        if self._wrapping:
+            self._wrap_wanted = True
+            return
+        self._wrapping = True
+        self._wrap_scan(self._wrap_scanner, self._wrap_gen, self._reader.indexed_size)
+
+    @work(thread=True, group="transcript-wrap", exit_on_error=False)
+    def _wrap_scan(self, scanner: WrapScanner, gen: int, end: int) -> None:
+        """Scan the indexed lines for tall ones, posting each step's finds."""
+        worker = get_current_worker()
+        fd = -1
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            while not worker.is_cancelled and not self._closed and gen == self._wrap_gen:
+                before = scanner.pos
+                tall = scanner.scan(fd, end)
+                if scanner.pos == before:
+                    break
+                if tall:
+                    self.post_message(self._Wrapped(gen, tall, done=False))
+        except OSError:
+            pass  # the file went away: what was measured stays
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            self.post_message(self._Wrapped(gen, [], done=True))
 
     def _load_window(self, index: int, window_end: int) -> _Rendered:
         """Render rows from `index` to the next cached one (or the window's end)."""
         stop = index + 1
-        while stop < min(window_end, self._rows) and stop not in self._cache:
+        while stop < min(window_end, self._items) and stop not in self._cache:
             stop += 1
         items: list[tuple[bytes, int, int, float | None]]
         if self._tail is not None:
@@ -938,6 +1198,11 @@ class TranscriptView(ScrollView, can_focus=True):
             times += line_times(offsets, segments)
             i = j
         return streams, times
+
+
+def _measure(data: bytes, omitted: int) -> int:
+    """Cells a line takes as shown (what wrapping divides by the width)."""
+    return line_text(data, omitted=omitted).cell_len
 
 
 def _post_style(strip: Strip, style: Style) -> Strip:

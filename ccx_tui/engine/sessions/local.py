@@ -48,6 +48,7 @@ from ccx_tui.engine.sessions.session import (
     resolve_id,
 )
 from ccx_tui.engine.sessions.tap import DEFAULT_WINDOW, OutputTap, PauseGate
+from ccx_tui.engine.transcripts.runs import RunEnd, RunStart, record_end, record_start
 from ccx_tui.engine.transcripts.store import DEFAULT_RETENTION, DataStore, MetaWriter
 from ccx_tui.engine.transcripts.transcript import META, TranscriptWriter
 from ccx_tui.engine.transcripts.write_behind import WriteBehind
@@ -667,6 +668,7 @@ class LocalEngine:
         if transcript.offset and transcript.last_byte != b"\n":
             transcript.write(META, b"\n")  # the next run starts on a line of its own
         rec.out_offset = transcript.offset + transcript.bytes_lost
+        run_at = (transcript.offset, transcript.newlines)  # where this run's output begins
         rec.alt = AltScreenTracker() if spec.tty else None
         loop = asyncio.get_running_loop()
         writer = WriteBehind(transcript, loop, on_written=lambda: self._written(rec))
@@ -709,6 +711,7 @@ class LocalEngine:
             return False
         rec.proc = proc
         rec.pid = proc.pid
+        record_start(info.directory, RunStart(rec.info.run, *run_at, time.time()))
         if isinstance(proc, ProcessTree):  # a slow disk holds the process back, not memory
             rec.gate.attach(proc.pause_reading, proc.resume_reading)
             gate = rec.gate
@@ -757,6 +760,8 @@ class LocalEngine:
             "alt_screen": None,  # a program that died in it left it with its terminal
             "kill_at": None,
         }
+        why = rec.kill_reason if rec.kill_state is not None else ending.reason
+        record_end(info.directory, RunEnd(rec.info.run, ended["ended_at"], exit_code, sig, why))
         ended.update(
             bytes=writer.offset,
             lines=writer.newlines,
