@@ -15,6 +15,8 @@ from textual.geometry import Offset
 from textual.pilot import Pilot
 from textual.selection import Selection
 
+from ccx_tui.app import make_app
+from ccx_tui.config import Settings
 from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
 from ccx_tui.engine.sessions.session import SessionSpec, State
 from ccx_tui.engine.transcripts.runs import (
@@ -28,6 +30,7 @@ from ccx_tui.engine.transcripts.runs import (
 )
 from ccx_tui.engine.transcripts.transcript import STDOUT, TranscriptWriter
 from ccx_tui.widgets.transcript_view import TranscriptView
+from tests.helpers import until
 from tests.test_transcript_view import SIZE, ViewApp, rows, wait_for
 
 
@@ -39,7 +42,7 @@ async def _wrapped(pilot: Pilot[None], view: TranscriptView) -> None:
     """Turn wrap on with its key and wait until every line is measured."""
     await pilot.press("W")
     assert view.wrap
-    await wait_for(pilot, lambda: not view._wrapping and view._wrap_scanner is not None)
+    await wait_for(pilot, lambda: not view.wrap_pending)
     await pilot.pause()
 
 
@@ -256,3 +259,34 @@ def test_snapshot_wrap_and_separator(snap_compare: Any, tmp_path: Path, utc: Non
         await wait_for(pilot, lambda: any("run 2" in r for r in _text(view)))
 
     assert snap_compare(ViewApp(path), terminal_size=SIZE, run_before=wrap)
+
+
+async def test_app_restart_draws_the_separator_and_wraps(data_dir: Path) -> None:
+    """In the app: `r` on an ended session runs it again; its tab shows the separator
+    above the new run's output, with how the first run ended; `W` wraps that tab."""
+    app = make_app(
+        Settings(data_dir=data_dir, kill_grace=0.3, tty=False),
+        ["echo out-$(date +%N); echo " + "w" * 150 + "; exit 4"],
+        sample_usage=False,
+    )
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(lambda: len(app._sidebar.sessions) == 1, what="the tab")
+        (session_id,) = app._open
+        await until(lambda: app.engine.get(session_id).state is State.EXITED, what="exit")
+        view = app._panes[session_id].query_one(TranscriptView)
+        await until(lambda: view.line_count == 2, what="the first run's lines")
+        await pilot.press("r")
+        await until(lambda: app.engine.get(session_id).run == 2, what="run 2")
+        await until(lambda: app.engine.get(session_id).state is State.EXITED, what="exit 2")
+        await until(
+            lambda: any("run 1 exited 4" in r for r in _text(view)),
+            what=lambda: "\n".join(_text(view)),
+        )
+        shown = _text(view)
+        separator = next(i for i, r in enumerate(shown) if "── run 2 started" in r)
+        assert shown[separator - 1].startswith("www") and shown[separator + 1].startswith("out-")
+        await pilot.press("W")
+        await until(lambda: view.wrap and not view.wrap_pending, what="wrapped")
+        width = view.text_size[0]
+        await until(lambda: ("w" * width) in _text(view))
+        assert view.virtual_size.width <= view.scrollable_content_region.width

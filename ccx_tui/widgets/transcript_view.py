@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
@@ -25,7 +24,6 @@ from textual.timer import Timer
 from textual.worker import get_current_worker
 
 from ccx_tui.engine.transcripts.reader import MAX_LINE_BYTES, Line, TranscriptReader
-from ccx_tui.engine.transcripts.runs import RUNS_NAME, RunEnd, RunStart, read_runs, separator_label
 from ccx_tui.engine.transcripts.search import Query, Searcher
 from ccx_tui.engine.transcripts.transcript import (
     META,
@@ -36,9 +34,9 @@ from ccx_tui.engine.transcripts.transcript import (
     read_segments,
 )
 from ccx_tui.errors import TranscriptError
-from ccx_tui.textsafe import escape_controls
 from ccx_tui.widgets.ansi import UNKNOWN, line_streams, line_text, line_times
 from ccx_tui.widgets.row_map import SEPARATOR, Place, RowMap
+from ccx_tui.widgets.run_separators import RunSeparators
 from ccx_tui.widgets.wrap_scan import WrapScanner, rows_for
 
 CACHE_LINES = 512
@@ -287,10 +285,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._seen_generation = 0  # the searcher's; a new one means it started over
         # Rows of lines: soft wrap and run separators (see row_map.py).
         self._row_map = RowMap()
-        self._runs_path = self.path.with_name(RUNS_NAME) if self._sidecar else None
-        self._runs_size = 0  # of the runs file when last read (by the index worker)
-        self._runs: tuple[list[RunStart], dict[int, RunEnd]] | None = None  # new, to adopt
-        self._labels: dict[int, str] = {}  # separator text by the line it is above
+        self._runs = RunSeparators(self.path if self._sidecar else None)
         self._wrap_gen = 0  # bumped per width: a stale worker's finds are dropped
         self._wrap_scanner: WrapScanner | None = None
         self._wrapping = False  # a worker scans for the current width
@@ -300,7 +295,7 @@ class TranscriptView(ScrollView, can_focus=True):
     def on_mount(self) -> None:
         self._timer = self.set_interval(FRAME, self._tick, pause=True)
         self._reader.refresh(SYNC_INDEX_BYTES)  # small and page-cached: cheap
-        self._read_runs()  # a few hundred bytes (a crash loop's: a few MiB at most)
+        self._runs.poll()
         self._adopt_runs()
         if self._reader.fully_indexed or not self.following:
             self._sync(quiet=True)  # not following: the top is shown while indexing
@@ -530,6 +525,11 @@ class TranscriptView(ScrollView, can_focus=True):
         return self._tail is not None
 
     @property
+    def wrap_pending(self) -> bool:
+        """True while wrap is on and lines are still being measured."""
+        return self.wrap and (self._wrapping or self._wrap_scanner is None)
+
+    @property
     def cached_lines(self) -> int:
         """Rendered lines held in memory (at most `CACHE_LINES`)."""
         return len(self._cache)
@@ -713,7 +713,8 @@ class TranscriptView(ScrollView, can_focus=True):
             return Strip.blank(width, self.rich_style)
         place = self._place(index)
         if place.part == SEPARATOR:
-            return self._separator(place.line, width)
+            style = self.get_component_rich_style("transcript-view--separator")
+            return self._runs.strip(place.line, width, style)
         strip, pad, when = self._rendered(place.line, self._window_end())
         gutter = self._gutter_width
         if self._wrapped_view:  # the row's part of the line; nothing to scroll sideways
@@ -968,7 +969,7 @@ class TranscriptView(ScrollView, can_focus=True):
                 if not grew:
                     break
                 self.post_message(self._Indexed(done=False))
-            self._read_runs()
+            self._runs.poll()
         finally:
             # Posted before `_indexing` drops, so no next pass's progress precedes it.
             self.post_message(self._Indexed(done=True))
@@ -1017,38 +1018,12 @@ class TranscriptView(ScrollView, can_focus=True):
         if not self.following:
             self.scroll_to(y=max(self.max_scroll_y - from_bottom, 0), animate=False)
 
-    def _separator(self, line: int, width: int) -> Strip:
-        """The row above a restarted run's first line: "── run 2 started … ───"."""
-        style = self.get_component_rich_style("transcript-view--separator")
-        label = escape_controls(self._labels.get(line, "new run"))
-        text = f"── {label} " + "─" * max(width, 0)
-        return Strip([Segment(text, style)]).crop_extend(0, width, style)
-
-    def _read_runs(self) -> None:
-        """In the index worker: read the runs file if it changed (for `_adopt_runs`)."""
-        if self._runs_path is None:
-            return
-        try:
-            size = os.stat(self._runs_path).st_size
-        except OSError:
-            return
-        if size != self._runs_size:
-            self._runs_size = size
-            self._runs = read_runs(self._runs_path.parent)
-
     def _adopt_runs(self) -> None:
         """Show a separator above the first line of every run after the first."""
-        runs, self._runs = self._runs, None
-        if runs is None:
-            return
-        starts, ends = runs
         anchor = self._anchor()
-        self._labels = {
-            start.line: separator_label(start, ends.get(before.run))
-            for before, start in itertools.pairwise(starts)
-        }
-        self._row_map.set_separators(list(self._labels))
-        self._relayout(anchor)
+        if self._runs.take():
+            self._row_map.set_separators(list(self._runs.labels))
+            self._relayout(anchor)
 
     def _anchor(self) -> Place | None:
         """What the top row shows, to keep in place while rows above it change
