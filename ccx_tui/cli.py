@@ -75,6 +75,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     main.add_argument("--ttl", metavar="SECONDS", help="default time limit for each session")
     main.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
     _on_exit(main)
+    _wrap(main)
     main.add_argument(
         "--no-tty",
         action="store_true",
@@ -165,6 +166,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
 
     view = _Parser(prog="ccx-tui view", description="View a file or a past session.")
     _common(view)
+    _wrap(view)
     view.add_argument("target", metavar="PATH|SESSION_ID")
 
     att = _Parser(
@@ -173,6 +175,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     )
     _common(att)
     _on_exit(att)
+    _wrap(att)
 
     kil = _Parser(prog="ccx-tui kill", description="Kill sessions of the running engine.")
     _common(kil)
@@ -202,6 +205,15 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
         "attach": att,
         "kill": kil,
     }
+
+
+def _wrap(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wrap",
+        action="store_true",
+        help="soft-wrap long lines in the output views (W switches it; also "
+        "CCX_TUI_WRAP=1, or wrap = true in ccx.toml)",
+    )
 
 
 def _on_exit(parser: argparse.ArgumentParser) -> None:
@@ -336,6 +348,7 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
     settings = Settings.resolve(
         data_dir=ns.data_dir,
         on_exit=getattr(ns, "on_exit", None),
+        wrap=getattr(ns, "wrap", False),
         file=_file_defaults(_load_config(ns)),
     )
     if name == "attach":
@@ -432,6 +445,7 @@ def _run_app(ns: argparse.Namespace) -> int:
         kill_grace=ns.kill_grace,
         on_exit=ns.on_exit,
         no_tty=ns.no_tty,
+        wrap=ns.wrap,
         file=_file_defaults(config),
         servers=config.servers if config else (),
     )

@@ -80,12 +80,16 @@ def _on_exit(text: str) -> str:
 
 
 def _tty(text: str) -> bool:
+    return _switch(text, "CCX_TUI_TTY")
+
+
+def _switch(text: str, name: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"bad CCX_TUI_TTY: {text!r} (use 1 or 0)")
+    raise ConfigError(f"bad {name}: {text!r} (use 1 or 0)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,8 @@ class Settings:
     in the engine process)."""
     tty: bool = True
     """Sessions the app starts run on a pseudo-terminal unless they say otherwise."""
+    wrap: bool = False
+    """Transcript views soft-wrap long lines (`W` switches it in the app)."""
 
     @classmethod
     def resolve(
@@ -137,6 +143,7 @@ class Settings:
         kill_grace: str | None = None,
         on_exit: str | None = None,
         no_tty: bool = False,
+        wrap: bool = False,
         file: FileDefaults | None = None,
         servers: Sequence[ServerEntry] = (),
     ) -> Settings:
@@ -152,6 +159,7 @@ class Settings:
         retention_raw = env.get("CCX_TUI_RETENTION_BYTES")
         on_exit_raw = on_exit or env.get("CCX_TUI_ON_EXIT")
         tty_raw = "0" if no_tty else env.get("CCX_TUI_TTY")
+        wrap_raw = "1" if wrap else env.get("CCX_TUI_WRAP")
         defaults = cls()
         if data_dir:
             directory = Path(data_dir).expanduser()
@@ -187,9 +195,16 @@ class Settings:
             on_exit_raw, _on_exit, file.on_exit if file else None, defaults.on_exit
         )
         tty = _layer(tty_raw, _tty, file.tty if file else None, defaults.tty)
+        wrapped = _layer(
+            wrap_raw,
+            lambda t: _switch(t, "CCX_TUI_WRAP"),
+            file.wrap if file else None,
+            defaults.wrap,
+        )
         return cls(
             on_exit=exit_choice,
             tty=tty,
+            wrap=wrapped,
             data_dir=directory,
             max_sessions=max_value,
             ttl=ttl_value,

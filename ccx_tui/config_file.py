@@ -32,6 +32,7 @@ DEFAULTS_KEYS = (
     "retention_bytes",
     "on_exit",
     "tty",
+    "wrap",
 )
 ON_EXIT = ("ask", "kill", "detach")
 """What quitting the app does to running sessions (ask, kill them, leave them running)."""
@@ -71,6 +72,8 @@ class FileDefaults:
     """One of ON_EXIT."""
     tty: bool | None = None
     """Whether sessions run on a pseudo-terminal unless they say otherwise."""
+    wrap: bool | None = None
+    """Whether transcript views soft-wrap long lines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +543,7 @@ def _defaults(path: str, where: Locations, data: dict[str, Any], base: Path) -> 
         retention_bytes=table.integer("retention_bytes", 1),
         on_exit=table.choice("on_exit", ON_EXIT, "ask") if table.string("on_exit") else None,
         tty=table.boolean("tty", True) if "tty" in data else None,
+        wrap=table.boolean("wrap", False) if "wrap" in data else None,
     )
 
 

@@ -17,6 +17,7 @@ from textual.selection import Selection
 
 from ccx_tui.app import make_app
 from ccx_tui.config import Settings
+from ccx_tui.config_file import load_config
 from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
 from ccx_tui.engine.sessions.session import SessionSpec, State
 from ccx_tui.engine.transcripts.runs import (
@@ -29,6 +30,7 @@ from ccx_tui.engine.transcripts.runs import (
     separator_label,
 )
 from ccx_tui.engine.transcripts.transcript import STDOUT, TranscriptWriter
+from ccx_tui.errors import ConfigError
 from ccx_tui.widgets.transcript_view import TranscriptView
 from tests.helpers import until
 from tests.test_transcript_view import SIZE, ViewApp, rows, wait_for
@@ -290,3 +292,25 @@ async def test_app_restart_draws_the_separator_and_wraps(data_dir: Path) -> None
         width = view.text_size[0]
         await until(lambda: ("w" * width) in _text(view))
         assert view.virtual_size.width <= view.scrollable_content_region.width
+
+
+def test_wrap_setting_from_flag_env_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wrap is off by default; `--wrap`, CCX_TUI_WRAP and `wrap` in [defaults] turn it on,
+    in that order of precedence; a bad value is a clear error."""
+    monkeypatch.delenv("CCX_TUI_WRAP", raising=False)
+    assert Settings.resolve(data_dir=str(tmp_path)).wrap is False
+    config = tmp_path / "ccx.toml"
+    config.write_text("[defaults]\nwrap = true\n")
+    file = load_config(config).defaults
+    assert Settings.resolve(data_dir=str(tmp_path), file=file).wrap is True
+    monkeypatch.setenv("CCX_TUI_WRAP", "0")
+    assert Settings.resolve(data_dir=str(tmp_path), file=file).wrap is False
+    assert Settings.resolve(data_dir=str(tmp_path), wrap=True, file=file).wrap is True
+    monkeypatch.setenv("CCX_TUI_WRAP", "sometimes")
+    with pytest.raises(ConfigError, match="bad CCX_TUI_WRAP"):
+        Settings.resolve(data_dir=str(tmp_path))
+    config.write_text("[defaults]\nwrap = 'yes'\n")
+    with pytest.raises(ConfigError, match="ccx.toml:2"):
+        load_config(config)
