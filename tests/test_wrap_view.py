@@ -32,6 +32,7 @@ from ccx_tui.engine.transcripts.runs import (
 from ccx_tui.engine.transcripts.transcript import STDOUT, TranscriptWriter
 from ccx_tui.errors import ConfigError
 from ccx_tui.widgets.transcript_view import TranscriptView
+from ccx_tui.widgets.wrap_scan import rows_for
 from tests.helpers import until
 from tests.test_transcript_view import SIZE, ViewApp, rows, wait_for
 
@@ -93,6 +94,15 @@ async def test_wrap_keeps_the_top_line_and_reaches_the_true_bottom(tmp_path: Pat
         assert view.following
         await pilot.press("g")
         assert _text(view)[0] == "line 0 " + "x" * (view.text_size[0] - 7)
+        # Line k takes ceil(len / width) rows: the long ones 4 at 78 columns.
+        width = view.text_size[0]
+        layout = [
+            n
+            for n in range(40)
+            for _ in range(rows_for(len(f"line {n} ") + (300 if n % 10 == 0 else 0), width))
+        ]
+        first, last = view.visible_lines() or (-1, -1)
+        assert (first, last) == (0, layout[view.scrollable_content_region.height - 1])
 
 
 async def test_wrap_follows_a_growing_file_and_an_unfinished_line(tmp_path: Path) -> None:

@@ -640,6 +640,16 @@ class TranscriptView(ScrollView, can_focus=True):
         index = searcher.index_of(line)
         return None if index is None else index + 1
 
+    def visible_lines(self) -> tuple[int, int] | None:
+        """The first and last line (0-based) with a row on screen; None if none."""
+        if not self._rows:
+            return None
+        top = round(self.scroll_y)
+        bottom = min(top + self.scrollable_content_region.height, self._rows) - 1
+        if self._tail is not None:
+            return None
+        return self._line_of(top), self._line_of(max(bottom, top))
+
     def current_line(self) -> int | None:
         """The cursor's line, else the last line on screen; None if nothing is shown."""
         if self.cursor_line is not None:
