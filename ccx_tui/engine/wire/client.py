@@ -1,14 +1,18 @@
-"""EngineClient: the engine interface, served by a data dir's engine process.
+"""EngineClient: the engine interface, served by an engine process.
 
-A thin asyncio loop around client_protocol.EngineProtocol: it moves frames between the
-Unix socket and the protocol, resolves requests, and hands the engine's events to
-subscribers.  Output never crosses the socket: the engine writes transcripts into
-the data dir and the views read them from there; the socket carries only the session
-table and byte counts (coalesced, at most one frame per FRAME_INTERVAL).
+A thin asyncio loop around client_protocol.EngineProtocol: it moves frames between a
+socket and the protocol, resolves requests, and hands the engine's events to
+subscribers.  Where the socket goes is a connector's business: the engine process of
+our data dir (EngineSocket: a Unix socket; the engine writes transcripts into the
+data dir and the views read them there, so the socket carries only the session table
+and byte counts, coalesced), or a ccx-tui server on another machine (ServerSocket:
+its transcripts are copied here by a TranscriptMirror, see mirror.py, and the views
+read the copies).  The app cannot tell the two apart.
 
 Closing a client detaches it: the sessions go on in the engine process.  If the
 connection is lost (the engine was killed, or exited idle just as we came), the
-client starts or finds the engine again and catches up; `status` says where it is.
+client connects again (starting our own engine if need be) and catches up; `status`
+says where it is.
 """
 
 from __future__ import annotations
@@ -19,25 +23,86 @@ import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from ccx_tui.engine.server.daemon import socket_path
 from ccx_tui.engine.server.daemon_client import EngineError, ensure_engine
-from ccx_tui.engine.sessions.events import Subscriber
+from ccx_tui.engine.sessions.events import Event, OutputAppended, Subscriber
 from ccx_tui.engine.sessions.local import EngineStats
 from ccx_tui.engine.sessions.process import MARKER_ENV, SECRET_ENV
 from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec
 from ccx_tui.engine.sessions.tap import OutputTap
 from ccx_tui.engine.wire.client_protocol import EngineCallError, EngineProtocol, Received, Reply
+from ccx_tui.engine.wire.mirror import TranscriptMirror, mirror_root
+from ccx_tui.engine.wire.remote import RemoteError, dial
 from ccx_tui.engine.wire.unixsock import WS_URI
 from ccx_tui.errors import CcxError, UnknownSession
 
 CONNECT_DEADLINE = 30.0
 RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 ENGINE_GONE = "the engine process went away"
+
+
+class Connector(Protocol):
+    """Opens the socket to an engine (raises EngineError, saying why not)."""
+
+    where: str
+    """What it connects to, for messages."""
+    remote: bool
+    """The engine runs on another machine: our environment and directories are not
+    its own, and its transcripts must be copied here."""
+
+    async def connect(self) -> ClientConnection: ...
+
+
+class EngineSocket:
+    """The engine process of a data dir, on its Unix socket (started if need be)."""
+
+    remote = False
+
+    def __init__(
+        self, data_dir: Path, *, start: bool, idle_exit: float | None, args: tuple[str, ...]
+    ) -> None:
+        self.data_dir = data_dir
+        self.start = start
+        self.idle_exit = idle_exit
+        self.args = args
+        self.where = f"the engine process on {socket_path(data_dir)}"
+
+    async def connect(self) -> ClientConnection:
+        if self.start:
+            sock = await asyncio.to_thread(
+                ensure_engine, self.data_dir, idle_exit=self.idle_exit, args=self.args
+            )
+        else:
+            sock = socket_path(self.data_dir)
+        try:
+            return await unix_connect(
+                str(sock), WS_URI, max_size=None, compression=None, open_timeout=None
+            )
+        except (OSError, InvalidHandshake) as exc:
+            raise EngineError(f"cannot reach the engine process on {sock}: {_why(exc)}") from None
+
+
+class ServerSocket:
+    """A ccx-tui server (`ccx-tui serve`) at a WebSocket URL, with a bearer token."""
+
+    remote = True
+
+    def __init__(self, url: str, *, token: str | None, ca_file: Path | None) -> None:
+        self.url = url
+        self.token = token
+        self.ca_file = ca_file
+        self.where = url
+
+    async def connect(self) -> ClientConnection:
+        try:
+            return await dial(self.url, token=self.token, ca_file=self.ca_file)
+        except RemoteError as exc:
+            raise EngineError(str(exc)) from None
 
 
 class EngineClient:
@@ -50,8 +115,6 @@ class EngineClient:
     `start_engine`, `open()` only finds a running engine (EngineError if none).
     """
 
-    location = "local"
-    name = "local"
     survives_detach = True
     """Sessions go on after `aclose()` (the app may offer to detach)."""
 
@@ -65,7 +128,12 @@ class EngineClient:
         idle_exit: float | None = None,
         environ: Mapping[str, str] | None = None,
         start_engine: bool = True,
+        server: ServerSocket | None = None,
+        name: str | None = None,
     ) -> None:
+        """The engine process of `data_dir`, or with `server` the ccx-tui server it
+        names (`name`: what the app calls it; its transcripts are copied under
+        `data_dir`)."""
         self.data_dir = data_dir.expanduser().absolute()
         self.engine_args = engine_args
         self.default_ttl = default_ttl
@@ -73,9 +141,24 @@ class EngineClient:
         self.idle_exit = idle_exit
         self._environ = environ
         self.start_engine = start_engine
+        self.connector: Connector = server or EngineSocket(
+            self.data_dir, start=start_engine, idle_exit=idle_exit, args=engine_args
+        )
+        self.name = name or (server.url if server else "local")
+        self.location = self.name
         self.status = "connecting"
         """connecting / connected / reconnecting / lost: REASON."""
-        self._proto = EngineProtocol()
+        self.mirror: TranscriptMirror | None = None
+        if server is not None:
+            self.mirror = TranscriptMirror(
+                server.url,
+                mirror_root(self.data_dir, server.url),
+                token=server.token,
+                ca_file=server.ca_file,
+                location=self.location,
+                on_output=self._mirrored,
+            )
+        self._proto = EngineProtocol(localize=self.mirror.localize if self.mirror else None)
         self._ws: ClientConnection | None = None
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._subscribers: set[Subscriber] = set()
@@ -107,6 +190,8 @@ class EngineClient:
         for taps in list(self._taps.values()):
             for tap in list(taps):
                 tap.close()
+        if self.mirror is not None:
+            await self.mirror.aclose()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2)
@@ -119,17 +204,9 @@ class EngineClient:
         resort is for engines that live in our process)."""
 
     async def _connect(self) -> None:
-        if self.start_engine:
-            sock = await asyncio.to_thread(
-                ensure_engine, self.data_dir, idle_exit=self.idle_exit, args=self.engine_args
-            )
-        else:
-            sock = socket_path(self.data_dir)
         try:
             async with asyncio.timeout(CONNECT_DEADLINE):
-                ws = await unix_connect(
-                    str(sock), WS_URI, max_size=None, compression=None, open_timeout=None
-                )
+                ws = await self.connector.connect()
                 proto = self._proto
                 while not proto.connected:
                     await self._apply(ws, proto.receive(await ws.recv()))
@@ -138,9 +215,12 @@ class EngineClient:
                 while proto.waiting(msg_id):
                     await self._apply(ws, proto.receive(await ws.recv()))
         except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
-            raise EngineError(f"cannot reach the engine process on {sock}: {_why(exc)}") from None
+            raise EngineError(f"cannot reach {self.connector.where}: {_why(exc)}") from None
         self._ws = ws
         self.status = "connected"
+        if self.mirror is not None:
+            for info in self._proto.sessions.values():
+                self.mirror.update(info)
 
     async def _read(self) -> None:
         while True:
@@ -174,8 +254,16 @@ class EngineClient:
         """Replies to their callers, events to subscribers, answers (pongs) to `ws`."""
         self._fail(received.replies)
         for event in received.events:
-            for sub in self._subscribers:
-                sub.put(event)
+            if self.mirror is not None:
+                if isinstance(event, OutputAppended):
+                    info = self._proto.sessions.get(event.session_id)
+                    if info is not None:
+                        self.mirror.update(info)
+                    continue  # the views read the copy: its own growth is the event
+                info = getattr(event, "info", None)
+                if isinstance(info, SessionInfo):
+                    self.mirror.update(info)
+            self._publish(event)
         for session_id, chunk in received.live:
             for tap in self._taps.get(session_id, ()):
                 tap.put(chunk.offset, chunk.stream, chunk.data)
@@ -184,6 +272,14 @@ class EngineClient:
                 tap.close()
         for frame in received.send:
             await ws.send(frame)
+
+    def _publish(self, event: Event) -> None:
+        for sub in self._subscribers:
+            sub.put(event)
+
+    def _mirrored(self, session_id: str, size: int, lines: int) -> None:
+        """The local copy of a session's transcript grew."""
+        self._publish(OutputAppended(session_id, size, lines))
 
     def _fail(self, replies: list[Reply]) -> None:
         """Resolve the futures of `replies` (results and errors alike)."""
@@ -290,11 +386,15 @@ class EngineClient:
         first (its cwd is ours).  Raises InvalidCommand, EngineCallError."""
         if spec.ttl is None and self.default_ttl:
             spec = replace(spec, ttl=self.default_ttl)
-        spec = spec.validated()
-        source = os.environ if self._environ is None else self._environ
-        environ = {k: v for k, v in source.items() if k not in self.scrub_env}
-        params = {"spec": spec.to_json(), "autostart": autostart, "environ": environ}
-        info = SessionInfo.from_json(await self._call("session.start", params))
+        params: dict[str, Any] = {"autostart": autostart}
+        if not self.connector.remote:  # a server checks the spec and uses its own env
+            spec = spec.validated()
+            source = os.environ if self._environ is None else self._environ
+            params["environ"] = {k: v for k, v in source.items() if k not in self.scrub_env}
+        params["spec"] = spec.to_json()
+        info = self._proto.localize(
+            SessionInfo.from_json(await self._call("session.start", params))
+        )
         # Known from now on, as with an engine of our own: its event frame may come later.
         for event in self._proto.learn(info):
             for sub in self._subscribers:
@@ -308,8 +408,8 @@ class EngineClient:
         )
 
     async def restart(self, session_id: str) -> SessionInfo:
-        return SessionInfo.from_json(
-            await self._call("session.restart", {"session_id": session_id})
+        return self._proto.localize(
+            SessionInfo.from_json(await self._call("session.restart", {"session_id": session_id}))
         )
 
     async def pause(self, session_id: str) -> None:
@@ -321,8 +421,10 @@ class EngineClient:
     async def rename(self, session_id: str, name: str) -> SessionInfo:
         """Name the session; raises InvalidCommand for a bad name, EngineCallError."""
         # The engine sends the change (an event frame) before this answer.
-        return SessionInfo.from_json(
-            await self._call("session.rename", {"session_id": session_id, "name": name})
+        return self._proto.localize(
+            SessionInfo.from_json(
+                await self._call("session.rename", {"session_id": session_id, "name": name})
+            )
         )
 
     async def send_input(self, session_id: str, data: bytes) -> None:

@@ -9,6 +9,7 @@ engine's own events (events.py), so a client looks exactly like an engine to the
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -74,7 +75,10 @@ class EngineProtocol:
     """One connection's protocol state: pending requests and their deadlines, the
     session table, the engine's counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, localize: Callable[[SessionInfo], SessionInfo] | None = None) -> None:
+        """`localize` rewrites each session the server names (where its transcript
+        is read here, for a server on another machine)."""
+        self._localize = localize
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[str, float | None]] = {}  # id -> (method, deadline)
         self.sessions: dict[str, SessionInfo] = {}
@@ -131,6 +135,10 @@ class EngineProtocol:
         self.connected = False
         return replies
 
+    def localize(self, info: SessionInfo) -> SessionInfo:
+        """A session as the server names it, as this side sees it."""
+        return info if self._localize is None else self._localize(info)
+
     def learn(self, info: SessionInfo) -> list[Event]:
         """A session a reply named (one just started): its SessionAdded if new, so
         the event frame that will name it too is an update."""
@@ -179,7 +187,7 @@ class EngineProtocol:
     def _snapshot(self, result: Any, out: Received) -> None:
         if not isinstance(result, dict):
             raise TypeError("not an object")
-        infos = {info.id: info for info in map(_info, result["sessions"])}
+        infos = {info.id: info for info in (self.localize(_info(r)) for r in result["sessions"])}
         self.current = [sid for sid in result.get("current", []) if sid in infos]
         self.stats = _stats(result.get("stats"), self.stats)
         engine = result.get("engine")
@@ -217,7 +225,7 @@ class EngineProtocol:
     def _events(self, params: dict[str, Any], out: Received) -> None:
         for raw in params.get("sessions") or []:
             try:
-                info = _info(raw)
+                info = self.localize(_info(raw))
             except (TypeError, ValueError, KeyError):
                 continue
             known = info.id in self.sessions

@@ -173,63 +173,8 @@ class RemoteRun:
             self._stop_reason = reason
         self._stop.set()
 
-    def _tls(self) -> ssl.SSLContext | None:
-        if urlsplit(self.url).scheme != "wss":
-            return None
-        try:
-            return client_tls(self.ca_file)
-        except ConfigError as exc:
-            raise RemoteRefused(str(exc)) from None
-
     async def _connect(self) -> ClientConnection:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        try:
-            tls = self._tls()
-            unix = unix_path_of(self.url)
-            async with asyncio.timeout(CONNECT_DEADLINE):
-                if unix is not None:
-                    return await unix_connect(
-                        unix,
-                        WS_URI,
-                        max_size=None,
-                        open_timeout=CONNECT_DEADLINE,
-                        compression=None,
-                    )
-                return await connect(
-                    self.url,
-                    additional_headers=headers,
-                    max_size=None,
-                    open_timeout=CONNECT_DEADLINE,
-                    compression=None,
-                    ssl=tls,
-                )
-        except InvalidStatus as exc:
-            code = exc.response.status_code
-            if code == 401:
-                why = "bad token" if self.token else "a token is required (--token-file FILE)"
-                raise RemoteRefused(f"{self.url} refused: {why}") from None
-            raise RemoteError(f"{self.url} refused the connection: HTTP {code}") from None
-        except InvalidURI:
-            raise RemoteError(f"not a WebSocket URL: {self.url}") from None
-        except ssl.SSLCertVerificationError as exc:
-            hint = "" if self.ca_file else " (a private CA? give its certificate: --ca-file)"
-            raise RemoteRefused(
-                f"cannot connect to {self.url}: certificate verify failed: "
-                f"{exc.verify_message}{hint}"
-            ) from None
-        except ssl.SSLError as exc:
-            raise RemoteError(
-                f"cannot connect to {self.url}: TLS failed: {exc.reason or exc}"
-            ) from None
-        except InvalidHandshake as exc:
-            # Typically a ws:// URL for a TLS server: its answer is no HTTP at all.
-            hint = " (a TLS server? use wss://)" if self.url.startswith("ws://") else ""
-            raise RemoteError(f"cannot connect to {self.url}: {exc}{hint}") from None
-        except ConnectionRefusedError as exc:
-            raise ServerDown(f"cannot connect to {self.url}: {exc.strerror or exc}") from None
-        except (OSError, TimeoutError) as exc:
-            detail = getattr(exc, "strerror", None) or str(exc) or "timed out"
-            raise RemoteError(f"cannot connect to {self.url}: {detail}") from None
+        return await dial(self.url, token=self.token, ca_file=self.ca_file)
 
     async def run(self, spec: SessionSpec, sink: Sink) -> RemoteOutcome:
         """Run to the end.  Raises RemoteError if the server cannot be used at all."""
@@ -240,15 +185,15 @@ class RemoteRun:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2)
 
-    async def attach(self, session_id: str, sink: Sink) -> RemoteOutcome:
-        """Follow a session running on a ccx-tui server from its first byte to its end:
-        `sink` gets its whole transcript so far, then its live output.  `cancel()`
-        kills it.  Raises RemoteError if the server cannot be used at all; a server
-        that does not know the session makes it end as "failed".  Cancelling is safe:
-        it closes our socket only, and an engine process keeps the session running."""
+    async def attach(self, session_id: str, sink: Sink, *, offset: int = 0) -> RemoteOutcome:
+        """Follow a session running on a ccx-tui server from byte `offset` of its
+        transcript to its end: `sink` gets the transcript from there, then its live
+        output.  `cancel()` kills it.  Raises RemoteError if the server cannot be used
+        at all; a server that does not know the session makes it end as "failed".
+        Cancelling is safe: it closes our socket only, and the session keeps running."""
         self._ws = await self._connect()
         try:
-            return await self._session(None, sink, attach=session_id)
+            return await self._session(None, sink, attach=session_id, offset=offset)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2)
@@ -307,7 +252,7 @@ class RemoteRun:
         return msg_id
 
     async def _session(
-        self, spec: SessionSpec | None, sink: Sink, *, attach: str | None = None
+        self, spec: SessionSpec | None, sink: Sink, *, attach: str | None = None, offset: int = 0
     ) -> RemoteOutcome:
         loop = asyncio.get_running_loop()
         execute_id: int | None = None
@@ -326,8 +271,8 @@ class RemoteRun:
         batched = False
         hold = False
         remote_session: str | None = attach
-        checkpoint = 0
-        received = 0  # batched: the server transcript offset we have everything up to
+        checkpoint = offset
+        received = offset  # batched: the server transcript offset we have everything up to
         batch: p.OutputBatch | None = None  # a batch's header, waiting for its payload
         pending: list[tuple[str, bytes]] = []
         pending_bytes = 0
@@ -477,7 +422,7 @@ class RemoteRun:
                 if isinstance(event, p.Connected) and attach is not None:
                     if "attach" not in event.capabilities:
                         raise RemoteError(f"{self.url} cannot attach to sessions")
-                    params = {"session_id": attach, "offset": 0}
+                    params = {"session_id": attach, "offset": offset}
                     resumable = True
                     hold = True
                     if self.batch and p.BATCH in event.capabilities:
@@ -509,17 +454,17 @@ class RemoteRun:
                     return self._ended(event, pid)
                 elif isinstance(event, p.OtherNotification) and event.method == p.LOST_METHOD:
                     # Output the server could not keep nor still hold: say so, in place.
-                    offset, count = event.params.get("offset"), event.params.get("bytes")
-                    if isinstance(offset, int) and isinstance(count, int) and count > 0:
+                    at, count = event.params.get("offset"), event.params.get("bytes")
+                    if isinstance(at, int) and isinstance(count, int) and count > 0:
                         why = str(event.params.get("reason") or "the server lost it")
                         emit("stderr", p.lost_line(count, why).encode())
-                        received = max(received, offset + count)
+                        received = max(received, at + count)
                 elif isinstance(event, p.OtherNotification) and event.method == (
                     "stream.checkpoint"
                 ):
-                    offset = event.params.get("offset")
-                    if isinstance(offset, int):
-                        checkpoint = offset
+                    at = event.params.get("offset")
+                    if isinstance(at, int):
+                        checkpoint = at
                         commit()
         finally:
             stopper.cancel()
@@ -546,6 +491,58 @@ class RemoteRun:
         if code is not None and code < 0:
             return RemoteOutcome("exited", exit_code=128 - code, signal=-code, pid=pid)
         return RemoteOutcome("exited", exit_code=code, pid=pid)
+
+
+async def dial(url: str, *, token: str | None, ca_file: Path | None) -> ClientConnection:
+    """Connect to a server (`ws://`, `wss://` or `ws+unix://`), with the token as a
+    bearer.  Raises RemoteRefused (bad token, untrusted certificate), ServerDown
+    (refused) or RemoteError (anything else), each saying what to do."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        tls = None
+        if urlsplit(url).scheme == "wss":
+            try:
+                tls = client_tls(ca_file)
+            except ConfigError as exc:
+                raise RemoteRefused(str(exc)) from None
+        unix = unix_path_of(url)
+        async with asyncio.timeout(CONNECT_DEADLINE):
+            if unix is not None:
+                return await unix_connect(
+                    unix, WS_URI, max_size=None, open_timeout=CONNECT_DEADLINE, compression=None
+                )
+            return await connect(
+                url,
+                additional_headers=headers,
+                max_size=None,
+                open_timeout=CONNECT_DEADLINE,
+                compression=None,
+                ssl=tls,
+            )
+    except InvalidStatus as exc:
+        code = exc.response.status_code
+        if code == 401:
+            why = "bad token" if token else "a token is required (--token-file FILE)"
+            raise RemoteRefused(f"{url} refused: {why}") from None
+        raise RemoteError(f"{url} refused the connection: HTTP {code}") from None
+    except InvalidURI:
+        raise RemoteError(f"not a WebSocket URL: {url}") from None
+    except ssl.SSLCertVerificationError as exc:
+        hint = "" if ca_file else " (a private CA? give its certificate: --ca-file)"
+        raise RemoteRefused(
+            f"cannot connect to {url}: certificate verify failed: {exc.verify_message}{hint}"
+        ) from None
+    except ssl.SSLError as exc:
+        raise RemoteError(f"cannot connect to {url}: TLS failed: {exc.reason or exc}") from None
+    except InvalidHandshake as exc:
+        # Typically a ws:// URL for a TLS server: its answer is no HTTP at all.
+        hint = " (a TLS server? use wss://)" if url.startswith("ws://") else ""
+        raise RemoteError(f"cannot connect to {url}: {exc}{hint}") from None
+    except ConnectionRefusedError as exc:
+        raise ServerDown(f"cannot connect to {url}: {exc.strerror or exc}") from None
+    except (OSError, TimeoutError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc) or "timed out"
+        raise RemoteError(f"cannot connect to {url}: {detail}") from None
 
 
 def _execute_params(spec: SessionSpec, capabilities: Sequence[str]) -> dict[str, Any]:
