@@ -14,11 +14,21 @@ from ccx_tui.engine.sessions.tap import OutputTap
 class Engine(Protocol):
     """Sessions somewhere: a table of them, their events, and actions on them."""
 
-    location: str
-    name: str
-    """How the user names it (a [[server]] name, a URL, "local")."""
-    status: str
-    """One line on how it is doing (connected, unreachable: why...)."""
+    @property
+    def location(self) -> str:
+        """Where its sessions run (the `location` of their SessionInfo)."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """How the user names it (a [[server]] name, a URL, "local")."""
+        ...
+
+    @property
+    def status(self) -> str:
+        """One line on how it is doing (connected, unreachable: why...)."""
+        ...
+
     survives_detach: bool
     """Whether its sessions go on after `aclose()` (an engine process)."""
 

@@ -33,11 +33,11 @@ from ccx_tui.engine.sessions.events import (
     SessionUpdated,
     Subscriber,
 )
+from ccx_tui.engine.sessions.launcher import Launcher, ProcessLauncher, RunRequest
 from ccx_tui.engine.sessions.linemux import LineMux
 from ccx_tui.engine.sessions.process import SECRET_ENV, kill_marked
-from ccx_tui.engine.sessions.pty_proc import PtyProc
 from ccx_tui.engine.sessions.readiness import wait_ready
-from ccx_tui.engine.sessions.runner import LocalProc, OnData, OnEof, Proc, ProcessTree
+from ccx_tui.engine.sessions.runner import OnData, OnEof, Proc, ProcessTree
 from ccx_tui.engine.sessions.session import (
     SessionInfo,
     SessionSpec,
@@ -150,16 +150,19 @@ class LocalEngine:
     DataDirError if the data directory is unusable.
     """
 
-    location = "local"
-    name = "local"
-    status = "running"
     survives_detach = False
     """Its sessions are this process's: `aclose()` kills them."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, *, launcher: Launcher | None = None) -> None:
+        """`launcher` starts the runs (default: local processes, see launcher.py)."""
         if config.max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
         self.config = config
+        self.launcher: Launcher = launcher or ProcessLauncher(
+            exit_drain=config.exit_drain,
+            leftover_grace=min(config.kill_grace, 1.0),
+            scrub_env=config.scrub_env,
+        )
         self.store = DataStore(config.data_dir)
         self._meta = MetaWriter(self.store)
         # Sessions per state, kept by _set: the limit is checked at every start and the
@@ -175,6 +178,21 @@ class LocalEngine:
         """High-water mark of live sessions, for tests and benchmarks."""
         self._held = False  # the far side said it is full: wait for one of ours to end
         self._pumping = False  # _pump is running: changes it makes do not re-enter it
+
+    @property
+    def location(self) -> str:
+        """Where its sessions run: "local", or a server's URL."""
+        return self.launcher.location
+
+    @property
+    def name(self) -> str:
+        """How the user names that place."""
+        return self.launcher.name
+
+    @property
+    def status(self) -> str:
+        """One line on how that place is doing."""
+        return self.launcher.status
 
     async def __aenter__(self) -> LocalEngine:
         await self.open()
@@ -195,6 +213,13 @@ class LocalEngine:
                 self._counts[info.state] += 1
             await self._kill_orphans()
         await self._retention()
+        await self.launcher.open(self._room)
+
+    def _room(self) -> None:
+        """The far side has room again: start what waits for it."""
+        if self._held:
+            self._held = False
+            self._pump()
 
     async def _kill_orphans(self) -> None:
         """Kill the process trees of sessions whose ccx-tui died (SIGKILL, a crash):
@@ -437,14 +462,7 @@ class LocalEngine:
         UnknownSession, and InvalidTransition if it is not running on a terminal or
         its program has stopped reading (see PtyProc.write)."""
         rec = self._find(session_id)
-        proc = rec.proc
-        if not rec.info.spec.tty:
-            raise InvalidTransition(
-                "it runs on pipes with no input (start it as a terminal session to type into it)"
-            )
-        if not rec.info.state.live or not isinstance(proc, PtyProc):
-            raise InvalidTransition(f"cannot type into a {rec.info.state.value} session")
-        proc.write(data)
+        await self.launcher.send_input(rec.proc, rec.info, data)
 
     async def resize(self, session_id: str, cols: int, rows: int) -> None:
         """Set the size of the session's terminal, now and for its next runs (nothing
@@ -454,8 +472,7 @@ class LocalEngine:
         if not rec.info.spec.tty or rec.size == (cols, rows):
             return
         rec.size = (cols, rows)
-        if isinstance(rec.proc, PtyProc):
-            rec.proc.resize(cols, rows)
+        await self.launcher.resize(rec.proc, cols, rows)
 
     async def flush_records(self) -> None:
         """Wait until every session record saved so far is on disk (meta.json), so
@@ -510,6 +527,7 @@ class LocalEngine:
         if self._closed:
             return
         self._closed = True
+        await self.launcher.aclose()
         await self.kill_all(reason)
         for task in list(self._tasks):
             task.cancel()
@@ -864,34 +882,19 @@ class LocalEngine:
             raise InvalidTransition("another ccx-tui owns this session now") from None
 
     def _validate(self, spec: SessionSpec) -> SessionSpec:
-        """Check the spec where it will run (here: the local cwd must exist)."""
-        return spec.validated()
+        """Check the spec where it will run (its launcher's rules)."""
+        return self.launcher.validate(spec)
 
     async def _launch(self, rec: _Record, on_data: OnData, on_eof: OnEof) -> Proc:
-        """Start the session's process (overridden by engines that run elsewhere)."""
-        spec = rec.info.spec
-        if spec.tty:
-            cols, rows = rec.size
-            return await PtyProc.start(
-                spec,
-                rec.marker,
-                on_data,
-                on_eof,
-                cols=cols,
-                rows=rows,
-                exit_drain=self.config.exit_drain,
-                leftover_grace=min(self.config.kill_grace, 1.0),
-                scrub_env=self.config.scrub_env,
-            )
-        return await LocalProc.start(
-            rec.info.spec,
-            rec.marker,
-            on_data,
-            on_eof,
-            exit_drain=self.config.exit_drain,
-            leftover_grace=min(self.config.kill_grace, 1.0),
-            scrub_env=self.config.scrub_env,  # spawn adds SECRET_ENV whatever this says
-        )
+        """Start one run of the session, through the launcher."""
+
+        def on_pid(pid: int | None) -> None:  # known after the launch (a server's)
+            if rec.info.state.live and rec.proc is not None:
+                rec.pid = pid
+                self._set(rec, rec.info.state, pid=pid)
+
+        request = RunRequest(rec.info.spec, rec.marker, rec.size, on_data, on_eof, on_pid)
+        return await self.launcher.launch(request)
 
     async def _probe_ready(self, rec: _Record, transcript: Path, start: int) -> None:
         """Run the session's ready_when probe until it passes (cancelled at the end of

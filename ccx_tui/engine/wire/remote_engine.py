@@ -1,9 +1,10 @@
 """RemoteEngine: sessions on one cc_executor server, with the local engine's semantics.
 
-Limits, queue, TTL, kill escalation, restart, transcripts (on local disk) and events
-are LocalEngine's; only the process lives on the server.  A server at its session
-limit puts the session back in the queue until one of ours ends.  A background probe
-of `GET /health` says whether the server is reachable (with backoff when it is not).
+A LocalEngine composed with a ServerLauncher: limits, queue, TTL, kill escalation,
+restart, transcripts (on local disk) and events are the engine's; only the process
+lives on the server.  A server at its session limit puts the session back in the queue
+until one of ours ends or its /health says it has room.  A background probe of
+`GET /health` says whether the server is reachable (with backoff when it is not).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import contextlib
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine, _Record
-from ccx_tui.engine.sessions.runner import Ending, OnData, OnEof, Proc
-from ccx_tui.engine.sessions.session import RESTART_POLICIES, SessionSpec, State, check_size
+from ccx_tui.engine.sessions.launcher import RunRequest
+from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
+from ccx_tui.engine.sessions.runner import Ending, OnEof, Proc
+from ccx_tui.engine.sessions.session import RESTART_POLICIES, SessionInfo, SessionSpec, State
 from ccx_tui.engine.wire.auth import client_tls
 from ccx_tui.engine.wire.remote import RemoteError, RemoteOutcome, RemoteRun, SessionLimitReached
 from ccx_tui.engine.wire.unixsock import get_health, unix_path_of
@@ -78,40 +82,31 @@ class RemoteProc:
         await self.run.control("RESUME")
 
 
-class RemoteEngine(LocalEngine):
-    """Sessions on the cc_executor server at `url` (transcripts in the local data dir)."""
+class ServerLauncher:
+    """Runs on the cc_executor server at `url`; a background probe of `GET /health`
+    says whether it is reachable (with backoff when it is not) and when it has room."""
 
     def __init__(
         self,
-        config: EngineConfig,
         url: str,
         *,
-        token: str | None = None,
-        name: str | None = None,
-        ca_file: Path | None = None,
+        token: str | None,
+        name: str | None,
+        ca_file: Path | None,
+        kill_grace: float,
     ) -> None:
-        super().__init__(replace(config, load_history=False))
         self.url = url
         self.location = url
         self.name = name or url
         self.token = token
         self.ca_file = ca_file
+        self.kill_grace = kill_grace
         self.status = "connecting"
         """connecting / connected / unreachable: REASON (retrying in Ns)."""
-        self._probe: asyncio.Task[None] | None = None
+        self._room: Callable[[], None] = lambda: None
+        self._tasks: set[asyncio.Task[None]] = set()  # the probe, pid watchers
 
-    async def open(self) -> None:
-        await super().open()
-        self._probe = asyncio.get_running_loop().create_task(self._watch())
-
-    async def aclose(self, reason: str = "ccx-tui exited") -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
-        await super().aclose(reason)
-
-    def _validate(self, spec: SessionSpec) -> SessionSpec:
+    def validate(self, spec: SessionSpec) -> SessionSpec:
         # The directory is the server's; only what we can judge here is checked.
         if not spec.command.strip():
             raise InvalidCommand("empty command")
@@ -121,13 +116,25 @@ class RemoteEngine(LocalEngine):
             raise InvalidCommand(f"bad restart policy: {spec.restart!r}")
         return spec  # `tty` too: a ccx-tui server gives it a terminal, others pipes
 
-    async def send_input(self, session_id: str, data: bytes) -> None:
+    async def open(self, room: Callable[[], None]) -> None:
+        self._room = room
+        self._spawn(self._watch())
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def send_input(self, proc: Proc | None, info: SessionInfo, data: bytes) -> None:
         """Type into the session's terminal on the server.  Raises InvalidTransition
         where that cannot be (a cc_executor server runs commands on pipes)."""
-        rec = self._find(session_id)
-        proc = rec.proc
-        if not isinstance(proc, RemoteProc) or not rec.info.state.live:
-            raise InvalidTransition(f"cannot type into a {rec.info.state.value} session")
+        if not isinstance(proc, RemoteProc) or not info.state.live:
+            raise InvalidTransition(f"cannot type into a {info.state.value} session")
         if not proc.run.tty:
             raise InvalidTransition(
                 f"{self.name} cannot take input: it runs commands on pipes (a cc_executor "
@@ -138,18 +145,17 @@ class RemoteEngine(LocalEngine):
         except RemoteError as exc:
             raise InvalidTransition(str(exc)) from None
 
-    async def resize(self, session_id: str, cols: int, rows: int) -> None:
-        check_size(cols, rows)
-        proc = self._find(session_id).proc
+    async def resize(self, proc: Proc | None, cols: int, rows: int) -> None:
         if isinstance(proc, RemoteProc):
             with contextlib.suppress(RemoteError):
                 await proc.run.resize(cols, rows)
 
-    async def _launch(self, rec: _Record, on_data: OnData, on_eof: OnEof) -> Proc:
+    async def launch(self, request: RunRequest) -> Proc:
         run = RemoteRun(
-            self.url, token=self.token, kill_grace=self.config.kill_grace, ca_file=self.ca_file
+            self.url, token=self.token, kill_grace=self.kill_grace, ca_file=self.ca_file
         )
-        spec = replace(rec.info.spec, ttl=None)  # the engine enforces the TTL itself
+        spec = replace(request.spec, ttl=None)  # the engine enforces the TTL itself
+        on_data = request.on_data
 
         def sink(stream: str, data: bytes) -> None:
             on_data(1 if stream == "stderr" else 0, data)
@@ -157,21 +163,23 @@ class RemoteEngine(LocalEngine):
         task: asyncio.Task[RemoteOutcome] = asyncio.get_running_loop().create_task(
             run.run(spec, sink)
         )
-        self._spawn_task(self._note_pid(rec, run, task))
-        return RemoteProc(run, task, on_eof)
+        self._spawn(self._note_pid(run, task, request.on_pid))
+        return RemoteProc(run, task, request.on_eof)
 
     async def _note_pid(
-        self, rec: _Record, run: RemoteRun, task: asyncio.Task[RemoteOutcome]
+        self,
+        run: RemoteRun,
+        task: asyncio.Task[RemoteOutcome],
+        on_pid: Callable[[int | None], None],
     ) -> None:
         """The server's pid arrives with the execute result, after the launch."""
         started = asyncio.ensure_future(run.started.wait())
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
-        if run.started.is_set() and rec.info.state.live and rec.proc is not None:
-            rec.pid = run.pid
+        if run.started.is_set():
             if not self.status.startswith("connected"):
                 self.status = "connected"  # it is back: no need to wait for the probe
-            self._set(rec, rec.info.state, pid=run.pid)
+            on_pid(run.pid)
 
     async def _watch(self) -> None:
         delay = PROBE_EVERY
@@ -182,9 +190,8 @@ class RemoteEngine(LocalEngine):
                 limit = health.get("max_sessions")
                 self.status = health_status(health)
                 delay = PROBE_EVERY
-                if self._held and (limit is None or live != limit):
-                    self._held = False  # the server has room again
-                    self._pump()
+                if limit is None or live != limit:
+                    self._room()  # the server has room (again)
             except Exception as exc:  # any failure is a status, never a crash
                 delay = min(BACKOFF_MAX, delay * 2 if self.status.startswith("unre") else 5.0)
                 self.status = f"unreachable: {_reason(exc)} (retrying in {delay:.0f}s)"
@@ -201,6 +208,26 @@ class RemoteEngine(LocalEngine):
         with urllib.request.urlopen(request, timeout=5, context=tls) as response:  # noqa: S310
             data = json.loads(response.read(65536))
         return data if isinstance(data, dict) else {}
+
+
+class RemoteEngine(LocalEngine):
+    """A LocalEngine whose runs go to the cc_executor server at `url` (composed: only
+    the launcher differs; transcripts stay in the local data dir, history is not
+    loaded: it is the local engine's)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        url: str,
+        *,
+        token: str | None = None,
+        name: str | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
+        launcher = ServerLauncher(
+            url, token=token, name=name, ca_file=ca_file, kill_grace=config.kill_grace
+        )
+        super().__init__(replace(config, load_history=False), launcher=launcher)
 
 
 def health_status(health: dict[str, object]) -> str:
@@ -223,4 +250,4 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-__all__ = ["RemoteEngine", "RemoteProc", "health_url"]
+__all__ = ["RemoteEngine", "RemoteProc", "ServerLauncher", "health_url"]
