@@ -71,12 +71,23 @@ class TranscriptMirror:
         self._failed_at: dict[str, float] = {}
         self._catch_up = asyncio.Semaphore(CATCH_UP_AT_ONCE)
         self._closed = False
+        self._made: set[str] = set()  # sessions whose copy exists
         self.errors: dict[str, str] = {}
         """The last error copying each session (cleared when a copy succeeds)."""
 
     def localize(self, info: SessionInfo) -> SessionInfo:
-        """The server's record with its directory here (where views read it)."""
-        return replace(info, directory=self.root / info.id, location=self.location)
+        """The server's record with its directory here (where views read it); the
+        copy exists from then on, empty at first, as a local session's transcript does
+        from the moment it is known."""
+        directory = self.root / info.id
+        if info.id not in self._made:
+            self._made.add(info.id)
+            try:
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.close(os.open(directory / TRANSCRIPT_NAME, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as exc:
+                self.errors[info.id] = f"cannot write {directory}: {exc.strerror or exc}"
+        return replace(info, directory=directory, location=self.location)
 
     def local_size(self, session_id: str) -> int:
         try:

@@ -332,9 +332,16 @@ class RemoteRun:
                         commit()  # nothing more buffered: hand over what we have
                     receiver = loop.create_task(self._ws.recv())
                     timeout = None if wait_until is None else max(0.0, wait_until - loop.time())
-                    done, _ = await asyncio.wait(
-                        {receiver, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    try:
+                        done, _ = await asyncio.wait(
+                            {receiver, stopper},
+                            timeout=timeout,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                    except asyncio.CancelledError:  # our caller let go: no orphan receive
+                        receiver.cancel()
+                        receiver.add_done_callback(_retrieve)
+                        raise
                     if receiver not in done:
                         receiver.cancel()
                         with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -491,6 +498,12 @@ class RemoteRun:
         if code is not None and code < 0:
             return RemoteOutcome("exited", exit_code=128 - code, signal=-code, pid=pid)
         return RemoteOutcome("exited", exit_code=code, pid=pid)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Take a finished task's outcome, so that asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def dial(url: str, *, token: str | None, ca_file: Path | None) -> ClientConnection:
