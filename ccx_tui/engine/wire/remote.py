@@ -1,8 +1,10 @@
 """A client of cc_executor servers (upstream, or `ccx-tui serve`): one command per socket.
 
-Follows PROTOCOL.md's advice: answers `ping` with `pong`, sends `timeout: 0` and
-enforces the TTL itself (CANCEL, then closing the socket after the grace period so the
-server escalates to KILL), waits generously for the execute result, and reads the
+RemoteRun is a thin loop around run_protocol.RunProtocol (the sans-I/O state of one
+command: frames in; output, frames and the outcome out; deadlines), which follows
+PROTOCOL.md's advice: answers `ping` with `pong`, sends `timeout: 0` and enforces the
+TTL itself (CANCEL, then closing the socket after the grace period so the server
+escalates to KILL), waits generously for the execute result.  The loop reads the
 socket continuously (output goes straight to the caller's sink, which spools it to
 disk), so it never stalls a server.  cwd and env go to `ccx-tui serve` as the `cwd` and
 `env` params (never into the command line, where `ps` and `sessions.list` would show a
@@ -19,11 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import shlex
 import ssl
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,24 +32,23 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from ccx_tui.engine.sessions.session import SessionSpec
 from ccx_tui.engine.wire import protocol as p
 from ccx_tui.engine.wire.auth import client_tls
+from ccx_tui.engine.wire.run_protocol import (
+    Reattach,
+    RemoteError,
+    RemoteOutcome,
+    RunProtocol,
+    SessionLimitReached,
+    Sink,
+    remote_command,
+)
 from ccx_tui.engine.wire.unixsock import WS_URI, unix_path_of
-from ccx_tui.errors import CcxError, ConfigError
+from ccx_tui.errors import ConfigError
 
-EXECUTE_DEADLINE = 60.0  # real servers take 3-15 s to start a process
 CONNECT_DEADLINE = 10.0
-BURST_BYTES = 256 * 1024
 REATTACH_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)  # about 16 s of retries after a blip
 DOWN_AFTER = 3.0
 """Seconds of refused reconnects after which a server is taken for dead (its sessions
 are lost); a blip that ends sooner is reattached."""
-
-
-class RemoteError(CcxError):
-    """The server could not be reached or refused us; the message says why."""
-
-
-class SessionLimitReached(RemoteError):
-    """The server is at its session limit (-32003, then close 1008)."""
 
 
 class ServerDown(RemoteError):
@@ -62,45 +59,6 @@ class ServerDown(RemoteError):
 class RemoteRefused(RemoteError):
     """The server will not take us as we are (bad token, unverified certificate...):
     retrying will not help, changing the token or the CA file will."""
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteOutcome:
-    """How a remote command ended: state is exited, killed, expired, failed or lost."""
-
-    state: str
-    exit_code: int | None = None
-    signal: int | None = None
-    reason: str | None = None
-    pid: int | None = None
-    server_write_error: str | None = None
-    """Why the server's own transcript could not keep all the output (a full disk)."""
-    server_bytes_lost: int = 0
-    """How many bytes it could not keep (they were sent to us all the same)."""
-
-    @property
-    def server_loss(self) -> str | None:
-        """One line on what the server's transcript lost, if anything."""
-        if self.server_write_error is None:
-            return None
-        return (
-            f"on the server: {self.server_write_error}; "
-            f"{self.server_bytes_lost} bytes of output were not kept in its transcript"
-        )
-
-
-Sink = Callable[[str, bytes], None]  # (stream, bytes) for each piece of output
-
-
-def remote_command(spec: SessionSpec) -> str:
-    """Upstream ignores cwd and env: build them into the command line (visible in the
-    server's process list: only for a server without the `cwd`/`env` params)."""
-    prefix = ""
-    if spec.cwd:
-        prefix += f"cd {shlex.quote(spec.cwd)} || exit 126; "
-    for key, value in spec.env.items():
-        prefix += f"export {key}={shlex.quote(value)}; "
-    return prefix + spec.command
 
 
 class RemoteRun:
@@ -126,7 +84,7 @@ class RemoteRun:
         self.batch = batch
         self.batched = False
         """Whether the server agreed to send batches (known once it has connected)."""
-        self._ids = itertools.count(1)
+        self._proto: RunProtocol | None = None  # the command's protocol state
         self._ws: ClientConnection | None = None
         self._stop_reason: str | None = None
         self._stop = asyncio.Event()
@@ -240,101 +198,59 @@ class RemoteRun:
             return False
         return False
 
-    async def _send(self, method: str, params: dict[str, Any], *, request: bool = True) -> int:
-        assert self._ws is not None
-        msg_id = next(self._ids)
-        frame = (
-            p.encode_request(method, params, msg_id)
-            if request
-            else p.encode_notification(method, params)
-        )
+    async def _send(self, method: str, params: dict[str, Any]) -> int:
+        assert self._ws is not None and self._proto is not None
+        msg_id, frame = self._proto.request(method, params)
         await self._ws.send(frame)
         return msg_id
 
     async def _session(
         self, spec: SessionSpec | None, sink: Sink, *, attach: str | None = None, offset: int = 0
     ) -> RemoteOutcome:
+        """The loop around RunProtocol: frames from the socket in, its frames out."""
         loop = asyncio.get_running_loop()
-        execute_id: int | None = None
-        pid: int | None = None
-        started = False
-        assembler = p.OutputAssembler()
-        deadline = loop.time() + EXECUTE_DEADLINE
-        ttl_at = None
-        canceled_at: float | None = None
+        proto = self._proto = RunProtocol(
+            self.url,
+            sink,
+            spec=spec,
+            attach=attach,
+            offset=offset,
+            batch=self.batch,
+            kill_grace=self.kill_grace,
+            now=loop.time(),
+        )
         stopper = loop.create_task(self._stop.wait())
-        # With a ccx-tui server the session survives a network blip.  Batched output
-        # carries its transcript offset, so we resume from the end of the last batch;
-        # line frames do not, so their output is held until the server's next
-        # checkpoint (`hold`), then replayed from there if we reattach.
-        resumable = False
-        batched = False
-        hold = False
-        remote_session: str | None = attach
-        checkpoint = offset
-        received = offset  # batched: the server transcript offset we have everything up to
-        batch: p.OutputBatch | None = None  # a batch's header, waiting for its payload
-        pending: list[tuple[str, bytes]] = []
-        pending_bytes = 0
-
-        def emit(stream: str, data: bytes) -> None:
-            # Held, then handed over in runs per stream: one sink call (one write to
-            # the transcript) per burst instead of one per line.
-            nonlocal pending_bytes
-            pending.append((stream, data))
-            pending_bytes += len(data)
-            if not hold and pending_bytes >= BURST_BYTES:
-                commit()
-
-        def commit() -> None:
-            nonlocal pending_bytes
-            run: list[bytes] = []
-            current = ""
-            for stream, data in pending:
-                if stream != current and run:
-                    sink(current, b"".join(run))
-                    run = []
-                current = stream
-                run.append(data)
-            if run:
-                sink(current, b"".join(run))
-            pending.clear()
-            pending_bytes = 0
-
         try:
             while True:
-                if self._stop.is_set() and canceled_at is None:
-                    canceled_at = loop.time()
-                    if started:
-                        with contextlib.suppress(ConnectionClosed):
-                            await self._send("control", {"type": "CANCEL"})
-                wait_until = deadline if not started else None
-                if ttl_at is not None:
-                    wait_until = ttl_at if wait_until is None else min(wait_until, ttl_at)
-                if canceled_at is not None:
-                    grace_end = canceled_at + self.kill_grace
-                    wait_until = grace_end if wait_until is None else min(wait_until, grace_end)
                 assert self._ws is not None
-                frame: str | bytes | None = None
+                if self._stop.is_set() and proto.canceled_at is None:
+                    for frame in proto.cancel(self._stop_reason or "killed", loop.time()):
+                        with contextlib.suppress(ConnectionClosed):
+                            await self._ws.send(frame)
+                proto.kill_grace = self.kill_grace  # a forced kill sets it to 0
+                wait_until = proto.deadline()
+                frame_in: str | bytes | None = None
                 closed: ConnectionClosed | None = None
                 if wait_until is None or loop.time() < wait_until:
                     # Fast path: a frame already buffered needs no task and no wait
                     # (one per frame made the client the bottleneck of big outputs).
                     try:
                         async with asyncio.timeout(0):
-                            frame = await self._ws.recv()
+                            frame_in = await self._ws.recv()
                     except TimeoutError:
                         pass
                     except ConnectionClosed as exc:
                         closed = exc
-                if frame is None and closed is None:
-                    if not hold:
-                        commit()  # nothing more buffered: hand over what we have
+                if frame_in is None and closed is None:
+                    proto.idle()  # nothing more buffered: hand over what we have
                     receiver = loop.create_task(self._ws.recv())
                     timeout = None if wait_until is None else max(0.0, wait_until - loop.time())
+                    # Once cancelled, the stop is handled: waiting on it again (it is
+                    # done for good) would spin until the grace period ends.
+                    waiters = {receiver} if proto.canceled_at is not None else {receiver, stopper}
                     try:
                         done, _ = await asyncio.wait(
-                            {receiver, stopper},
+                            waiters,
                             timeout=timeout,
                             return_when=asyncio.FIRST_COMPLETED,
                         )
@@ -346,158 +262,44 @@ class RemoteRun:
                         receiver.cancel()
                         with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                             await receiver
-                        now = loop.time()
-                        if ttl_at is not None and now >= ttl_at and canceled_at is None:
-                            self.cancel("expired")
-                        elif canceled_at is not None and now >= canceled_at + self.kill_grace:
-                            # Only closing the socket makes a server escalate to SIGKILL.
-                            commit()
-                            return RemoteOutcome(
-                                self._final_state(), reason="closed after grace", pid=pid
-                            )
-                        elif not started and now >= deadline:
-                            raise RemoteError(
-                                f"{self.url}: no answer to execute within {EXECUTE_DEADLINE:.0f}s"
-                            )
+                        if stopper not in done:
+                            step = proto.expire(loop.time())
+                            for frame in step.send:
+                                with contextlib.suppress(ConnectionClosed):
+                                    await self._ws.send(frame)
+                            if step.outcome is not None:
+                                return step.outcome
                         continue
                     try:
-                        frame = receiver.result()
+                        frame_in = receiver.result()
                     except ConnectionClosed as exc:
                         closed = exc
                 if closed is not None:
-                    if canceled_at is not None:
-                        commit()
-                        return RemoteOutcome(self._final_state(), pid=pid)
-                    blip = closed.rcvd is None or closed.rcvd.code != 1008
-                    if resumable and remote_session and blip:
-                        if batched:
-                            commit()  # all of it: the server resumes just past it
-                        if await self._reattach(
-                            remote_session, received if batched else checkpoint, batch=batched
-                        ):
-                            pending.clear()  # the server replays it from the checkpoint
-                            assembler = p.OutputAssembler()
-                            batch = None
+                    code = closed.rcvd.code if closed.rcvd is not None else None
+                    reason = closed.rcvd.reason if closed.rcvd is not None else None
+                    ending = proto.closed(code, reason)
+                    if isinstance(ending, Reattach):
+                        if await self._reattach(ending.session, ending.offset, batch=ending.batch):
+                            proto.reattached()
                             continue
-                    commit()
-                    rcvd = closed.rcvd
-                    reason = rcvd.reason if rcvd and rcvd.reason else "connection lost"
-                    if rcvd is not None and rcvd.code == 1008:
-                        raise SessionLimitReached(f"{self.url}: session limit reached") from None
-                    return RemoteOutcome("lost", reason=f"{reason} ({self.url})", pid=pid)
-                assert frame is not None
-                if batch is not None:  # this frame must be the payload of that header
-                    head, batch = batch, None
-                    # A replay after a reattach may overlap what we already have.
-                    pieces = (
-                        head.split(frame, max(0, received - head.offset))
-                        if isinstance(frame, bytes)
-                        else p.ProtocolError("batch header without its payload")
-                    )
-                    if isinstance(pieces, p.ProtocolError):
-                        # Never skip bytes: drop the connection, so that we reattach
-                        # and the server sends them again from `received`.
-                        self._ws.transport.abort()
-                        continue
-                    for stream, data in pieces:
-                        emit(stream, data)
-                    received = max(received, head.end)
+                        return proto.lost(code, reason)
+                    return ending
+                assert frame_in is not None
+                step = proto.receive(frame_in, loop.time())
+                self.batched = proto.batched
+                self.tty = proto.tty
+                for frame in step.send:
+                    await self._ws.send(frame)
+                if step.abort:
+                    self._ws.transport.abort()
                     continue
-                msg = p.parse(frame)
-                if isinstance(msg, p.ErrorResponse):
-                    if msg.session_limit:
-                        raise SessionLimitReached(f"{self.url}: session limit reached")
-                    if msg.id is not None and msg.id == execute_id:
-                        return RemoteOutcome("failed", reason=f"server refused: {msg.message}")
-                    continue
-                if isinstance(msg, p.Result) and msg.id == execute_id:
-                    started = True
-                    if isinstance(msg.result, dict):
-                        session = msg.result.get("session", remote_session)
-                        remote_session = session if isinstance(session, str) else None
-                        raw_pid = msg.result.get("pid")
-                        pid = raw_pid if isinstance(raw_pid, int) else None
-                    self.pid = pid
-                    self.session = remote_session
+                if proto.started and not self.started.is_set():
+                    self.pid, self.session = proto.pid, proto.session
                     self.started.set()
-                    if spec is not None and spec.ttl:
-                        ttl_at = loop.time() + spec.ttl
-                    continue
-                if not isinstance(msg, p.Notification):
-                    continue
-                event = p.decode_notification(msg)
-                if isinstance(event, p.Connected) and attach is not None:
-                    if "attach" not in event.capabilities:
-                        raise RemoteError(f"{self.url} cannot attach to sessions")
-                    params = {"session_id": attach, "offset": offset}
-                    resumable = True
-                    hold = True
-                    if self.batch and p.BATCH in event.capabilities:
-                        params[p.BATCH] = True
-                        batched = self.batched = True
-                        hold = False
-                    execute_id = await self._send("session.attach", params)
-                elif isinstance(event, p.Connected):
-                    assert spec is not None
-                    params = _execute_params(spec, event.capabilities)
-                    self.tty = params.get("tty") is True
-                    if "attach" in event.capabilities:  # a ccx-tui server: ask to detach
-                        params["detachable"] = True
-                        resumable = True
-                        hold = True
-                    if self.batch and p.BATCH in event.capabilities:  # ...and batches
-                        params[p.BATCH] = True
-                        batched = self.batched = True
-                        hold = False
-                    execute_id = await self._send("execute", params)
-                elif isinstance(event, p.Ping):
-                    await self._send("pong", {}, request=False)
-                elif isinstance(event, p.ProcessOutput):
-                    emit(event.stream, assembler.feed(event).encode("utf-8"))
-                elif isinstance(event, p.OutputBatch) and batched:
-                    batch = event
-                elif isinstance(event, p.ProcessEnded):
-                    commit()
-                    return self._ended(event, pid)
-                elif isinstance(event, p.OtherNotification) and event.method == p.LOST_METHOD:
-                    # Output the server could not keep nor still hold: say so, in place.
-                    at, count = event.params.get("offset"), event.params.get("bytes")
-                    if isinstance(at, int) and isinstance(count, int) and count > 0:
-                        why = str(event.params.get("reason") or "the server lost it")
-                        emit("stderr", p.lost_line(count, why).encode())
-                        received = max(received, at + count)
-                elif isinstance(event, p.OtherNotification) and event.method == (
-                    "stream.checkpoint"
-                ):
-                    at = event.params.get("offset")
-                    if isinstance(at, int):
-                        checkpoint = at
-                        commit()
+                if step.outcome is not None:
+                    return step.outcome
         finally:
             stopper.cancel()
-
-    def _final_state(self) -> str:
-        return "expired" if self._stop_reason == "expired" else "killed"
-
-    def _ended(self, event: p.ProcessEnded, pid: int | None) -> RemoteOutcome:
-        outcome = self._ending(event, pid)
-        error, lost = event.extra.get("write_error"), event.extra.get("bytes_lost")
-        if isinstance(error, str):  # a ccx-tui server's transcript lost output
-            count = lost if isinstance(lost, int) and not isinstance(lost, bool) else 0
-            outcome = replace(outcome, server_write_error=error, server_bytes_lost=count)
-        return outcome
-
-    def _ending(self, event: p.ProcessEnded, pid: int | None) -> RemoteOutcome:
-        if event.kind == "error":
-            return RemoteOutcome("failed", reason=event.error, pid=pid)
-        code = event.exit_code
-        if event.kind == "canceled" or self._stop_reason is not None:
-            sig = -code if code is not None and code < 0 else None
-            shell_code = 128 + sig if sig is not None else code
-            return RemoteOutcome(self._final_state(), exit_code=shell_code, signal=sig, pid=pid)
-        if code is not None and code < 0:
-            return RemoteOutcome("exited", exit_code=128 - code, signal=-code, pid=pid)
-        return RemoteOutcome("exited", exit_code=code, pid=pid)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -558,15 +360,14 @@ async def dial(url: str, *, token: str | None, ca_file: Path | None) -> ClientCo
         raise RemoteError(f"cannot connect to {url}: {detail}") from None
 
 
-def _execute_params(spec: SessionSpec, capabilities: Sequence[str]) -> dict[str, Any]:
-    """`execute`'s params: cwd and env as params for a server that takes them."""
-    if (spec.cwd or spec.env) and not {"cwd", "env"} <= set(capabilities):
-        return {"command": remote_command(spec), "timeout": 0}
-    params: dict[str, Any] = {"command": spec.command, "timeout": 0}
-    if spec.cwd:
-        params["cwd"] = spec.cwd
-    if spec.env:
-        params["env"] = dict(spec.env)
-    if spec.tty and "tty" in capabilities:
-        params.update(tty=True, cols=spec.cols, rows=spec.rows)
-    return params
+__all__ = [  # the errors and outcome are run_protocol's, offered here with RemoteRun
+    "RemoteError",
+    "RemoteOutcome",
+    "RemoteRefused",
+    "RemoteRun",
+    "ServerDown",
+    "SessionLimitReached",
+    "Sink",
+    "dial",
+    "remote_command",
+]
