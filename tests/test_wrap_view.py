@@ -324,3 +324,21 @@ def test_wrap_setting_from_flag_env_and_file(
     config.write_text("[defaults]\nwrap = 'yes'\n")
     with pytest.raises(ConfigError, match="ccx.toml:2"):
         load_config(config)
+
+
+async def test_a_truncated_file_is_wrapped_afresh(tmp_path: Path) -> None:
+    """A file truncated and rewritten while wrapped is measured again: the rows of
+    its old long lines do not linger."""
+    path = tmp_path / "f.log"
+    path.write_text("x" * 500 + "\nend\n")
+    app = ViewApp(path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(TranscriptView)
+        await wait_for(pilot, lambda: view.line_count == 2)
+        await _wrapped(pilot, view)
+        assert _text(view)[7] == "end"
+        path.write_text("short\nlines\n")
+        view.refresh_source()
+        await wait_for(pilot, lambda: _text(view)[:3] == ["short", "lines", ""])
+        await wait_for(pilot, lambda: not view.wrap_pending)
+        assert view.virtual_size.height == 2

@@ -1000,6 +1000,7 @@ class TranscriptView(ScrollView, can_focus=True):
             self._restarted = False
             self._cache.clear()
             self._max_width, added = 0, 0
+            self._reset_wrap()  # measured again from the start (below)
         else:
             self._cache.discard(old_count - 1)  # the last line may have been partial
             if self.filtering:
