@@ -51,6 +51,24 @@ while [ $i -lt 40 ]; do
 done
 sleep 600
 """,
+    # Fails on its first run (a flaky test), passes on the next: the restart screenshot.
+    "flaky-test": r"""#!/bin/sh
+echo "collected 3 items"
+echo "tests/test_cart.py::test_add PASSED"
+echo "tests/test_cart.py::test_checkout PASSED"
+if [ ! -e .flaky-ran ]; then
+  touch .flaky-ran
+  echo "tests/test_cart.py::test_discount FAILED"
+  items="[Item(sku='A-100', qty=2, price=Decimal('19.99')), Item(sku='B-200', qty=1, \
+price=Decimal('5.00'))]"
+  echo "E   AssertionError: assert Cart(items=$items, discount=Decimal('0.10')).total == \
+Decimal('40.48')"
+  echo "1 failed, 2 passed in 0.31s"
+  exit 1
+fi
+echo "tests/test_cart.py::test_discount PASSED"
+echo "3 passed in 0.29s"
+""",
     # stdout and stderr are two pipes, merged in the order their bytes arrive; the gates
     # (files the screenshot script creates once the lines before are in) fix that order.
     "dev-server": r"""#!/bin/sh
@@ -195,6 +213,30 @@ async def shoot_terminals(workdir: Path, out: Path) -> list[Path]:
     return [shot]
 
 
+async def shoot_restart(workdir: Path, out: Path) -> list[Path]:
+    """A failing test run restarted with `r`: the separator between the runs, and `W`
+    wrapping the long assertion line."""
+    app = make_app(Settings(data_dir=workdir / "restart", tty=False), [], sample_usage=True)
+    cwd = str(workdir)
+    async with app.run_test(size=SIZE) as pilot:
+        info = await app.engine.start(SessionSpec("./flaky-test -x", cwd=cwd))
+        await until(lambda: app.engine.get(info.id).exit_code == 1, "the first run to fail")
+        await until(lambda: len(app.query_one(Sidebar).sessions) == 1, "its tab")
+        await until(lambda: app._current() == info.id, "its tab shown")
+        await pilot.press("r")
+        await until(lambda: app.engine.get(info.id).run == 2, "run 2")
+        await until(lambda: app.engine.get(info.id).exit_code == 0, "the second run to pass")
+        pane = app.query_one(f"#{pane_id(info.id)}", SessionPane)
+        view = pane.query_one(TranscriptView)
+        await until(lambda: view.line_count == 11, "both runs' lines")
+        await pilot.press("W")
+        await until(lambda: view.wrap and not view.wrap_pending, "wrapped")
+        await pilot.pause()
+        shot = Path(app.save_screenshot(filename="restart.svg", path=str(out)))
+        app.exit(0)
+    return [shot]
+
+
 def write_log(path: Path, lines: int) -> None:
     """A server log, the same bytes every time."""
     levels = ["INFO ", "INFO ", "INFO ", "DEBUG", "INFO ", "WARN ", "INFO ", "INFO "]
@@ -259,9 +301,11 @@ def main() -> None:
         try:
             shots = asyncio.run(shoot_app(workdir, out))
             shots += asyncio.run(shoot_terminals(workdir, out))
+            shots += asyncio.run(shoot_restart(workdir, out))
         finally:
             stop_engine(workdir / "data")  # whatever went wrong, no engine is left behind
             stop_engine(workdir / "terminals")
+            stop_engine(workdir / "restart")
         shots += asyncio.run(shoot_viewer(workdir, out))
     for shot in shots:
         print(shot)
