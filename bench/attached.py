@@ -90,7 +90,9 @@ def attached(source: Path, data_dir: Path, tag: str, *, verify_hash: bool) -> At
     """The app in tmux with `cat FILE` as its session, until the session has ended and its
     last line is on screen."""
     tmux = ["tmux", "-L", f"bench-attached-{os.getpid()}-{tag}", "-f", "/dev/null"]
-    argv = [PY, "-m", "ccx_tui", "--data-dir", str(data_dir), f"cat '{source}'"]
+    # On pipes, as `exec` runs it: the same bytes (a terminal would write CRLF) through
+    # the same capture path, so the ratio is the UI's cost alone.
+    argv = [PY, "-m", "ccx_tui", "--no-tty", "--data-dir", str(data_dir), f"cat '{source}'"]
     env = {**os.environ, "TERM": "xterm-256color"}
     env.pop("TMUX", None)
     last = line_text(source.stat().st_size // 64 - 1).decode().split(".")[0].strip()
