@@ -1,9 +1,10 @@
-"""`python -m bench [--quick] [--only NAME]`: run benchmarks, print and write a table."""
+"""`python -m bench [--quick] [--only NAME] [--peers]`: run benchmarks, print and write a table."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import signal
 import sys
 import tempfile
 import time
@@ -17,6 +18,7 @@ from bench import (
     keys,
     limit,
     open_view,
+    peers,
     pty_ingest,
     remote,
     scale,
@@ -29,6 +31,7 @@ from bench.common import MIB, Row, machine_info, make_line_file
 NOT_YET: list[str] = []
 RESULTS = Path(__file__).with_name("RESULTS.md")
 QUICK_RESULTS = Path(__file__).with_name("out") / "RESULTS-quick.md"  # never the real table
+PEER_RESULTS = Path(__file__).with_name("RESULTS-peers.md")
 NAMES = (
     "ingest",
     "pty",
@@ -42,6 +45,8 @@ NAMES = (
     "remote",
     "switch",
 )
+PEER_NAMES = ("attached", "open", "switch")
+"""The benches `--peers` runs through the other tools too (`--only` picks among them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +64,43 @@ class Sizes:
     switch_sessions: int
     switch_warmup: float
     switch_reps: int
+    peer_capture_bytes: int  # --peers: tmux keeps it all in RAM (about 8x the file)
+    peer_open_bytes: int
 
 
-QUICK = Sizes(64 * MIB, 100, 10, 32 * MIB, 3.0, 40, 5.0, 5, 64 * MIB, 16 * MIB, 20, 10.0, 30)
+QUICK = Sizes(
+    64 * MIB,
+    100,
+    10,
+    32 * MIB,
+    3.0,
+    40,
+    5.0,
+    5,
+    64 * MIB,
+    16 * MIB,
+    20,
+    10.0,
+    30,
+    64 * MIB,
+    64 * MIB,
+)
 FULL = Sizes(
-    1024 * MIB, 500, 50, 200 * MIB, 10.0, 200, 30.0, 10, 1024 * MIB, 1024 * MIB, 100, 60.0, 30
+    1024 * MIB,
+    500,
+    50,
+    200 * MIB,
+    10.0,
+    200,
+    30.0,
+    10,
+    1024 * MIB,
+    1024 * MIB,
+    100,
+    60.0,
+    30,
+    256 * MIB,
+    1024 * MIB,
 )
 
 
@@ -89,6 +126,29 @@ def _guard(name: str, fn: Callable[[], list[Row]]) -> list[Row]:
     return rows
 
 
+def _peers(sizes: Sizes, only: set[str], work: Path, mib: int | None) -> list[Row]:
+    """`--peers`: the scenarios that have peers, through ccx-tui and each peer in one run."""
+    # A run stopped with SIGTERM still runs its `finally`s: they kill the peers' tmux servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    rows: list[Row] = []
+    if "attached" in only:
+        capture = work / "peers-capture.txt"
+        make_line_file(capture, mib * MIB if mib else sizes.peer_capture_bytes)
+        rows += _guard("peers capture", lambda: peers.capture(capture, work))
+        capture.unlink()
+    if "open" in only:
+        log = work / "peers-open.txt"
+        make_line_file(log, mib * MIB if mib else sizes.peer_open_bytes)
+        rows += _guard("peers open", lambda: peers.open_log(log, work))
+        log.unlink()
+    if "switch" in only:  # already measured against tmux and mprocs: run as it is
+        rows += _guard(
+            "switch",
+            lambda: switch.run(sizes.switch_sessions, sizes.switch_warmup, sizes.switch_reps, work),
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
@@ -106,13 +166,36 @@ def main(argv: list[str] | None = None) -> int:
         help=f"run this bench alone (repeatable; one of {', '.join(NAMES)}); "
         "the table goes to bench/out/, never bench/RESULTS.md",
     )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="run the scenarios that have peers (attached, open, switch) through tmux, "
+        "mprocs, toolong, less and lnav too, those that are installed, beside ccx-tui; the "
+        "table goes to bench/RESULTS-peers.md (--quick, --only or --peer-mib: bench/out/)",
+    )
+    parser.add_argument(
+        "--peer-mib",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --peers: line files of N MiB for capture and open "
+        f"(default {QUICK.peer_capture_bytes >> 20} with --quick; "
+        f"else {FULL.peer_capture_bytes >> 20} capture, {FULL.peer_open_bytes >> 20} open)",
+    )
     ns = parser.parse_args(argv)
     sizes = QUICK if ns.quick else FULL
-    only = set(ns.only or NAMES)
+    if ns.peer_mib is not None and not ns.peers:
+        parser.error("--peer-mib needs --peers")
+    if ns.peers and (other := set(ns.only or ()) - set(PEER_NAMES)):
+        parser.error(f"--peers runs {', '.join(PEER_NAMES)}, not {', '.join(sorted(other))}")
+    only = set(ns.only or (PEER_NAMES if ns.peers else NAMES))
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ccx-bench-") as tmp:
         work = Path(tmp)
+        if ns.peers:
+            rows = _peers(sizes, only, work, ns.peer_mib)
+            only = set()  # the rest of the suite is not part of a --peers run
         source = work / "lines.txt"
         if only & {"ingest", "pty", "open", "attached"}:
             lines = make_line_file(source, sizes.file_bytes)
@@ -153,12 +236,16 @@ def main(argv: list[str] | None = None) -> int:
                     sizes.switch_sessions, sizes.switch_warmup, sizes.switch_reps, work
                 ),
             )
-    rows += [Row(name) for name in NOT_YET]
+    if not ns.peers:
+        rows += [Row(name) for name in NOT_YET]
 
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     mode = ("quick" if ns.quick else "full") + (", only " + ", ".join(ns.only) if ns.only else "")
+    if ns.peer_mib:
+        mode += f", {ns.peer_mib} MiB files"
+    title = "ccx-tui beside tmux, mprocs, toolong, less and lnav" if ns.peers else "ccx-tui"
     text = (
-        f"# ccx-tui benchmarks ({mode})\n\n{now}; {machine_info()}\n\n"
+        f"# {title} benchmarks ({mode})\n\n{now}; {machine_info()}\n\n"
         "Ratios compare against a baseline measured in the same run; memory is read from "
         "the OS (wait4 ru_maxrss, psutil).\n\n"
         f"{table(rows)}\n"
@@ -166,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if ns.output:
         output = ns.output
+    elif ns.peers:  # only a full run of every peer scenario is the record
+        partial = ns.quick or ns.only or ns.peer_mib
+        mode = "quick" if ns.quick else "full"
+        output = QUICK_RESULTS.with_name(f"RESULTS-peers-{mode}.md") if partial else PEER_RESULTS
     elif ns.only:  # a partial table never replaces the whole one
         output = QUICK_RESULTS.with_name(f"RESULTS-{'quick' if ns.quick else 'full'}-only.md")
     else:
