@@ -200,6 +200,31 @@ def test_partial_line_waits_for_its_end_while_other_stream_writes_lines() -> Non
     assert mux.held_bytes == 0
 
 
+def test_a_chunk_of_whole_lines_goes_out_as_it_came() -> None:
+    """The flood case: a chunk that ends a line, with nothing held before it, is
+    written as the very same object (no copy); one that ends mid-line goes out up to
+    its last line end, and its rest goes out joined to the next chunk's lines in one
+    write."""
+    mux, out = collect()
+    whole = b"line 1\nline 2\n"
+    mux.feed(0, whole)
+    assert out[0][1] is whole
+    mux.feed(0, b"line 3\nline")
+    mux.feed(0, b" 4\nline 5\nline 6")
+    assert out[1:] == [(0, b"line 3\n"), (0, b"line 4\nline 5\n")]
+    assert mux.held_bytes == len(b"line 6")
+
+
+def test_a_carriage_return_before_the_last_newline_is_not_a_cut() -> None:
+    """The last terminator is found after the last \n only: a \r earlier in the chunk
+    (a progress bar that then printed lines) does not change where the line ends."""
+    mux, out = collect()
+    mux.feed(0, b" 50%\r100%\ndone")
+    mux.feed(0, b" 10%\r 20")
+    assert out == [(0, b" 50%\r100%\n"), (0, b"done 10%\r")]
+    assert mux.held_bytes == 3
+
+
 def test_carriage_return_ends_a_line() -> None:
     """Progress bars end their updates with \\r: the other stream may write after one."""
     mux, out = collect()

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -242,18 +243,22 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4500, 4500))
 w = TranscriptWriter(Path(sys.argv[1]))
 for i in range(10):
-    w.write(i % 2, bytes([65 + i]) * 999 + b"\n")
+    data = bytes([65 + i]) * 999 + b"\n"
+    w.write(i % 2, data, data.count(b"\n") if sys.argv[2] == "counted" else None)
 w.close()
 print(json.dumps({"error": w.error, "lost": w.bytes_lost, "offset": w.offset,
                   "newlines": w.newlines}))
 """
 
 
-def test_file_size_limit_mid_write_keeps_an_exact_prefix(tmp_path: Path) -> None:
+@pytest.mark.parametrize("counted", ["counted", "uncounted"])
+def test_file_size_limit_mid_write_keeps_an_exact_prefix(tmp_path: Path, counted: str) -> None:
     """A write cut short by the disk (here RLIMIT_FSIZE: a short write, then EFBIG)
-    leaves the transcript an exact prefix of the output; bytes_lost is the rest."""
+    leaves the transcript an exact prefix of the output; bytes_lost is the rest.  The
+    newlines are those of the prefix, also when the caller counted the whole chunk's
+    beforehand (the write that was cut short holds a newline it did not write)."""
     proc = subprocess.run(
-        [sys.executable, "-c", FSIZE_CHILD, str(tmp_path)],
+        [sys.executable, "-c", FSIZE_CHILD, str(tmp_path), counted],
         capture_output=True,
         check=True,
         timeout=60,

@@ -26,7 +26,10 @@ Emit = Callable[[int, bytes], None]
 
 
 def _last_terminator(data: bytes | bytearray) -> int:
-    return max(data.rfind(b"\n"), data.rfind(b"\r"))
+    # A \r only counts after the last \n: searching the whole chunk for one that is
+    # rarely there cost a second full scan of every chunk.
+    newline = data.rfind(b"\n")
+    return max(newline, data.rfind(b"\r", newline + 1))
 
 
 def _write_at(file: IO[bytes], data: bytes | bytearray, pos: int) -> None:
@@ -189,13 +192,18 @@ class LineMux:
         pending = self._pending[stream]
         if cut >= 0:
             if pending:
-                pending += data[: cut + 1]
-                self._emit(stream, bytes(pending))
+                # The held line's start and the lines this chunk ends go out as one
+                # write, copied once (growing `pending` and copying it out cost three).
+                done = b"".join((pending, memoryview(data)[: cut + 1]))
                 pending.clear()
             else:
-                self._emit(stream, data[: cut + 1])
-            data = data[cut + 1 :]
-        pending += data
+                done = data[: cut + 1]  # the chunk itself when it ends a line: no copy
+            self._emit(stream, done)
+            if cut + 1 == len(data):
+                return
+            pending += memoryview(data)[cut + 1 :]
+        else:
+            pending += data
         if len(pending) > self._hold_limit:
             self._emit(stream, bytes(pending))
             pending.clear()

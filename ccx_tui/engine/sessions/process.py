@@ -1,9 +1,9 @@
 """Spawning one session's process and killing its whole tree.
 
 A child runs in a new session (so its own process group) with stdin from /dev/null
-and both pipes drained by an asyncio protocol.  Every child carries the environment
-variable `MARKER_ENV` naming its session run, so descendants that left the group
-(`setsid`, double forks) are still found and killed.  ccx-tui's own secrets
+and both pipes drained on the event loop by a `PipeReader`.  Every child carries the
+environment variable `MARKER_ENV` naming its session run, so descendants that left the
+group (`setsid`, double forks) are still found and killed.  ccx-tui's own secrets
 (`SECRET_ENV` and whatever the caller adds) never reach a child: they are removed from
 the inherited environment (a session's own declared env may still set them).
 """
@@ -25,32 +25,134 @@ MARKER_ENV = "CCX_TUI_SESSION"
 SECRET_ENV = frozenset({"CCX_TUI_TOKEN"})
 """Variables of ccx-tui's own that no session inherits, whatever the configuration."""
 PIPE_SIZE = 1024 * 1024
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+READ_SIZE = PIPE_SIZE
+"""Most bytes one read takes from a pipe: all a full pipe holds."""
 
 
-class OutputProtocol(asyncio.SubprocessProtocol):
-    """Hands pipe data to `on_data(fd, data)`; tracks pipe EOFs and process exit."""
+class ExitProtocol(asyncio.SubprocessProtocol):
+    """Tracks the process's exit (its output pipes are read by a `PipeReader`)."""
 
-    def __init__(self, on_data: Callable[[int, bytes], None], on_eof: Callable[[int], None]):
-        self._on_data = on_data
-        self._on_eof = on_eof
+    def __init__(self) -> None:
         self.exited = asyncio.get_running_loop().create_future()
-        self.pipes_closed = asyncio.get_running_loop().create_future()
-        self._open = {1, 2}
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self._on_data(fd, data)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd in self._open:
-            self._open.discard(fd)
-            self._on_eof(fd)
-            if not self._open and not self.pipes_closed.done():
-                self.pipes_closed.set_result(None)
 
     def process_exited(self) -> None:
         if not self.exited.done():
             self.exited.set_result(None)
+
+
+MALLOC_PRIME = 8 * 1024 * 1024
+_primed = False
+
+
+def _keep_freed_buffers() -> None:
+    """Let the C allocator reuse freed pipe-sized buffers instead of handing them back
+    to the system.  glibc returns freed memory at the top of its heap once more than
+    its trim threshold is free, and every chunk read afterwards faults in fresh zeroed
+    pages: in a flood, a third of all the bytes read.  A freed mmap'd block raises
+    glibc's mmap threshold to its size and the trim threshold to twice that (the
+    "dynamic mmap threshold" of mallopt(3)), so one block of `MALLOC_PRIME` bytes,
+    allocated and freed once, lets the heap keep the few MiB that chunks in flight
+    take.  Elsewhere this is one harmless allocation."""
+    global _primed
+    if not _primed:
+        _primed = True
+        block = bytes(MALLOC_PRIME)  # calloc'd from fresh mmap'd pages: none touched
+        del block
+
+
+class PipeReader:
+    """Reads a child's stdout and stderr pipes on the event loop, for `on_data(stream,
+    bytes)` (0 stdout, 1 stderr) and `on_eof(stream)`.
+
+    asyncio's own pipe transports read at most 256 KiB at a time and go through two
+    protocol layers per chunk; here each wake-up reads up to a whole (1 MiB) pipe in
+    one `read`: a flood costs fewer wake-ups, chunks and writes downstream.  Use on
+    the event loop only.
+    """
+
+    def __init__(
+        self,
+        fds: list[int],
+        on_data: Callable[[int, bytes], None],
+        on_eof: Callable[[int], None],
+    ) -> None:
+        """Take ownership of `fds` (the read ends, by stream); start reading."""
+        self._loop = asyncio.get_running_loop()
+        self._fds: dict[int, int] = dict(enumerate(fds))
+        self._on_data = on_data
+        self._on_eof = on_eof
+        self._paused = False
+        _keep_freed_buffers()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+        """Done once every pipe reached EOF (or was closed)."""
+        for stream, fd in self._fds.items():
+            os.set_blocking(fd, False)
+            self._loop.add_reader(fd, self._ready, stream)
+
+    def _ready(self, stream: int) -> None:
+        fd = self._fds.get(stream)
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # not expected from a pipe: treat it as its end
+            data = b""
+        if data:
+            self._on_data(stream, data)
+        else:
+            self._close(stream)
+
+    def _close(self, stream: int) -> None:
+        fd = self._fds.pop(stream, None)
+        if fd is None:
+            return
+        if not self._paused:
+            self._loop.remove_reader(fd)
+        os.close(fd)
+        try:
+            self._on_eof(stream)
+        finally:
+            if not self._fds and not self.closed.done():
+                self.closed.set_result(None)
+
+    def pause(self) -> None:
+        """Stop reading (the process blocks once a pipe is full)."""
+        if not self._paused:
+            self._paused = True
+            for fd in self._fds.values():
+                self._loop.remove_reader(fd)
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            for stream, fd in self._fds.items():
+                self._loop.add_reader(fd, self._ready, stream)
+
+    def close(self) -> None:
+        """Stop for good: close the pipes still open, each with its `on_eof`."""
+        for stream in list(self._fds):
+            self._close(stream)
+
+
+def _output_pipes() -> tuple[list[int], list[int]]:
+    """(read ends, write ends) of two fresh pipes, as big as the system allows."""
+    reads: list[int] = []
+    writes: list[int] = []
+    try:
+        for _ in range(2):
+            r, w = os.pipe()  # not inheritable: only the child's dup2'd copies are
+            reads.append(r)
+            writes.append(w)
+            with contextlib.suppress(OSError):  # bigger pipes mean fewer wake-ups
+                fcntl.fcntl(r, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        for fd in reads + writes:
+            os.close(fd)
+        raise
+    return reads, writes
 
 
 async def spawn(
@@ -59,35 +161,40 @@ async def spawn(
     cwd: str | None,
     env: dict[str, str],
     marker: str,
-    protocol: Callable[[], OutputProtocol],
+    on_data: Callable[[int, bytes], None],
+    on_eof: Callable[[int], None],
     scrub: frozenset[str] = SECRET_ENV,
     base: Mapping[str, str] | None = None,
-) -> tuple[asyncio.SubprocessTransport, OutputProtocol]:
+) -> tuple[asyncio.SubprocessTransport, ExitProtocol, PipeReader]:
     """Start `argv` in its own session; raises OSError if it cannot be started.
 
+    Its output goes to `on_data(stream, bytes)` (0 stdout, 1 stderr) and `on_eof`.
     The child inherits `base` (default: our environment) minus `scrub` and
     `SECRET_ENV`, plus `env`.
     """
     full_env = child_env(env, scrub, base)
     full_env[MARKER_ENV] = marker
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.subprocess_exec(
-        protocol,
-        *argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=full_env,
-        start_new_session=True,
-    )
-    for fd in (1, 2):
-        pipe = transport.get_pipe_transport(fd)
-        raw = pipe.get_extra_info("pipe") if pipe is not None else None
-        if raw is not None:
-            with contextlib.suppress(OSError, ValueError):  # bigger pipes mean fewer wake-ups
-                fcntl.fcntl(raw.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
-    return transport, proto
+    reads, writes = _output_pipes()
+    try:
+        transport, proto = await loop.subprocess_exec(
+            ExitProtocol,
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=writes[0],
+            stderr=writes[1],
+            cwd=cwd,
+            env=full_env,
+            start_new_session=True,
+        )
+    except BaseException:
+        for fd in reads:
+            os.close(fd)
+        raise
+    finally:
+        for fd in writes:  # the child has its copies: EOF comes when it closes them
+            os.close(fd)
+    return transport, proto, PipeReader(reads, on_data, on_eof)
 
 
 def child_env(

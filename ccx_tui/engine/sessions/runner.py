@@ -17,7 +17,8 @@ from typing import Protocol
 
 from ccx_tui.engine.sessions.process import (
     SECRET_ENV,
-    OutputProtocol,
+    ExitProtocol,
+    PipeReader,
     kill_tree,
     signal_tree,
     spawn,
@@ -107,7 +108,8 @@ class LocalProc(ProcessTree):
     def __init__(
         self,
         transport: asyncio.SubprocessTransport,
-        proto: OutputProtocol,
+        proto: ExitProtocol,
+        reader: PipeReader,
         marker: str,
         *,
         exit_drain: float,
@@ -116,6 +118,7 @@ class LocalProc(ProcessTree):
         super().__init__(transport.get_pid(), marker, leftover_grace=leftover_grace)
         self.transport = transport
         self.proto = proto
+        self.reader = reader
         self._exit_drain = exit_drain
 
     @classmethod
@@ -132,44 +135,45 @@ class LocalProc(ProcessTree):
     ) -> LocalProc:
         """Spawn it; raises OSError if the shell cannot be started.  The variables in
         `scrub_env` are not inherited (the spec's own env may still set them)."""
-        transport, proto = await spawn(
+        transport, proto, reader = await spawn(
             [spec.shell, "-c", spec.command],
             cwd=spec.cwd,
             env=spec.env,
             marker=marker,
+            on_data=on_data,
+            on_eof=on_eof,
             scrub=scrub_env,
             base=spec.base_env,
-            protocol=lambda: OutputProtocol(
-                lambda fd, data: on_data(fd - 1, data), lambda fd: on_eof(fd - 1)
-            ),
         )
-        return cls(transport, proto, marker, exit_drain=exit_drain, leftover_grace=leftover_grace)
+        return cls(
+            transport,
+            proto,
+            reader,
+            marker,
+            exit_drain=exit_drain,
+            leftover_grace=leftover_grace,
+        )
 
     async def wait(self) -> Ending:
-        proto = self.proto
+        closed = self.reader.closed
         try:
-            await proto.exited
+            await self.proto.exited
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._exit_drain):
-                    await proto.pipes_closed
+                    await closed
         finally:
             await self.kill_leftovers()
-            if not proto.pipes_closed.done():
+            if not closed.done():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
-                        await proto.pipes_closed
+                        await closed
+            self.reader.close()  # a pipe still held open by an escaped process: its end
             self.transport.close()
         return Ending(self.transport.get_returncode())
 
     def pause_reading(self) -> None:
         """Stop reading stdout and stderr (the process blocks once a pipe is full)."""
-        for fd in (1, 2):
-            pipe = self.transport.get_pipe_transport(fd)
-            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
-                pipe.pause_reading()
+        self.reader.pause()
 
     def resume_reading(self) -> None:
-        for fd in (1, 2):
-            pipe = self.transport.get_pipe_transport(fd)
-            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
-                pipe.resume_reading()
+        self.reader.resume()

@@ -5,11 +5,14 @@ A session that prints a little is written inline (one small `write()` costs less
 hand-over to a thread).  Once a chunk is big, or writes are already queued, bytes go to
 the session's writer thread, in order; the event loop only reads the pipes.  The loop
 sees what is on disk through `offset`, `newlines`, `error` and `bytes_lost`, updated
-after each batch the thread writes (`on_written` is called then, on the loop).  When
-more than `HIGH_WATER` bytes wait, `pause()` is called (stop reading the pipes: the
-process blocks on a full pipe, like `cmd > file` on a slow disk), and `resume()` once
-the backlog is under `LOW_WATER`.  A source that cannot pause is bounded too: past
-`HARD_LIMIT` queued bytes, `write` waits for the thread.
+after the thread writes a chunk (`on_written` is called then, on the loop; one call at
+a time is pending, so a flood costs one wake-up per chunk at most).  When more than
+`HIGH_WATER` bytes wait, `pause()` is called (stop reading the pipes: the process
+blocks on a full pipe, like `cmd > file` on a slow disk), and `resume()` once the
+backlog is under `LOW_WATER`, as the thread takes the chunk that gets it there: the
+pipes refill the queue while that chunk is written, and the thread never runs dry in
+a flood.  A source that cannot pause is bounded too: past `HARD_LIMIT` queued bytes,
+`write` waits for the thread.
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ class WriteBehind:
         self.error: str | None = writer.error
         self.bytes_lost = writer.bytes_lost
         self._cond = threading.Condition()
-        self._queue: deque[tuple[int, bytes]] = deque()
-        self._queued = 0  # bytes handed over and not yet written (guarded by _cond)
-        self._busy = False  # the thread is writing a batch (guarded by _cond)
+        self._queue: deque[tuple[int, bytes, int]] = deque()
+        self._queued = 0  # bytes queued, not yet taken by the thread (guarded by _cond)
+        self._busy = False  # the thread is writing a chunk (guarded by _cond)
+        self._publish_pending = False  # _published is scheduled (guarded by _cond)
         self._closing = False
         self._paused = False
         self.pauses = 0
@@ -67,7 +71,7 @@ class WriteBehind:
 
     @property
     def backlog(self) -> int:
-        """Bytes waiting to be written."""
+        """Bytes waiting to be written (besides the chunk being written)."""
         with self._cond:
             return self._queued
 
@@ -81,7 +85,10 @@ class WriteBehind:
                 self._writer.write(stream, data)  # nothing in flight: order is kept
                 self._mirror()
                 return
-            self._queue.append((stream, data))
+            # Counted here, on the loop, which waits for the pipes most of the time:
+            # the thread then only waits for the disk, and a flood goes as fast as the
+            # slower of the two instead of the sum of both.
+            self._queue.append((stream, data, data.count(b"\n")))
             self._queued += len(data)
             queued = self._queued
             if self._thread is None:
@@ -120,27 +127,44 @@ class WriteBehind:
     # -- the thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        writer = self._writer
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
                     self._cond.wait()
                 if not self._queue:
                     return
-                batch = list(self._queue)
-                self._queue.clear()
+                stream, data, newlines = self._queue.popleft()
                 self._busy = True
-            for stream, data in batch:
-                self._writer.write(stream, data)
-            writer = self._writer
+                before = self._queued
+                self._queued -= len(data)
+                # The source resumes while this chunk is being written, not after:
+                # it refills the queue before the thread runs dry.
+                publish = before >= LOW_WATER > self._queued and self._publish_now()
+                self._cond.notify_all()  # a source at the hard limit may go on
+            if publish:
+                self._schedule_publish()
+            writer.write(stream, data, newlines)
             with self._cond:
                 self._snap = (writer.offset, writer.newlines, writer.error, writer.bytes_lost)
                 self._busy = False
-                self._queued -= sum(len(data) for _, data in batch)
+                publish = self._publish_now()
                 self._cond.notify_all()
-            try:
-                self._loop.call_soon_threadsafe(self._published)
-            except RuntimeError:  # the loop is closed: nobody is watching any more
-                pass
+            if publish:
+                self._schedule_publish()
+
+    def _publish_now(self) -> bool:
+        """Whether to tell the loop (one call pending at a time; under `_cond`)."""
+        if self._publish_pending:
+            return False
+        self._publish_pending = True
+        return True
+
+    def _schedule_publish(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._published)
+        except RuntimeError:  # the loop is closed: nobody is watching any more
+            pass
 
     # -- on the loop --------------------------------------------------------------------
 
@@ -151,6 +175,7 @@ class WriteBehind:
 
     def _published(self) -> None:
         with self._cond:
+            self._publish_pending = False
             offset, newlines, error, lost = self._snap
             if offset >= self.offset:  # an inline write may have gone further since
                 self.offset, self.newlines = offset, newlines
