@@ -1,10 +1,12 @@
 """`search`: every matching line of a transcript-like file counted by `Searcher` vs `grep -c -E`.
 
-Both run as child processes over the same page-cached file, each twice (the faster run
-counts).  Our figure is the scan itself, as the app runs it in an already started
-process (the whole child, Python start-up and imports included, is in the label);
-grep's is its whole process.  Memory is the searching child's peak RSS.
-Counts must agree or the row says so.  `python -m bench.search [--mib N]` runs just this.
+Both run as child processes over the same page-cached file, alternating, RUNS times each
+(the medians count).  Our figure is the scan itself, as the app runs it in an already
+started process (the whole child, Python start-up and imports included, is in the
+label); grep's is its whole process.  The label also gives how soon the first match is
+known (published to readers, as the view's worker publishes it) from the start of the
+scan.  Memory is the searching child's peak RSS.  Counts must agree or the row says so.
+`python -m bench.search [--mib N]` runs just this.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import random
 import shlex
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -22,9 +25,9 @@ from pathlib import Path
 
 from bench.common import MIB, PY, Row, Timed, fmt_mb, fmt_ratio, fmt_s, run_timed, yes_no
 
-TARGET = 3.0
+TARGET = 1.5  # issue 14: at most 1.5x `grep -c` with the same case flags
 STEP = 32 * 1024 * 1024  # bytes per `scan` call, as the UI's worker does
-RUNS = 2
+RUNS = 3
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,6 +42,7 @@ CASES = [
     Case("ERROR [0-9]+", (), "literal prefix"),
     Case("timeout|refused", ("-i",), "smart case: ignore case"),
     Case("error [0-9]+", ("-i",), "smart case: ignore case"),
+    Case("worker-7 .*theta", ("-i",), "smart case: ignore case; inner literals, no prefix"),
 ]
 
 
@@ -46,7 +50,9 @@ def make_transcript(path: Path, size: int) -> int:
     """Write log-like lines (~95 bytes) up to `size` bytes; return the line count.
 
     About 1% of lines hold `ERROR <n>`, 1% `timeout` or `connection refused`; many more
-    hold `error` in other forms.  A pool of 8 MiB of random lines is written repeatedly.
+    hold `error` in other forms.  Every line names one of 8 workers (`worker-7` in 1 of 8)
+    and 2% name a phase (`theta` or `Theta` in 2 of 3 of those).  A pool of 8 MiB of
+    random lines is written repeatedly.
     """
     rng = random.Random(20261123)
     words = "GET POST /api/v1/items /health worker cache hit miss user session ok".split()
@@ -64,7 +70,9 @@ def make_transcript(path: Path, size: int) -> int:
             body += " connection refused"
         elif roll < 0.021:
             body += f" timeout after {rng.randint(1, 60)}s"
-        line = f"{stamp} w{n % 8} {body}\n".encode()
+        elif roll < 0.041:
+            body += f" phase {rng.choice(('alpha', 'theta', 'Theta'))}"
+        line = f"{stamp} worker-{n % 8} {body}\n".encode()
         pool.append(line)
         pool_bytes += len(line)
     block = b"".join(pool)
@@ -81,32 +89,34 @@ def make_transcript(path: Path, size: int) -> int:
     return lines
 
 
-def _best(argv: list[str], out: Path, env: dict[str, str] | None = None) -> tuple[Timed, str]:
-    """The faster of RUNS runs of `argv`, with what it printed."""
-    best: Timed | None = None
-    text = ""
-    for _ in range(RUNS):
-        with open(out, "wb") as f:
-            timed = run_timed(argv, stdout=f.fileno(), env=env)
-        if timed.returncode not in (0, 1):  # grep -c exits 1 when nothing matches
-            raise RuntimeError(f"{shlex.join(argv[:4])} exited {timed.returncode}")
-        if best is None or timed.seconds < best.seconds:
-            best, text = timed, out.read_text()
-    assert best is not None
-    return best, text
+def _once(argv: list[str], out: Path, env: dict[str, str] | None = None) -> tuple[Timed, str]:
+    """One run of `argv`, with what it printed."""
+    with open(out, "wb") as f:
+        timed = run_timed(argv, stdout=f.fileno(), env=env)
+    if timed.returncode not in (0, 1):  # grep -c exits 1 when nothing matches
+        raise RuntimeError(f"{shlex.join(argv[:4])} exited {timed.returncode}")
+    return timed, out.read_text()
 
 
-def _ours(pattern: str, path: Path, out: Path) -> tuple[float, float, int, int, int, int]:
-    """Best of RUNS: scan and process seconds, count, lines, peak RSS before/after scan."""
+@dataclass(frozen=True, slots=True)
+class Ours:
+    seconds: float
+    process: float
+    first: float  # seconds to the first match (nan: none)
+    total: int
+    lines: int
+    rss_before: int
+    rss_after: int
+
+
+def _ours(pattern: str, path: Path, out: Path) -> Ours:
+    """One child: scan seconds, process seconds, first match, count, lines, peak RSS."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = []
-    for _ in range(RUNS):
-        timed, text = _best([PY, "-m", "bench.search", "count", pattern, str(path)], out, env)
-        total, lines, seconds, before, after = text.split()
-        runs.append(
-            (float(seconds), timed.seconds, int(total), int(lines), int(before), int(after))
-        )
-    return min(runs)
+    timed, text = _once([PY, "-m", "bench.search", "count", pattern, str(path)], out, env)
+    total, lines, seconds, first, before, after = text.split()
+    return Ours(
+        float(seconds), timed.seconds, float(first), int(total), int(lines), int(before), int(after)
+    )
 
 
 def run(size: int, work: Path) -> list[Row]:
@@ -120,24 +130,36 @@ def run(size: int, work: Path) -> list[Row]:
     try:
         for case in CASES:
             argv = [grep, "-c", "-E", *case.grep_flags, "--", case.pattern, str(path)]
-            base, grep_text = _best(argv, out)
-            seconds, process, got, scanned, *hwm = _ours(case.pattern, path, out)
-            rss = max(rss, (hwm[1], hwm[0]))
-            want = int(grep_text)
-            ok = got == want and scanned == lines
+            greps: list[float] = []
+            runs: list[Ours] = []
+            wants: set[str] = set()
+            for _ in range(RUNS):  # alternating, so that a noisy neighbour hits both
+                timed, grep_text = _once(argv, out)
+                greps.append(timed.seconds)
+                wants.add(grep_text.strip())
+                runs.append(_ours(case.pattern, path, out))
+            base = statistics.median(greps)
+            seconds = statistics.median(r.seconds for r in runs)
+            process = statistics.median(r.process for r in runs)
+            first = statistics.median(r.first for r in runs)
+            rss = max(rss, *((r.rss_after, r.rss_before) for r in runs))
+            got = {r.total for r in runs}
+            scanned = {r.lines for r in runs}
+            want = int(wants.pop()) if len(wants) == 1 else -1
+            ok = got == {want} and scanned == {lines}
             check = f"{want} lines match" if ok else f"**count {got} != grep {want}**"
-            if scanned != lines:
+            if scanned != {lines}:
                 check += f" **{scanned} lines scanned of {lines}**"
             flags = " ".join(("-c", "-E", *case.grep_flags))
             rows.append(
                 Row(
                     f"search `{case.pattern}` ({mib} MiB, {lines} lines, {check}; {case.note};"
-                    f" whole process {process:.2f} s)",
+                    f" first match after {first * 1000:.0f} ms; whole process {process:.2f} s)",
                     fmt_s(seconds),
-                    f"{fmt_s(base.seconds)} (grep {flags})",
-                    fmt_ratio(seconds, base.seconds),
+                    f"{fmt_s(base)} (grep {flags})",
+                    fmt_ratio(seconds, base),
                     f"<= {TARGET:g}x",
-                    yes_no(ok and seconds <= TARGET * base.seconds),
+                    yes_no(ok and seconds <= TARGET * base),
                 )
             )
     finally:
@@ -168,7 +190,8 @@ def _count(pattern: str, path: str) -> None:
     """Child: scan the whole file the way the UI's worker does; print total, lines, time."""
     from ccx_tui.engine.transcripts.search import Searcher, compile_query
 
-    searcher = Searcher(path, compile_query(pattern))
+    query = compile_query(pattern)
+    searcher = Searcher(path, query)
     before = _hwm()
     start = time.perf_counter()
     while True:
@@ -176,7 +199,14 @@ def _count(pattern: str, path: str) -> None:
         if searcher.caught_up:
             break
     seconds = time.perf_counter() - start
-    print(searcher.total, searcher.lines_scanned, f"{seconds:.4f}", before, _hwm())
+    # How soon a reader (the view) can see the first match: scan one block at a time,
+    # as often as the view's worker publishes.
+    first = Searcher(path, query)
+    start = time.perf_counter()
+    while not first.total and not first.caught_up:
+        first.scan(1, final=True)
+    found = time.perf_counter() - start if first.total else float("nan")
+    print(searcher.total, searcher.lines_scanned, f"{seconds:.4f}", f"{found:.4f}", before, _hwm())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,13 +93,22 @@ def test_spans_for_highlighting_skip_empty_matches() -> None:
 
 
 def test_needles_are_taken_from_the_parsed_pattern() -> None:
-    assert compile_query("[0-9]+ ERROR").needles == (b" ERROR",)
+    """Every literal a match needs, wherever it stands, becomes a needle set to search
+    for (the scan picks the rarest); a case-sensitive literal prefix is left to `re`."""
+    assert compile_query("[0-9]+ ERROR").needles == ((b" ERROR",),)
     assert compile_query("ERROR [0-9]+").needles == ()  # re scans for a literal prefix itself
-    assert compile_query("error [0-9]+").needles == (b"error ",)  # but not ignoring case
-    assert compile_query("timeout|refused").needles == (b"refused", b"timeout")
-    assert compile_query("Échec").needles == ("Échec".encode(),)  # spares decoding blocks
+    assert compile_query("error [0-9]+").needles == ((b"error ",),)  # but not ignoring case
+    assert compile_query("timeout|refused").needles == ((b"refused", b"timeout"),)
+    assert compile_query("Échec").needles == (("Échec".encode(),),)  # spares decoding blocks
+    assert compile_query("worker-7 .*theta").needles == ((b"worker-7 ",), (b"theta",))
+    assert compile_query("ERROR .*Timeout").needles == ((b"Timeout",), (b"ERROR ",))
+    assert compile_query(r"(timeout|refused) after \d+").needles == (
+        (b" after ",),  # as long as the others, and one literal: tried first
+        (b"refused", b"timeout"),
+    )
+    assert compile_query(r"caf\xe9").needles == ((b"caf\xe9",),)  # one byte, as re reads it
     query = compile_query("(?i:ABC)def")  # a scoped flag: fold everything
-    assert query.folded and query.needles == (b"abc",)
+    assert query.folded and query.needles == ((b"abc",), (b"def",))
     assert compile_query("a*|bcd").needles == ()  # `a*` needs no literal at all
     assert compile_query("[0-9]+").needles == ()
 
@@ -315,14 +324,14 @@ def test_long_line_without_newline_is_read_linearly(
     """A long line written in many pieces is read about once, not once per scan (which
     would be quadratic), and searched as a whole when complete or final."""
     read = [0]
-    real_pread = os.pread
+    real_preadv = os.preadv
 
-    def counting_pread(fd: int, n: int, offset: int) -> bytes:
-        data = real_pread(fd, n, offset)
-        read[0] += len(data)
-        return data
+    def counting_preadv(fd: int, buffers: list[bytearray | memoryview], offset: int) -> int:
+        n = real_preadv(fd, buffers, offset)
+        read[0] += n
+        return n
 
-    monkeypatch.setattr(search_module.os, "pread", counting_pread)
+    monkeypatch.setattr(search_module.os, "preadv", counting_preadv)
     path = tmp_path / "log"
     path.write_bytes(b"first\n")
     searcher = Searcher(path, compile_query("needle"), block_size=4096)

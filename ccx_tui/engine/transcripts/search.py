@@ -11,16 +11,23 @@ anchors (re.MULTILINE).  How the scan stays fast (no Python loop per line):
   as is, `.` is one byte, and `\\w`, `\\d`, `\\s` and case folding are ASCII-only.  A
   pattern with a non-ASCII character runs on the text decoded per block (slower,
   Unicode semantics), so `é+`, `[éè]` and folding `É` to `é` mean what they say.
-- When every match must contain one of a few literals ("needles", taken from the parsed
-  pattern: `timeout|refused`, `[0-9]+ ERROR`, any literal under smart case), blocks are
-  searched for those with `bytes.find` (after lower-casing the block if folded) and
-  the regex only checks the candidate lines: `re` crawls on alternations, leading
-  classes and IGNORECASE.
+- Literals every match must contain, wherever they stand in the pattern, are taken from
+  the parsed pattern (`literals.py`): `worker-7 .*theta` needs `worker-7 ` and `theta`,
+  `timeout|refused` one of two.  Each block is searched for the set that is rarest in
+  it with `bytes.find` (in a lower-cased copy if the search ignores case: `bytes.lower`
+  folds ASCII at memory speed, where `re` with IGNORECASE tries every position), and
+  the regex only checks the lines found; a pattern that is nothing but its literals
+  (`timeout`, most plain-text searches) needs no check at all.
 - Otherwise (no literal, or a case-sensitive literal prefix that `re` scans for fast
   itself: `ERROR [0-9]+`) one `search` runs over the block; after a match the scan
   jumps to the next line.  A match that runs over a newline (`\\s`, `[^x]` and `(?s).`
   can) is not taken as is: its first line is searched again on its own, so it counts
   only if the line matches by itself.
+- Line numbers cost a newline count of every byte, most of a scan's work once the
+  searching is fast: long stretches are counted with `bytes.replace` (memchr), twice as
+  fast as `bytes.count`, and only up to the matching lines, not the candidates.
+- Blocks are read into one reused buffer: fresh 256 KiB objects per block made the
+  allocator give memory back and fault it in again, block after block.
 
 Caveats: `\\A`/`\\Z` are not line anchors (use `^`/`$`), and lookarounds may see the
 neighbouring lines.  Slow cases: a non-ASCII pattern ignoring case (each block is
@@ -28,7 +35,8 @@ decoded and searched with Unicode IGNORECASE, ~60 MB/s), and patterns matching m
 lines (a little Python work per matching line).  A line longer than `LONG_LINE_LIMIT`
 is searched in its first `LONG_LINE_LIMIT` bytes only; shorter long lines are read
 whole, once (memory for one line while it is searched, and the GIL held for that one
-search).  `re` holds the GIL while it searches a block, so blocks are kept small
+search).  `re`, `find`, `count` and `lower` hold the GIL (two threads scanning halves
+take as long as one scanning both), so the scan is one thread and blocks are kept small
 (`BLOCK_SIZE`) for the UI thread to get its turn between them.
 """
 
@@ -39,12 +47,12 @@ import re
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
-from typing import Any, AnyStr
+from typing import Any, TypeVar
 
+from ccx_tui.engine.transcripts.literals import Literals, NeedleSets, rarest, required_literals
 from ccx_tui.errors import SearchError, TranscriptError
 
 BLOCK_SIZE = 256 * 1024
@@ -54,10 +62,11 @@ MAX_KEPT = 2_000_000
 """Line numbers kept (16 MB); past that `total` keeps counting and `capped` is set."""
 LONG_LINE_LIMIT = 128 * 1024 * 1024
 """A longer line is searched in its first LONG_LINE_LIMIT bytes only."""
-MAX_NEEDLES = 8  # more literals than this (`a|b|c|...`): searching each costs too much
-MIN_NEEDLE = 3  # shorter literals hit too often to be worth a pass of their own
 
 _NL = b"\n"
+_NL_BLOCK = bytearray(_NL)  # (never modified) for functions typed by the block's type
+_Block = TypeVar("_Block", str, bytearray)
+"""Blocks are read into a reused bytearray; a non-ASCII pattern searches them decoded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +75,9 @@ class Query:
 
     `bytes_pattern` is None when the pattern needs text semantics (it has a non-ASCII
     character): the scan then decodes each block (UTF-8, surrogateescape).  `needles`
-    are literals one of which every match contains (lower-cased if `folded`); empty
-    when none is long enough to help.
+    are sets of literals (see `literals.required_literals`): every match contains one
+    literal of each set (lower-cased if `folded`); empty when none is worth it.  `exact`:
+    a line holding a needle matches (the pattern is only those literals).
     """
 
     text: str
@@ -75,8 +85,9 @@ class Query:
     regex: bool
     text_pattern: re.Pattern[str]
     bytes_pattern: re.Pattern[bytes] | None
-    needles: tuple[bytes, ...] = ()
+    needles: NeedleSets = ()
     folded: bool = False
+    exact: bool = False
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where to highlight in one displayed line: (start, end) of each non-empty match."""
@@ -127,10 +138,19 @@ def compile_query(text: str, *, case: bool | None = None, regex: bool = True) ->
             pass
         else:  # keep highlighting in step with what the byte scan counts
             text_pattern = re.compile(source, flags | re.ASCII)
-    needles, folded = _needles(source, flags, raw=bytes_pattern is not None)
-    if folded and bytes_pattern is None:  # str.lower() is not re's Unicode case folding
-        needles = ()
-    return Query(text, case_sensitive, regex, text_pattern, bytes_pattern, needles, folded)
+    literals = required_literals(source, flags, raw=bytes_pattern is not None)
+    if literals.folded and bytes_pattern is None:  # bytes.lower() is not Unicode folding
+        literals = Literals()
+    return Query(
+        text,
+        case_sensitive,
+        regex,
+        text_pattern,
+        bytes_pattern,
+        literals.sets,
+        literals.folded,
+        literals.exact,
+    )
 
 
 _LINE_END = r"(?=\r?$)"
@@ -163,92 +183,38 @@ def crlf_line_ends(pattern: str) -> str:
     return "".join(out)
 
 
-def _needles(source: str, flags: int, raw: bool) -> tuple[tuple[bytes, ...], bool]:
-    """UTF-8 literals one of which every match must contain, and whether they are folded.
+_SHORT = 4096
+"""Stretches shorter than this are counted with `count`; see `_newlines`."""
 
-    None if the scan is better off without: for a case-sensitive pattern searched
-    `raw` (as bytes) that starts with its literal, re's own prefix scan is as fast and
-    cheaper per match.  Uses the private `re._parser`; if its shape ever changes we only
-    lose the speed-up.
+
+def _newlines(block: _Block, start: int, stop: int, nl: _Block) -> int:
+    """block[start:stop].count(nl), twice as fast over long stretches of ordinary lines.
+
+    `count` of one character tests byte by byte (~1.5 GB/s here, and it is most of the
+    work of a scan: every line's number is needed); `replace` finds each newline with
+    memchr (3-4 GB/s for 60-100 byte lines, copy included) but crawls on very short
+    lines, so a glance at the stretch's first bytes picks one.
     """
-    try:
-        walker = _Needles(import_module("re._constants"))
-        parsed = import_module("re._parser").parse(source, flags)
-        found = walker.sequence(parsed)
-        folded = walker.folded or bool(parsed.state.flags & re.IGNORECASE)
-        needles = sorted({"".join(map(chr, n)).encode() for n in found or ()})
-        prefixed = raw and not folded and needles == [_prefix(parsed)]
-    except Exception:  # an optimisation must never break a search
-        return (), False
-    if not needles or min(map(len, needles)) < MIN_NEEDLE or prefixed:
-        return (), False
-    if folded:  # (ASCII patterns) bytes.lower and re's bytes IGNORECASE fold ASCII only
-        needles = sorted({n.lower() for n in needles})
-    return tuple(needles), folded
-
-
-def _prefix(parsed: Any) -> bytes:
-    """The literal text a parsed pattern starts with (UTF-8)."""
-    codes = []
-    for op, av in parsed:
-        if str(op) != "LITERAL":
-            break
-        codes.append(av)
-    return "".join(map(chr, codes)).encode()
-
-
-class _Needles:
-    """Walks a parsed pattern for the best set of literals that every match contains.
-
-    A needle is a tuple of code points; `folded` notes a scoped `(?i:...)` on the way
-    (lower-casing needles and haystack is always safe, so it then applies to all).
-    """
-
-    def __init__(self, constants: Any) -> None:
-        self.c = constants
-        self.folded = False
-
-    def sequence(self, items: Any) -> list[tuple[int, ...]] | None:
-        """Every item of a sequence matches, so any item's needles will do: the best."""
-        c = self.c
-        best: list[tuple[int, ...]] | None = None
-        run: list[int] = []
-        for op, av in [*items, (None, None)]:
-            if op is c.LITERAL and av != 10:  # a needle never holds the line break
-                run.append(av)
-                continue
-            options = [[tuple(run)] if run else None]
-            run = []
-            if op is c.SUBPATTERN:
-                self.folded |= bool(av[1] & re.IGNORECASE)
-                options.append(self.sequence(av[-1]))
-            elif op is c.ATOMIC_GROUP:
-                options.append(self.sequence(av))
-            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and av[0] >= 1:
-                options.append(self.sequence(av[2]))
-            elif op is c.BRANCH:
-                alternatives = [self.sequence(alt) for alt in av[1]]
-                union = sorted({n for alt in alternatives for n in alt or ()})
-                if all(alternatives) and len(union) <= MAX_NEEDLES:
-                    options.append(union)
-            for option in options:
-                if option and (best is None or _score(option) > _score(best)):
-                    best = option
-        return best
-
-
-def _score(needles: Sequence[Sequence[int]]) -> tuple[int, int]:
-    return min(map(len, needles)), -len(needles)
+    if stop - start < _SHORT or block.count(nl, start, start + 512) > 16:
+        return block.count(nl, start, stop)
+    part = block if start == 0 and stop == len(block) else block[start:stop]
+    return len(part) - len(part.replace(nl, nl[:0]))
 
 
 def _regex_lines(
-    block: AnyStr, end: int, rx: re.Pattern[AnyStr], nl: AnyStr, first: int, out: list[int]
+    block: _Block,
+    end: int,
+    search: Callable[[_Block, int, int], re.Match[Any] | None],
+    nl: _Block,
+    first: int,
+    out: list[int],
 ) -> int:
     """Append the numbers of the lines of block[:end] that match; return its line count.
 
-    block[:end] ends with a newline; its first line is number `first`.
+    block[:end] ends with a newline and block[end:] holds none; its first line is number
+    `first`.  (Numbered as it goes, not by `_number`: cheaper when most lines match.)
     """
-    search, find, count = rx.search, block.find, block.count
+    find, count = block.find, block.count
     pos = last = 0
     line = first
     while pos < end:
@@ -258,7 +224,10 @@ def _regex_lines(
         start = m.start()
         if start >= end:  # an empty match after the last newline: no line there
             break
-        line += count(nl, last, start)
+        if start - last < _SHORT:
+            line += count(nl, last, start)
+        else:
+            line += _newlines(block, last, start, nl)
         stop = find(nl, start, end)
         if m.end() <= stop:
             out.append(line)
@@ -268,37 +237,59 @@ def _regex_lines(
                 out.append(line)
         line += 1
         pos = last = stop + 1
-    return line - first + count(nl, last, end)
+    return line - first + _newlines(block, last, len(block) if last == 0 else end, nl)
 
 
-_LOWER = bytes(range(256)).lower()  # bytes.translate with it beats bytes.lower
-
-
-_Check = Callable[[bytes, int, int], object]
-
-
-def _needle_lines(
-    block: bytes, end: int, query: Query, check: _Check, first: int, out: list[int]
+def _number(
+    block: _Block, end: int, where: list[int], nl: _Block, first: int, out: list[int]
 ) -> int:
-    """`_regex_lines`, but `check(block, start, stop)` only sees lines holding a needle."""
-    hay = block.translate(_LOWER) if query.folded else block  # no slice: no extra copy
-    find, line_end, line_start, count = hay.find, block.find, block.rfind, block.count
-    pos = last = 0
-    line = first
-    if len(query.needles) == 1:  # the common case, kept lean: candidates may be many
-        needle = query.needles[0]
+    """Append the numbers of the lines holding the offsets `where` (ascending, one per
+    line); return block[:end]'s line count.
+
+    Counting newlines is most of a scan's work, so only what the numbers need is counted
+    (between matching lines, not between candidates) and each stretch the fastest way.
+    """
+    count = block.count
+    line, last = first, 0
+    for at in where:
+        line += count(nl, last, at) if at - last < _SHORT else _newlines(block, last, at, nl)
+        out.append(line)
+        last = at
+    # block[end:] holds no newline (the partial line after the last one): count to the
+    # end of block when that spares `_newlines` a copy.
+    return line - first + _newlines(block, last, len(block) if last == 0 else end, nl)
+
+
+_Check = Callable[[bytearray, int, int], object]
+
+
+def _needle_lines(block: bytearray, end: int, query: Query, check: _Check | None) -> list[int]:
+    """The starts of the lines of block[:end] that match, for `_number`; only lines
+    holding a needle of the set that is rarest in this block are checked (`check` None:
+    they all match)."""
+    # bytes.lower folds ASCII only, as bytes IGNORECASE does, and runs at memory speed
+    # (translate with a table is three times slower).
+    hay = block.lower() if query.folded else block
+    needles = rarest(hay, end, query.needles)
+    find, line_end, line_start = hay.find, block.find, block.rfind
+    heads: list[int] = []
+    pos = 0
+    if len(needles) == 1:  # the common case, kept lean: hits may be many
+        needle = needles[0]
+        # A candidate must also hold the best other one-literal set: one `find` in the
+        # line rejects most candidates for a tenth of the cost of the regex.
+        also = next((s[0] for s in query.needles if len(s) == 1 and s != needles), None)
         hit = find(needle, 0, end)
         while hit >= 0:
             head = line_start(_NL, pos, hit) + 1 or pos
             stop = line_end(_NL, hit, end)
-            line += count(_NL, last, head)
-            if check(block, head, stop):
-                out.append(line)
-            line += 1
-            pos = last = stop + 1
+            if (also is None or find(also, head, stop) >= 0) and (
+                check is None or check(block, head, stop)
+            ):
+                heads.append(head)
+            pos = stop + 1
             hit = find(needle, pos, end)
-        return line - first + count(_NL, last, end)
-    needles = query.needles
+        return heads
     hits = [find(n, 0, end) for n in needles]
     while True:
         hit = min([h for h in hits if h >= 0], default=-1)
@@ -306,15 +297,13 @@ def _needle_lines(
             break
         head = line_start(_NL, pos, hit) + 1 or pos
         stop = line_end(_NL, hit, end)
-        line += count(_NL, last, head)
-        if check(block, head, stop):
-            out.append(line)
-        line += 1
-        pos = last = stop + 1
+        if check is None or check(block, head, stop):
+            heads.append(head)
+        pos = stop + 1
         for i, h in enumerate(hits):
             if 0 <= h < pos:
                 hits[i] = find(needles[i], pos, end)
-    return line - first + count(_NL, last, end)
+    return heads
 
 
 def _line_check(query: Query) -> _Check:
@@ -323,7 +312,7 @@ def _line_check(query: Query) -> _Check:
         return query.bytes_pattern.search
     search = query.text_pattern.search
 
-    def check(block: bytes, start: int, stop: int) -> object:
+    def check(block: bytearray, start: int, stop: int) -> object:
         return search(block[start:stop].decode("utf-8", "surrogateescape"))
 
     return check
@@ -363,6 +352,7 @@ class Searcher:
         self.generation = 0
         """Bumped when the file shrank or was replaced and the results started over."""
         self._identity: tuple[int, int] | None = None
+        self._buffer = bytearray()  # blocks are read into it (see `_read`)
         self._reset()
 
     def _reset(self) -> None:
@@ -449,45 +439,65 @@ class Searcher:
                 self._publish([self._line] if found else [], 0, tail=True)
                 self._tail_end = size
             return 0
-        data = os.pread(fd, min(self.block_size, size - start), start)
-        if not data:  # shrank since fstat; the next call restarts
+        n = self._read(fd, min(self.block_size, size - start), start)
+        if not n:  # shrank since fstat; the next call restarts
             return 0
+        data = self._buffer
         if start == self._offset:
-            end = data.rfind(_NL) + 1
+            end = data.rfind(_NL, 0, n) + 1
             if end:
                 self._search_block(data, end)
             else:
-                self._probe = start + len(data)
-            return len(data)
-        i = data.find(_NL)
+                self._probe = start + n
+            return n
+        i = data.find(_NL, 0, n)
         if i < 0:
-            self._probe = start + len(data)
-            return len(data)
+            self._probe = start + n
+            return n
         stop = start + i
         found = self._search_line(fd, self._offset, stop)
         self._publish([self._line] if found else [], 1)
         self._offset = self._probe = stop + 1
-        return len(data)
+        return n
 
-    def _search_block(self, data: bytes, end: int) -> None:
+    def _read(self, fd: int, size: int, offset: int) -> int:
+        """Read into the reused `_buffer`; return the byte count.
+
+        A fresh 256 KiB `bytes` per block (and the lower-cased copy) made glibc trim and
+        re-fault the heap's top every block: reading in place nearly halves the cost
+        of a folded search.
+        """
+        if len(self._buffer) != size:  # exactly: `_number` counts newlines to its end
+            self._buffer = bytearray(size)
+        n = os.preadv(fd, [self._buffer], offset)
+        if n < size:  # the file shrank since fstat
+            del self._buffer[n:]
+        return n
+
+    def _search_block(self, data: bytearray, end: int) -> None:
         """Search the complete lines data[:end], which start at `_offset`."""
         query, first = self.query, self._line
         found: list[int] = []
         rx = query.bytes_pattern
         if query.needles:
-            lines = _needle_lines(data, end, query, _line_check(query), first, found)
+            # Only lines holding a needle are checked; if exact, each of those matches.
+            check = None if query.exact else _line_check(query)
+            heads = _needle_lines(data, end, query, check)
+            lines = _number(data, end, heads, _NL_BLOCK, first, found)
         elif rx is None:
             text = data[:end].decode("utf-8", "surrogateescape")
-            lines = _regex_lines(text, len(text), query.text_pattern, "\n", first, found)
+            search = query.text_pattern.search
+            lines = _regex_lines(text, len(text), search, "\n", first, found)
         else:
-            lines = _regex_lines(data, end, rx, _NL, first, found)
+            lines = _regex_lines(data, end, rx.search, _NL_BLOCK, first, found)
         self._publish(found, lines)
         self._offset = self._probe = self._offset + end
 
     def _search_line(self, fd: int, start: int, stop: int) -> bool:
         """Whether the one line file[start:stop] (no newline) matches; reads it whole."""
-        data = os.pread(fd, min(stop - start, LONG_LINE_LIMIT), start)
-        return bool(_line_check(self.query)(data, 0, len(data)))
+        data = bytearray(min(stop - start, LONG_LINE_LIMIT))
+        n = os.preadv(fd, [data], start)
+        return bool(_line_check(self.query)(data, 0, n))
 
     def _publish(self, found: list[int], lines: int, *, tail: bool = False) -> None:
         """Record the matches among the next `lines` lines (with `tail`: the partial one)."""
