@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import time
@@ -35,7 +36,7 @@ from ccx_tui.engine.sessions.events import (
     UsageSampled,
 )
 from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec, State
-from ccx_tui.engine.wire.client import EngineClient
+from ccx_tui.engine.wire.client import EngineClient, ServerSocket
 from ccx_tui.engine.wire.remote_engine import RemoteEngine
 from ccx_tui.errors import CcxError
 from ccx_tui.hangup import EXIT_HANGUP, HangupGuard
@@ -102,6 +103,35 @@ def tab_label(info: SessionInfo) -> Content:
     return Content.from_markup(markup, icon=icon, title=printable(info.spec.title), badge=badge)
 
 
+DEFAULT_GC_THRESHOLDS = gc.get_threshold()
+GC_THRESHOLDS = (700, 10, 100)
+"""The collector's thresholds once the app is up: full passes ten times rarer than
+Python's default (young ones as usual)."""
+
+
+def spare_the_collector() -> None:
+    """Keep the cyclic collector's full passes short and rare.
+
+    Measured with 20 busy sessions: a full pass walked some 150,000 objects (Textual,
+    its CSS, the widgets of every tab, cached lines) for 150-250 ms of CPU, every second
+    or two while switching tabs, each one a key that waited as long.  What exists once
+    the app is up (and the tabs of the work already running) lives as long as the app:
+    it is collected once and frozen, out of every later pass; and the passes are rarer.
+    What freezing gives up: a frozen object left in a reference cycle is never freed
+    (the widgets of a tab that was open at startup and is closed later).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def restore_the_collector() -> None:
+    """Undo `spare_the_collector` (the app is going: what it froze may be freed, and
+    a process that runs apps one after another, as the tests do, leaks none)."""
+    gc.unfreeze()
+    gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
+
+
 class CcxApp(LiteralToastsApp):
     """Tabs of sessions, a sidebar of limits and TTLs, everything on the keyboard."""
 
@@ -149,12 +179,17 @@ class CcxApp(LiteralToastsApp):
         super().__init__()
         # Textual's default ANSI palette draws magenta like red and blue as purple.
         self.ansi_theme_dark = ANSI_THEME
+        # No animations: the tab bar's underline slid for 0.3 s after every switch, a
+        # frame every 1/60 s each redrawing the whole row of tabs and the sidebar, and
+        # keys pressed meanwhile waited for those frames.
+        self.animation_level = "none"
         self.engine = engine
         self.remotes = list(remotes or [])
         self.engines: list[Engine] = [engine, *self.remotes]
         self.settings = settings
         self._commands = list(commands or [])
         self._names = list(names or [])  # the commands' sessions' names, in order
+        self._wrap = settings.wrap  # every output view's soft wrap (`W` switches all)
         self._declared = list(declared or [])
         self._clock = clock
         self._sample_usage = sample_usage  # show the engines' CPU and memory figures
@@ -226,8 +261,10 @@ class CcxApp(LiteralToastsApp):
         self._sync_empty()
         self._tick()
         self.set_interval(1.0, self._tick)
+        spare_the_collector()
 
     async def on_unmount(self) -> None:
+        restore_the_collector()
         await asyncio.gather(*(engine.aclose() for engine in self.engines))
 
     async def _show_current_work(self) -> None:
@@ -297,7 +334,7 @@ class CcxApp(LiteralToastsApp):
         if pane is not None:
             pane.info = info
             self._tabs.get_tab(pane).label = tab_label(info)
-            pane.view.refresh_source()
+            pane.output_grew()
         self._refresh_sidebar()
         if info.state.final:
             self._toast(info)
@@ -325,7 +362,7 @@ class CcxApp(LiteralToastsApp):
         try:
             # The tap lets the pane show output a full disk did not keep.
             tap = live_tap(self._engine_of(info.id), info)
-            pane = SessionPane(tab_label(info), info, tap=tap)
+            pane = SessionPane(tab_label(info), info, tap=tap, wrap=self._wrap)
         except CcxError as exc:  # its transcript cannot be opened
             if tap is not None:
                 tap.close()
@@ -579,6 +616,12 @@ class CcxApp(LiteralToastsApp):
         self._sidebar_wanted = main.has_class("-no-sidebar")
         main.remove_class("-zoom")
         self._sync_sidebar()
+
+    def on_transcript_view_wrap_toggled(self, event: TranscriptView.WrapToggled) -> None:
+        """`W` in one tab switches soft wrap in every tab (and in tabs opened later)."""
+        self._wrap = event.wrap
+        for pane in self._panes.values():
+            pane.view.wrap = event.wrap
 
     def action_zoom(self) -> None:
         self.screen_stack[0].toggle_class("-zoom")
@@ -873,16 +916,19 @@ class ViewerApp(LiteralToastsApp):
         Binding("question_mark", "help", "Help"),
     ]
 
-    def __init__(self, path: Path, title: str) -> None:
+    def __init__(self, path: Path, title: str, *, wrap: bool = False) -> None:
         super().__init__()
         self.path = path
         self.title = title
+        self.wrap = wrap
         self._search_note = ""
 
     def compose(self) -> ComposeResult:
         from ccx_tui.widgets.transcript_panel import TranscriptPanel
 
-        yield TranscriptPanel(self.path, title=self.path.name, follow=True, id="viewer")
+        yield TranscriptPanel(
+            self.path, title=self.path.name, follow=True, wrap=self.wrap, id="viewer"
+        )
         yield Static(Content(self.title), id="viewer-title")
         yield KeyFooter()
 
@@ -902,9 +948,8 @@ class ViewerApp(LiteralToastsApp):
         elif view.filtering:
             where = f"only matching lines, of {total}"
         else:
-            first = min(total, int(view.scroll_y) + 1)
-            last = min(total, int(view.scroll_y) + view.scrollable_content_region.height)
-            where = f"line {first}-{last} of {total}"
+            shown = view.visible_lines() or (-1, -1)
+            where = f"line {shown[0] + 1}-{shown[1] + 1} of {total}"
         follow = "following" if view.following else f"↓ {view.new_lines} new (f to follow)"
         parts = [self.title, where, follow]
         if view.searcher is not None:
@@ -928,12 +973,15 @@ def make_app(
     token: str | None = None,
     servers: list[ServerTarget] | None = None,
     declared: list[DeclaredSession] | None = None,
+    attach: list[ServerTarget] | None = None,
     **kwargs: object,
 ) -> CcxApp:
     """The app factory (tests and screenshots build the app through it): a client of
     the data dir's engine process (started on first use), and an engine per server.
 
-    `connect` URLs share `token`; `servers` carry their own token and name.
+    `connect` URLs share `token`; `servers` carry their own token and name (sessions
+    run there, under our limits); `attach` are ccx-tui servers whose engines are shown
+    as the local one is (every session, kept running when we go).
     """
     engine = EngineClient(
         settings.data_dir,
@@ -945,6 +993,15 @@ def make_app(
     remotes: list[Engine] = [
         RemoteEngine(settings.engine_config(), t.url, token=t.token, name=t.name, ca_file=t.ca_file)
         for t in targets
+    ]
+    remotes += [
+        EngineClient(
+            settings.data_dir,
+            server=ServerSocket(t.url, token=t.token, ca_file=t.ca_file),
+            name=t.name or t.url,
+            default_ttl=settings.ttl,
+        )
+        for t in attach or []
     ]
     return CcxApp(
         engine,
@@ -963,6 +1020,7 @@ def run_app(
     servers: list[ServerTarget] | None = None,
     declared: list[DeclaredSession] | None = None,
     names: list[str] | None = None,
+    attach: list[ServerTarget] | None = None,
 ) -> int:
     """Run the app; raises EngineError (before the screen is taken) if the engine
     process can be neither found nor started.  `names` name the `commands`' sessions,
@@ -970,7 +1028,9 @@ def run_app(
     from ccx_tui.engine.server.daemon_client import ensure_engine
 
     ensure_engine(settings.data_dir, args=settings.engine_args())
-    app = make_app(settings, commands, servers=servers, declared=declared, names=names)
+    app = make_app(
+        settings, commands, servers=servers, declared=declared, names=names, attach=attach
+    )
     try:
         code = app.run()
     finally:
@@ -1013,4 +1073,4 @@ def run_viewer(settings: Settings, target: str) -> int:
     from ccx_tui.engine.transcripts.reader import TranscriptReader
 
     TranscriptReader(path).close()  # a clear error before the screen is taken over
-    return ViewerApp(path, title).run() or 0
+    return ViewerApp(path, title, wrap=settings.wrap).run() or 0

@@ -134,9 +134,11 @@ class SessionPane(TabPane):
         *,
         read_only: bool = False,
         tap: OutputTap | None = None,
+        wrap: bool = False,
     ) -> None:
         """`title` is the tab's label: Content, so that no text in it is taken as markup.
-        `tap` (see `live_tap`) is the pane's to close.  Raises `TranscriptError` if the
+        `tap` (see `live_tap`) is the pane's to close; `wrap` starts its output
+        soft-wrapped.  Raises `TranscriptError` if the
         session's transcript cannot be opened."""
         super().__init__(title, id=pane_id(info.id))
         self.session_id = info.id
@@ -144,10 +146,14 @@ class SessionPane(TabPane):
         self.set_reactive(SessionPane.info, info)
         # Made here, not in compose: a transcript that cannot be opened raises to the
         # caller (a toast), and `view` needs no DOM query.
-        self._panel = TranscriptPanel(info.transcript, title=info.spec.title, follow=True)
+        self._panel = TranscriptPanel(
+            info.transcript, title=info.spec.title, follow=True, wrap=wrap
+        )
         self._tap = tap
         self._live = LiveBacklog(LIVE_WINDOW)
         self._live_tail = LiveTail()  # held: updated after every drained batch
+        self._status = Static(id="status")  # held: updated every second, never queried
+        self._status_text = ""
         # A full-screen program's live screen: built when one first runs here.
         self._screen: TerminalScreen | None = None
         self._screen_at: int | None = None  # where its program entered the screen
@@ -155,11 +161,15 @@ class SessionPane(TabPane):
         self._screen_fd = -1
         self._feeding = False
         self._term_size: tuple[int, int] | None = None  # the terminal's, as last posted
+        # Shown on screen (Show/Hide from the layout): a tab in the background does no
+        # work for new output, it only notes that it is behind and catches up when shown.
+        self._shown = False
+        self._behind = False
 
     def compose(self) -> ComposeResult:
         yield self._panel
         yield self._live_tail
-        yield Static(id="status")
+        yield self._status
 
     def on_mount(self) -> None:
         # Not `_render_status`: `is_mounted` turns true only after this handler, and a
@@ -174,6 +184,14 @@ class SessionPane(TabPane):
         if self._tap is not None:
             self._tap.close()
         self._close_screen_fd()
+
+    def on_show(self) -> None:
+        self._shown = True
+        if self._behind:
+            self.output_grew()
+
+    def on_hide(self) -> None:
+        self._shown = False
 
     def _on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # TabPane would post Focused here, and TabbedContent re-activates the pane that
@@ -269,7 +287,12 @@ class SessionPane(TabPane):
 
     def output_grew(self) -> None:
         """The session printed more: the transcript view and, while a full-screen
-        program runs, its screen catch up (at most once per pass of the loop)."""
+        program runs, its screen catch up (at most once per pass of the loop).  A pane
+        not on screen only notes it: it catches up once shown."""
+        if not self._shown:
+            self._behind = True
+            return
+        self._behind = False
         self.view.refresh_source()
         if self.has_class("-full-screen") and not self._feeding:
             self._feeding = True
@@ -400,5 +423,9 @@ class SessionPane(TabPane):
             parts.append(self.search_note)
         if self.follow_note:
             parts.append(self.follow_note)
-        # The reason and the write error are a process's, a disk's or a server's words.
-        self.query_one("#status", Static).update(plain(" · ".join(parts)))
+        text = " · ".join(parts)
+        if text != self._status_text:
+            self._status_text = text
+            # The reason and the write error are a process's, a disk's or a server's
+            # words.  One line high whatever it says: no layout, only a repaint.
+            self._status.update(plain(text), layout=False)

@@ -4,6 +4,7 @@ view on either side."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.content import ContentType
 from textual.widgets import Static, TabbedContent, Tabs
 from textual.widgets._tabbed_content import ContentTabs
 
@@ -35,6 +36,20 @@ class SessionTabs(TabbedContent):
         display: none;
     }
     """
+
+    def __init__(
+        self,
+        *titles: ContentType,
+        initial: str = "",
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+        disabled: bool = False,
+    ) -> None:
+        super().__init__(
+            *titles, initial=initial, name=name, id=id, classes=classes, disabled=disabled
+        )
+        self._right_offset = -1  # where "N ▶" was put
 
     def compose(self) -> ComposeResult:
         yield from super().compose()
@@ -81,13 +96,22 @@ class SessionTabs(TabbedContent):
         tabs = self.get_child_by_type(ContentTabs)
         # No tab bar shown (zoomed): nothing to count.
         left, right = self.hidden_tabs() if tabs.display and tabs.size.width else (0, 0)
-        more_left = self.query_one("#more-left", Static)
+        # Only what changed: an update lays the screen out again (the labels are as
+        # wide as their text), and this runs on every switch and every second.
+        self._set_more(self.query_one("#more-left", Static), f"◀ {left}" if left else "")
+        label = f"{right} ▶" if right else ""
         more_right = self.query_one("#more-right", Static)
-        more_left.display = left > 0
-        more_right.display = right > 0
-        if left:
-            more_left.update(f"◀ {left}")
-        if right:
-            label = f"{right} ▶"
-            more_right.update(label)
-            more_right.styles.offset = (max(0, self.size.width - len(label) - 2), 0)
+        self._set_more(more_right, label)
+        if label:
+            offset = max(0, self.size.width - len(label) - 2)
+            if offset != self._right_offset:
+                self._right_offset = offset
+                more_right.styles.offset = (offset, 0)
+
+    def _set_more(self, more: Static, label: str) -> None:
+        """Show `label` in `more` (hidden if empty), touching it only if it changed."""
+        more.display = bool(label)
+        old = str(more.content)
+        if label and old != label:
+            # As wide as before ("◀ 3" to "◀ 4"): a repaint; else a layout.
+            more.update(label, layout=len(old) != len(label))

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.reactive import reactive
+from textual.strip import Strip
+from textual.visual import Visual, visualize
 from textual.widgets import Static
 
 from ccx_tui.engine.sessions.local import EngineStats
-from ccx_tui.engine.sessions.session import SessionInfo, State
+from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.sessions.usage import TreeUsage
 from ccx_tui.widgets.safe import printable
 from ccx_tui.widgets.status import (
@@ -38,14 +43,23 @@ def ttl_bar(remaining: float, total: float, width: int = BAR_WIDTH) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def session_row(info: SessionInfo, now: float, usage: TreeUsage | None, selected: bool) -> Text:
+def session_row(
+    info: SessionInfo,
+    now: float,
+    usage: TreeUsage | None,
+    selected: bool,
+    title: str | None = None,
+) -> Text:
     """A session's lines.  Its title, server and write error are untrusted text: Text
-    takes them literally, `printable` keeps each on its line."""
+    takes them literally, `printable` keeps each on its line.  `title` is
+    `printable(info.spec.title)`, if the caller has it already."""
     icon, colour = state_icon(info)
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("›" if selected else " ", style="bold")
     text.append(f"{icon} ", style=_COLOURS.get(colour, ""))
-    text.append(printable(info.spec.title), style="bold" if selected else "")
+    if title is None:
+        title = printable(info.spec.title)
+    text.append(title, style="bold" if selected else "")
     text.append("\n   ")
     text.append(state_label(info, now), style=_COLOURS.get(colour, ""))
     if badge := restart_badge(info):
@@ -73,6 +87,129 @@ def session_row(info: SessionInfo, now: float, usage: TreeUsage | None, selected
         error = printable(info.write_error)
         text.append(f"\n   ⚠ {error}; {size(info.bytes_lost)} lost", style="red")
     return text
+
+
+class SessionRows(Static):
+    """The sessions' rows, a blank line between two, drawn only where they are seen.
+
+    A Static draws all of its text on every change: with 100 sessions, 300 lines every
+    second (elapsed times move on) and on every tab switch (the mark moves), for the
+    dozen rows on screen.  Here each row is drawn on its own, when it is on screen, and
+    kept until it changes; `visual` is still the whole text (for whoever reads it).
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._rows: list[Text] = []
+        self._width = -1  # the width `_starts` and `_drawn` are for
+        self._starts: list[int] = []  # each row's first line, and the total at the end
+        self._drawn: dict[int, list[Strip]] = {}  # row -> its lines, as last drawn
+        self._whole: Visual | None = None
+
+    @property
+    def visual(self) -> Visual:
+        """All the rows as one text, as a Static holding them would have it."""
+        if self._whole is None:
+            self._whole = visualize(self, _joined(self._rows))
+        return self._whole
+
+    def set_rows(self, rows: list[Text]) -> None:
+        """Show `rows`; only rows that changed are drawn again, and the screen is laid
+        out again only if the rows' height changed."""
+        old = self._rows
+        if rows == old:
+            return
+        self._rows = rows
+        self._whole = None
+        width = self._width
+        changed = [i for i, row in enumerate(rows) if i >= len(old) or old[i] != row]
+        for i in list(self._drawn):
+            if i >= len(rows) or i in changed:  # (-1, the blank line, stays)
+                del self._drawn[i]
+        old_starts = self._starts
+        self._measure(width)
+        if self._starts != old_starts or width < 0:
+            self.refresh(layout=True)
+            return
+        for i in changed:  # the same lines: repaint only the rows that changed
+            start = self._starts[i]
+            self.refresh(Region(0, start, max(width, 1), self._starts[i + 1] - start))
+
+    def row_span(self, index: int) -> tuple[int, int]:
+        """(first line, lines) of row `index`, as last laid out."""
+        if index + 1 >= len(self._starts):
+            return 0, 1
+        start = self._starts[index]
+        return start, self._starts[index + 1] - start - (index + 1 < len(self._rows))
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        if width != self._width:
+            self._drawn.clear()
+            self._measure(width)
+        return self._starts[-1] if self._starts else 0
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if width != self._width:
+            self._drawn.clear()
+            self._measure(width)
+        index = bisect_right(self._starts, y) - 1
+        if 0 <= index < len(self._rows):
+            lines = self._draw(index)
+            line = y - self._starts[index]
+            if line < len(lines):
+                return lines[line]
+        return self._blank()  # between two rows
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._drawn.clear()  # drawn in the old colours
+
+    def _blank(self) -> Strip:
+        """The line between two rows, as a Static draws an empty line."""
+        lines = self._drawn.get(-1)
+        if lines is None:
+            visual = visualize(self, Text(""))
+            lines = Visual.to_strips(self, visual, max(self._width, 1), None, self.visual_style)
+            self._drawn[-1] = lines
+        return lines[0] if lines else Strip.blank(self._width, self.visual_style.rich_style)
+
+    def _measure(self, width: int) -> None:
+        """Each row's first line at `width` (a row whose lines all fit is as many
+        lines high as it has; only one that wraps is drawn to tell)."""
+        self._width = width
+        starts, line = [], 0
+        for i, row in enumerate(self._rows):
+            starts.append(line)
+            # Not laid out yet (no width): a guess, corrected once it is.
+            fits = width <= 0 or _fits(row, width)
+            line += row.plain.count("\n") + 1 if fits else len(self._draw(i))
+            line += i + 1 < len(self._rows)  # the blank line under it
+        starts.append(line)
+        self._starts = starts
+
+    def _draw(self, index: int) -> list[Strip]:
+        lines = self._drawn.get(index)
+        if lines is None:
+            visual = visualize(self, self._rows[index])
+            width = max(self._width, 1)
+            lines = Visual.to_strips(self, visual, width, None, self.visual_style)
+            self._drawn[index] = lines
+        return lines
+
+
+def _joined(rows: list[Text]) -> Text:
+    whole = Text()
+    for i, row in enumerate(rows):
+        if i:
+            whole.append("\n\n")
+        whole.append_text(row)
+    return whole
+
+
+def _fits(text: Text, width: int) -> bool:
+    """Whether every line of `text` fits in `width` cells (none wraps)."""
+    return width > 0 and all(cell_len(line) <= width for line in text.plain.split("\n"))
 
 
 class Sidebar(VerticalScroll):
@@ -114,10 +251,16 @@ class Sidebar(VerticalScroll):
         self.can_focus = False
         self._pending = False
         self._mark: tuple[int, int] | None = None  # where the selected row was put
+        # Held, never queried; and what they last showed, so that an unchanged text is
+        # not drawn again and a changed one lays the screen out only if its height did.
+        self._limits = Static(id="limits")
+        self._rows = SessionRows(id="rows")
+        self._shown: dict[Static, Text] = {}
+        self._titles: dict[str, tuple[SessionSpec, str]] = {}  # by session id
 
     def compose(self) -> ComposeResult:
-        yield Static(id="limits")
-        yield Static(id="rows")
+        yield self._limits
+        yield self._rows
 
     def on_mount(self) -> None:
         self._show()  # `is_mounted` turns true only after this handler
@@ -165,26 +308,53 @@ class Sidebar(VerticalScroll):
                 limits.append(f", paused {stats.paused}")
         for name, status in self.servers:
             limits.append(f"\n{printable(name)}: {printable(status)}", style="cyan")
-        self.query_one("#limits", Static).update(limits)
-        rows = Text()
+        self._put(self._limits, limits)
+        rows: list[Text] = []
         if not self.sessions:
-            rows.append("no sessions yet", style="bright_black")
-        mark: tuple[int, int] | None = None  # the selected row's first line and height
+            rows.append(Text("no sessions yet", style="bright_black"))
+        selected_row: int | None = None
         for i, info in enumerate(self.sessions):
-            if i:
-                rows.append("\n\n")
             selected = info.id == self.selected
-            row = session_row(info, self.now, self.usage.get(info.id), selected)
+            usage = self.usage.get(info.id)
+            rows.append(session_row(info, self.now, usage, selected, self._title(info)))
             if selected:
-                mark = (rows.plain.count("\n"), row.plain.count("\n") + 1)
-            rows.append_text(row)
-        rows_widget = self.query_one("#rows", Static)
-        rows_widget.update(rows)
+                selected_row = i
+        if len(self._titles) > len(self.sessions):  # closed tabs: forget their titles
+            shown = {info.id for info in self.sessions}
+            self._titles = {k: v for k, v in self._titles.items() if k in shown}
+        self._rows.set_rows(rows)
+        mark = None if selected_row is None else self._rows.row_span(selected_row)
         if mark is not None and mark != self._mark:
             self._mark = mark
             # Once laid out: the selected session in view, however many there are.
-            self.call_after_refresh(self._scroll_to_row, rows_widget, *mark)
+            self.call_after_refresh(self._scroll_to_row, mark)
 
-    def _scroll_to_row(self, rows_widget: Static, line: int, height: int) -> None:
-        top = rows_widget.virtual_region.y + line
+    def _title(self, info: SessionInfo) -> str:
+        """The session's title, shown safely; worked out (a shell parse of its
+        command) once per spec, not for every session every second."""
+        known = self._titles.get(info.id)
+        if known is not None and known[0] is info.spec:
+            return known[1]
+        title = printable(info.spec.title)
+        self._titles[info.id] = (info.spec, title)
+        return title
+
+    def _put(self, widget: Static, text: Text) -> None:
+        """Show `text` in `widget`, if it differs from what it shows."""
+        old = self._shown.get(widget)
+        if old is not None and old == text:
+            return
+        self._shown[widget] = text
+        width = widget.content_region.width
+        same_height = (
+            old is not None
+            and old.plain.count("\n") == text.plain.count("\n")
+            and _fits(old, width)
+            and _fits(text, width)  # no line wraps: as many lines on screen as before
+        )
+        widget.update(text, layout=not same_height)
+
+    def _scroll_to_row(self, mark: tuple[int, int]) -> None:
+        line, height = mark
+        top = self._rows.virtual_region.y + line
         self.scroll_to_region(Region(0, top, 1, height), animate=False, immediate=True)
