@@ -176,6 +176,15 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     _common(att)
     _on_exit(att)
     _wrap(att)
+    att.add_argument(
+        "--server",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="a ccx-tui server (`ccx-tui serve` on another machine): show its sessions "
+        "as the local engine's, live and past; going leaves them running (repeatable)",
+    )
+    _client_auth(att, "--server")
 
     kil = _Parser(prog="ccx-tui kill", description="Kill sessions of the running engine.")
     _common(kil)
@@ -355,8 +364,20 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         from ccx_tui.app import run_app
         from ccx_tui.engine_cli import require_engine
 
-        require_engine(settings)
-        return run_app(settings, [])
+        attach = resolve_servers(
+            ns.server,
+            _given_token(ns, "ccx-tui attach"),
+            (),
+            data_dir=settings.data_dir,
+            ca_file=_ca_file(ns),
+        )
+        if not attach:  # else the local engine need not be running already
+            require_engine(settings)
+        for target in attach:  # a wrong token says so here, not as a toast later
+            from ccx_tui.engine.wire.client import ServerSocket, probe
+
+            asyncio.run(probe(ServerSocket(target.url, token=target.token, ca_file=target.ca_file)))
+        return run_app(settings, [], attach=attach)
     if name == "kill":
         from ccx_tui.engine_cli import kill
 

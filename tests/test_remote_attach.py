@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from ccx_tui.app import make_app
+from ccx_tui.config import ServerTarget, Settings
 from ccx_tui.engine.server.daemon_client import EngineError
 from ccx_tui.engine.sessions.events import Event, OutputAppended, SessionAdded, Subscriber
 from ccx_tui.engine.sessions.session import SessionSpec, State
 from ccx_tui.engine.wire.auth import token_path
 from ccx_tui.engine.wire.client import EngineClient, ServerSocket
+from ccx_tui.widgets.transcript_view import TranscriptView
 from tests.helpers import until
 from tests.serving import serving
 
@@ -141,3 +144,36 @@ async def test_the_table_names_sessions_started_elsewhere(tmp_path: Path) -> Non
             assert copy.is_relative_to(tmp_path / "a")
         finally:
             await asyncio.gather(watcher.aclose(), starter.aclose())
+
+
+async def test_app_shows_a_servers_sessions_and_leaves_them_running(tmp_path: Path) -> None:
+    """`ccx-tui attach --server URL` in the app: a session started there by another
+    client has its tab with its output (from the local copy); a kill from the app ends
+    it there; quitting leaves the other one running on the server."""
+    server_dir = tmp_path / "srv"
+    with serving(server_dir) as (url, _):
+        token = token_path(server_dir).read_text().strip()
+        other = _client(tmp_path / "other", url, token)
+        await other.open()
+        try:
+            keep = await other.start(SessionSpec("echo kept-$((6*7)); exec sleep 300", tty=False))
+            stop = await other.start(SessionSpec("echo stop-me; exec sleep 300", tty=False))
+            settings = Settings(data_dir=tmp_path / "here", kill_grace=0.3, on_exit="detach")
+            app = make_app(settings, attach=[ServerTarget(url, token, "box")], sample_usage=False)
+            async with app.run_test(size=(140, 36)) as pilot:
+                await until(lambda: len(app._sidebar.sessions) == 2, what="both tabs")
+                pane = app._panes[keep.id]
+                view = pane.query_one(TranscriptView)
+                app._activate(keep.id)
+                await until(
+                    lambda: view.line_count >= 1 and "kept-42" in view.line_plain(0) or False
+                )
+                app._activate(stop.id)
+                await until(lambda: app._current() == stop.id)
+                await pilot.press("X")
+                await until(lambda: other.get(stop.id).state is State.KILLED, what="killed there")
+                await pilot.press("q")
+            await until(lambda: other.get(keep.id).state is State.RUNNING)
+        finally:
+            await other.kill(keep.id)
+            await other.aclose()

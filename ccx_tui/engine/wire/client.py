@@ -105,6 +105,14 @@ class ServerSocket:
             raise EngineError(str(exc)) from None
 
 
+async def probe(server: ServerSocket) -> None:
+    """Connect to `server` and let go: raises EngineError saying why it cannot be
+    used (a wrong token, a refused connection), before any screen is taken."""
+    ws = await server.connect()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(), 2)
+
+
 class EngineClient:
     """Sessions of the engine process of `data_dir` (started on first use).
 
