@@ -15,7 +15,7 @@ from textual.geometry import Offset
 from textual.pilot import Pilot
 from textual.selection import Selection
 
-from ccx_tui.app import make_app
+from ccx_tui.app import ViewerApp, make_app
 from ccx_tui.config import Settings
 from ccx_tui.config_file import load_config
 from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
@@ -342,3 +342,42 @@ async def test_a_truncated_file_is_wrapped_afresh(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: _text(view)[:3] == ["short", "lines", ""])
         await wait_for(pilot, lambda: not view.wrap_pending)
         assert view.virtual_size.height == 2
+
+
+async def test_wrap_setting_and_W_apply_to_every_tab(data_dir: Path) -> None:
+    """`wrap = true` opens every tab wrapped; `W` in one tab unwraps them all, the tabs
+    in the background too, and a tab opened later follows the last choice."""
+    long = "printf 'x%.0s' $(seq 1 300); echo"
+    app = make_app(
+        Settings(data_dir=data_dir, kill_grace=0.3, tty=False, wrap=True),
+        [long, long],
+        sample_usage=False,
+    )
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(lambda: len(app._sidebar.sessions) == 2, what="both tabs")
+        first, second = (app._panes[s].view for s in app._open)
+        await until(lambda: first.line_count == 1 and not first.wrap_pending, what="wrapped")
+        width = first.text_size[0]
+        await until(lambda: _text(first)[:2] == ["x" * width, "x" * width], what="two rows")
+        assert second.wrap
+        await pilot.press("W")
+        await until(lambda: not first.wrap and not second.wrap, what="all unwrapped")
+        await pilot.press("2")
+        await until(lambda: app._current() == app._open[1])
+        await until(lambda: second.line_count == 1 and _text(second)[1] == "", what="one row")
+        info = await app.engine.start(SessionSpec("echo third", tty=False))
+        await until(lambda: info.id in app._panes, what="a third tab")
+        assert not app._panes[info.id].view.wrap
+        await app.engine.kill_all()
+
+
+async def test_viewer_opens_wrapped(tmp_path: Path) -> None:
+    """`ccx-tui view --wrap FILE` (ViewerApp with wrap) shows long lines wrapped."""
+    path = tmp_path / "f.log"
+    path.write_text("y" * 200 + "\n")
+    app = ViewerApp(path, "f.log", wrap=True)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(TranscriptView)
+        await wait_for(pilot, lambda: view.line_count == 1 and not view.wrap_pending)
+        width = view.text_size[0]
+        await wait_for(pilot, lambda: _text(view)[:2] == ["y" * width, "y" * width])

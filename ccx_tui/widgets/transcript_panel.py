@@ -95,6 +95,7 @@ class TranscriptPanel(Vertical):
         *,
         title: str = "transcript",
         follow: bool = True,
+        wrap: bool = False,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -102,7 +103,7 @@ class TranscriptPanel(Vertical):
         """Raises `TranscriptError` if `path` cannot be opened."""
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
-        self._view = TranscriptView(path, follow=follow)
+        self._view = TranscriptView(path, follow=follow, wrap=wrap)
 
     def compose(self) -> ComposeResult:
         yield self._view

@@ -204,6 +204,18 @@ class TranscriptView(ScrollView, can_focus=True):
                 and message.transcript_view is self.transcript_view
             )
 
+    class WrapToggled(Message):
+        """The user switched soft wrap (`W`): the app may switch its other views too."""
+
+        def __init__(self, transcript_view: TranscriptView, wrap: bool) -> None:
+            super().__init__()
+            self.transcript_view = transcript_view
+            self.wrap = wrap
+
+        @property
+        def control(self) -> TranscriptView:
+            return self.transcript_view
+
     class _Searched(Message, bubble=False):
         """From the search worker: more of the file is scanned for search `gen`."""
 
@@ -239,6 +251,7 @@ class TranscriptView(ScrollView, can_focus=True):
         path: Path,
         *,
         follow: bool = True,
+        wrap: bool = False,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -248,6 +261,7 @@ class TranscriptView(ScrollView, can_focus=True):
         Args:
             path: The file to show; `chunks.bin` beside a `transcript.log` gives streams.
             follow: Start following new output.
+            wrap: Start with long lines soft-wrapped.
             name: The name of the widget.
             id: The ID of the widget in the DOM.
             classes: The CSS classes of the widget.
@@ -291,6 +305,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._wrapping = False  # a worker scans for the current width
         self._wrap_wanted = False  # the file grew during a scan: scan again after
         self.set_reactive(TranscriptView.following, follow)
+        self.set_reactive(TranscriptView.wrap, wrap)  # measured once the view has a size
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(FRAME, self._tick, pause=True)
@@ -321,6 +336,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._hidden = False
         if self._wanted and self._timer is not None:
             self._timer.resume()  # catch up with what arrived while hidden
+        self._check_wrap_width()  # wrap switched on (or the width changed) out of sight
 
     def on_resize(self, event: Resize) -> None:
         if self.following:
@@ -509,6 +525,7 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def action_toggle_wrap(self) -> None:
         self.wrap = not self.wrap
+        self.post_message(self.WrapToggled(self, self.wrap))
         if self.filtering:
             self.notify("wrap shows once the filter is off", timeout=3)
 
@@ -1065,8 +1082,11 @@ class TranscriptView(ScrollView, can_focus=True):
         self._wrapping = self._wrap_wanted = False
 
     def _check_wrap_width(self) -> None:
+        """Measure the lines if wrap is on and they are not measured at this width."""
         scanner = self._wrap_scanner
-        if self._wrapped_view and scanner is not None and scanner.width != self._wrap_width:
+        if self._wrapped_view and scanner is None:
+            self._start_wrap()
+        elif self._wrapped_view and scanner is not None and scanner.width != self._wrap_width:
             anchor = self._anchor()
             self._reset_wrap()
             self._start_wrap()
@@ -1085,6 +1105,8 @@ class TranscriptView(ScrollView, can_focus=True):
     def _start_wrap(self) -> None:
         """Measure the lines not measured yet at the current width, in a worker."""
         if not self._wrapped_view or self._closed or self.size.width <= 0:
+            return
+        if not self.is_on_screen:  # a tab in the background: measured once shown
             return
         if self._wrap_scanner is None:
             self._wrap_scanner = WrapScanner(self._wrap_width, _measure)
