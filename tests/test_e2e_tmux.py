@@ -500,3 +500,26 @@ def test_a_hangup_detaches_and_kill_by_id_ends_the_session(tmux: Tmux, tmp_path:
     assert kill.stdout == f"{session['id']} killed: sleep 1000\n"
     assert wait_gone(f"{session['id']}.") == []
     assert sessions(data)["sleep 1000"]["state"] == "killed"
+
+
+def test_restart_separator_and_soft_wrap(tmux: Tmux, tmp_path: Path) -> None:
+    """A command that fails: `r` runs it again and the view draws a separator between
+    the runs saying how the first ended; `W` wraps its long line onto more rows, and
+    `W` again puts it back on one (the rest scrolled sideways)."""
+    data = tmp_path / "data"
+    # The long line's text is built by the shell: the command line does not contain it.
+    command = "echo TAIL-$(printf 'z%.0s' $(seq 1 150))-END; exit 3"
+    tmux.start(ccx("--no-config", "--no-tty", "--data-dir", str(data), command))
+    tmux.wait_for_screen("exit 3 · run 1")
+    tmux.send("r")
+    screen = tmux.wait_for_screen("run 1 exited 3")
+    assert "── run 2 started " in screen
+    tmux.wait_for_screen("exit 3 · run 2")
+    assert "-END" not in tmux.screen()  # cut at the view's edge
+    tmux.send("W")
+    screen = tmux.wait_for_screen("-END")
+    assert sum("zzzzzzzzzz" in row for row in rows(screen)) >= 4  # two rows per run
+    tmux.send("W")
+    tmux.wait_screen(lambda s: "-END" not in s, "unwrapped")
+    tmux.send("q")
+    assert tmux.wait_exit() == 0
