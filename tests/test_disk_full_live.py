@@ -23,7 +23,9 @@ from ccx_tui.config import Settings
 from ccx_tui.engine.server.server import LIVE_WINDOW
 from ccx_tui.engine.sessions.local import LocalEngine
 from ccx_tui.engine.sessions.session import SessionSpec, State
+from ccx_tui.engine.sessions.tap import UNKEPT_TAIL
 from ccx_tui.engine.wire import protocol as p
+from ccx_tui.engine.wire.client import EngineClient
 from ccx_tui.engine.wire.remote import RemoteRun
 from ccx_tui.widgets.status import size
 from tests.helpers import until
@@ -318,8 +320,9 @@ async def test_attaching_after_the_end_states_what_the_disk_did_not_keep(
     full_disk: Path,  # noqa: F811
 ) -> None:
     """Replaying a finished session whose transcript filled the disk: the client gets
-    what the disk kept, then a notice for the rest (nothing holds it any more), then
-    the end with the write error; never a silent end after the prefix."""
+    what the disk kept, then a notice for the middle (nothing holds it any more), then
+    the latest output the engine still holds (its unkept tail, at most UNKEPT_TAIL),
+    then the end with the write error; never a silent end after the prefix."""
     source = _source(tmp_path)
     async with running_server(full_disk) as server:
         info = await server.engine.start(SessionSpec(f"cat {source}"))
@@ -333,9 +336,69 @@ async def test_attaching_after_the_end_states_what_the_disk_did_not_keep(
             await call(ws, "session.attach", params, 1)
             assert (await recv(ws))["result"]["status"] == "attached"
             batches, others = await collect_batches(ws)
-    kept = b"".join(payload for _, _, payload in batches)
-    assert kept == source.read_bytes()[: info.bytes] and info.bytes > 0
+    whole = source.read_bytes()
+    kept = b"".join(payload for offset, _, payload in batches if offset < info.bytes)
+    assert kept == whole[: info.bytes] and info.bytes > 0
     [lost] = [m["params"] for m in others if m.get("method") == p.LOST_METHOD]
-    assert lost == {"offset": info.bytes, "bytes": SIZE - info.bytes, "reason": lost["reason"]}
+    tail_at = lost["offset"] + lost["bytes"]
+    assert lost["offset"] == info.bytes and info.bytes < tail_at < SIZE
     assert lost["reason"] == "the server's disk is full"
+    tail = b"".join(payload for offset, _, payload in batches if offset >= tail_at)
+    assert tail == whole[tail_at:] and UNKEPT_TAIL <= len(tail) <= 2 * UNKEPT_TAIL
     assert others[-1]["params"]["bytes_lost"] == SIZE - info.bytes
+
+
+async def test_a_view_that_taps_after_the_end_still_gets_the_unkept_tail(
+    tmp_path: Path,
+    full_disk: Path,  # noqa: F811
+) -> None:
+    """The engine holds the latest output its full disk did not keep (at most
+    UNKEPT_TAIL): a view that taps the session only once it has ended (a client that
+    came a moment late, a fast command) gets that tail, down to the last byte, in
+    transcript order; a session whose disk kept everything holds nothing."""
+    source = tmp_path / "lines.txt"
+    source.write_text("".join(f"line {i:08d}\n" for i in range(500_000)))
+    async with LocalEngine(Settings(data_dir=full_disk).engine_config()) as engine:
+        info = await engine.start(SessionSpec(f"cat {source}; echo END-MARK", tty=False))
+        info = await engine.wait(info.id)
+        assert info.write_error is not None and info.bytes_lost > UNKEPT_TAIL
+        tap = engine.tap(info.id, unkept_only=True)
+        chunks = await tap.read()
+        assert await tap.read() == []  # then closed: the session is over
+        data = b"".join(c.data for c in chunks)
+        total = source.stat().st_size + len(b"END-MARK\n")
+        assert chunks[0].offset + len(data) == total
+        assert UNKEPT_TAIL <= len(data) <= 2 * UNKEPT_TAIL
+        whole = source.read_bytes() + b"END-MARK\n"
+        assert data == whole[chunks[0].offset :]
+    async with LocalEngine(Settings(data_dir=tmp_path / "roomy").engine_config()) as engine:
+        fine = await engine.start(SessionSpec("echo small", tty=False))
+        await engine.wait(fine.id)
+        ok = engine.tap(fine.id, unkept_only=True)
+        assert await ok.read() == []
+
+
+async def test_a_client_attaching_after_the_end_shows_the_unkept_tail(
+    tmp_path: Path,
+    full_disk: Path,  # noqa: F811
+) -> None:
+    """A session on a full disk ends before any view taps it (another client started
+    it; a fast command): `ccx-tui attach` later, while the engine process lives, still
+    shows the latest output the disk did not keep, down to the last line, from the
+    engine's memory (an engine that exits takes that tail with it: the disk is full)."""
+    source = tmp_path / "lines.txt"
+    source.write_text("".join(f"line {i:08d}\n" for i in range(1_500_000)))
+    starter = EngineClient(full_disk, engine_args=("--kill-grace", "0.3"))
+    await starter.open()  # attached throughout: the engine process stays
+    try:
+        info = await starter.start(SessionSpec(f"cat {source}; echo LAST-LINE-MARKER", tty=False))
+        await until(lambda: starter.get(info.id).state is State.EXITED, timeout=60)
+        app = app_for(full_disk)
+        async with app.run_test(size=SCREEN):
+            await until(lambda: app._open == [info.id], what="its tab")
+            await until(
+                lambda: "LAST-LINE-MARKER" in screen_text(app), what=lambda: screen_text(app)
+            )
+            assert "bytes not kept on disk (disk full); the latest output:" in screen_text(app)
+    finally:
+        await starter.aclose()

@@ -416,10 +416,12 @@ async def collect_batches(
     """(offset, runs, payload) of each batch, and the other messages, up to the end.
 
     Checks on the way that every payload is binary, directly follows its header and
-    has the size the runs add up to, and that batches follow each other without gaps.
+    has the size the runs add up to, and that batches follow each other without gaps
+    (but those a `process.output_lost` notice states, exactly).
     """
     batches: list[tuple[int, list[list[Any]], bytes]] = []
     others: list[dict[str, Any]] = []
+    skipped = 0  # bytes stated lost since the last batch
     while True:
         async with asyncio.timeout(20):
             frame = await ws.recv()
@@ -433,10 +435,13 @@ async def collect_batches(
             assert sum(n for _, n in runs) == len(payload) > 0
             if batches:
                 last_offset, _, last_payload = batches[-1]
-                assert offset == last_offset + len(last_payload)
+                assert offset == last_offset + len(last_payload) + skipped
+            skipped = 0
             batches.append((offset, runs, payload))
             continue
         assert msg.get("method") != "process.output"  # never both formats at once
+        if msg.get("method") == "process.output_lost":
+            skipped += msg["params"]["bytes"]
         others.append(msg)
         if msg.get("method") in ("process.completed", "process.canceled", "process.error"):
             return batches, others

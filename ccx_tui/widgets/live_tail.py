@@ -81,6 +81,11 @@ class LiveTail(Vertical):
         with VerticalScroll(id="live-scroll"):
             yield Static(id="live-lines")
 
+    def on_mount(self) -> None:
+        # Anchored: every layout keeps the newest line in view (a scroll_end done before
+        # the block's first layout, as when a tab opens on a finished session, did not).
+        self.query_one("#live-scroll", VerticalScroll).anchor()
+
     def show(self, header: str, lines: list[Line]) -> None:
         """Show `header` (plain text) and `lines` (output bytes, rendered safely: only
         the colours the transcript view understands, no terminal control)."""

@@ -45,8 +45,9 @@ def pane_id(session_id: str) -> str:
 
 def live_tap(engine: Engine, info: SessionInfo) -> OutputTap | None:
     """A tap of a session's output for its pane (see `SessionPane`), if it may still
-    print anything; without back-pressure, so a view never holds a process back."""
-    if info.state.final and info.restart_at is None:
+    print anything or its disk did not keep the end (the engine holds that tail);
+    without back-pressure, so a view never holds a process back."""
+    if info.state.final and info.restart_at is None and info.write_error is None:
         return None
     with contextlib.suppress(CcxError):
         tap = engine.tap(info.id, window=LIVE_WINDOW, unkept_only=True)

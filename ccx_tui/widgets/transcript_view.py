@@ -331,6 +331,9 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def on_hide(self) -> None:
         self._hidden = True
+        # A screen's worth is rendered again in no time when shown; kept, the lines of
+        # every tab in the background are objects each full GC pass walks.
+        self._cache.clear()
 
     def on_show(self) -> None:
         self._hidden = False

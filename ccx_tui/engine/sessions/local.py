@@ -47,7 +47,7 @@ from ccx_tui.engine.sessions.session import (
     check_transition,
     resolve_id,
 )
-from ccx_tui.engine.sessions.tap import DEFAULT_WINDOW, OutputTap, PauseGate
+from ccx_tui.engine.sessions.tap import DEFAULT_WINDOW, UNKEPT_TAIL, OutputTap, PauseGate
 from ccx_tui.engine.transcripts.runs import RunEnd, RunStart, record_end, record_start
 from ccx_tui.engine.transcripts.store import DEFAULT_RETENTION, DataStore, MetaWriter
 from ccx_tui.engine.transcripts.transcript import META, TranscriptWriter
@@ -124,6 +124,9 @@ class _Record:
         self.end_reason: str | None = None  # the run's own reason, under the restart note
         self.gate = PauseGate()  # pauses the process's pipes for the disk or a tap
         self.taps: set[OutputTap] = set()
+        # The latest output of the run that its transcript has not got (see UNKEPT_TAIL):
+        # what the disk did not keep stays here for a view that taps the session later.
+        self.unkept: OutputTap | None = None
         self.out_offset = info.bytes  # transcript offset of the next byte, kept or not
         self.size = (info.spec.cols, info.spec.rows)  # its terminal's, last set by a view
         self.alt: AltScreenTracker | None = None  # a terminal run's full-screen switches
@@ -304,13 +307,16 @@ class LocalEngine:
         def kept() -> int:
             return rec.writer.offset if rec.writer is not None else 0
 
+        earlier = rec.unkept.held() if unkept_only and rec.unkept is not None else []
         tap = OutputTap(
-            rec.out_offset,
+            earlier[0].offset if earlier else rec.out_offset,
             gate=rec.gate if backpressure else None,
             window=window,
             kept=kept if unkept_only else None,
             on_close=rec.taps.discard,
         )
+        for chunk in earlier:  # what the disk did not keep before this tap came
+            tap.put(chunk.offset, chunk.stream, chunk.data)
         done = rec.info.state.final and rec.info.state is not State.CREATED
         if self._closed or (done and rec.restart_handle is None and rec.ended.is_set()):
             tap.close()
@@ -691,6 +697,9 @@ class LocalEngine:
         loop = asyncio.get_running_loop()
         writer = WriteBehind(transcript, loop, on_written=lambda: self._written(rec))
         rec.writer = writer
+        # Whole chunks (up to a pipe's worth) are dropped past the window: twice the
+        # tail, so that at least UNKEPT_TAIL stays.
+        rec.unkept = OutputTap(rec.out_offset, window=2 * UNKEPT_TAIL, kept=lambda: writer.offset)
         mux = LineMux(
             lambda stream, data: self._write(rec, stream, data), spool_dir=str(info.directory)
         )
@@ -763,6 +772,8 @@ class LocalEngine:
             mux.flush()
             mux.close()
             await writer.aclose()
+            if writer.error is None:
+                rec.unkept = None  # the disk kept it all
             rec.gate.release(writer)
             rec.gate.detach()
             rec.proc = None
@@ -917,6 +928,8 @@ class LocalEngine:
         offset = rec.out_offset
         rec.out_offset += len(data)
         writer.write(stream, data)
+        if rec.unkept is not None:
+            rec.unkept.put(offset, stream, data)
         for tap in rec.taps:
             tap.put(offset, stream, data)
         self._report_write_error(rec)

@@ -37,6 +37,10 @@ HARD_LIMIT = 64 * 1024 * 1024
 """A back-pressure tap whose source cannot pause drops its oldest bytes past this."""
 DEFAULT_WINDOW = 8 * 1024 * 1024
 """What a tap without back-pressure keeps for a consumer that falls behind."""
+UNKEPT_TAIL = 1024 * 1024
+"""At least this much of the latest output its transcript did not keep is held by the
+engine per session (at most twice as much), for a view that taps it later: a full
+disk's tail is not lost to a client that came a moment late."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,10 @@ class OutputTap:
         if self._gate is not None:
             self._gate.release(self)
         self._on_close(self)
+
+    def held(self) -> list[Chunk]:
+        """What is queued, without taking it."""
+        return list(self._chunks)
 
     def read_nowait(self) -> list[Chunk]:
         """Everything queued now (possibly nothing); lets the source go on."""
