@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from ccx_tui.app import CcxApp, make_app
 from ccx_tui.config import DeclaredSession, Settings
@@ -130,6 +131,14 @@ def test_long_line_session(snap_compare, data_dir: Path) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=all_final)
 
 
+async def steady_cursors(pilot: Pilot[int]) -> None:
+    """Stop the text fields' cursors blinking: a blinking cursor is drawn or not
+    depending on when the frame is taken (a snapshot that failed now and then)."""
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause()
+
+
 def test_create_dialog(snap_compare, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The create dialog after a refused value: the reason shows inline."""
     monkeypatch.chdir("/")
@@ -142,6 +151,7 @@ def test_create_dialog(snap_compare, data_dir: Path, monkeypatch: pytest.MonkeyP
         await pilot.press("tab", "tab")
         await pilot.press(*"soon")
         await pilot.press("enter")
+        await steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_dialog)
 
@@ -264,6 +274,7 @@ def test_save_dialog(snap_compare, data_dir: Path, monkeypatch: pytest.MonkeyPat
         await all_final(pilot)
         await pilot.press("s")
         await pilot.pause(0.2)
+        await steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_save)
 
