@@ -360,11 +360,16 @@ async def test_wrap_setting_and_W_apply_to_every_tab(data_dir: Path) -> None:
         width = first.text_size[0]
         await until(lambda: _text(first)[:2] == ["x" * width, "x" * width], what="two rows")
         assert second.wrap
+        await pilot.press("2")  # measured once first shown
+        await until(lambda: app._current() == app._open[1])
+        await until(lambda: second.line_count == 1 and not second.wrap_pending)
+        await until(lambda: _text(second)[:2] == ["x" * width, "x" * width], what="wrapped")
         await pilot.press("W")
         await until(lambda: not first.wrap and not second.wrap, what="all unwrapped")
-        await pilot.press("2")
-        await until(lambda: app._current() == app._open[1])
-        await until(lambda: second.line_count == 1 and _text(second)[1] == "", what="one row")
+        await until(lambda: _text(second)[1] == "", what="one row")
+        await pilot.press("1")
+        await until(lambda: app._current() == app._open[0])
+        await until(lambda: _text(first)[1] == "", what="the first tab on one row too")
         info = await app.engine.start(SessionSpec("echo third", tty=False))
         await until(lambda: info.id in app._panes, what="a third tab")
         assert not app._panes[info.id].view.wrap
