@@ -59,7 +59,7 @@ def main() -> int:
         try:
             with closing(chrome(*SIZE)) as driver:
                 driver.get(server.login_url())
-                wait_screen(driver, "212 passed", timeout=30)  # the last tab is shown
+                wait_screen(driver, "build finished", timeout=30)  # the first tab
                 type_keys(driver, "2")  # the loadtest tab
                 wait_screen(driver, "batch 40:")
                 out.parent.mkdir(parents=True, exist_ok=True)
