@@ -24,6 +24,7 @@ from bench import (
     scale,
     search,
     slow_client,
+    startup,
     switch,
 )
 from bench.common import MIB, Row, machine_info, make_line_file
@@ -44,6 +45,7 @@ NAMES = (
     "scale",
     "remote",
     "switch",
+    "startup",
 )
 PEER_NAMES = ("attached", "open", "switch")
 """The benches `--peers` runs through the other tools too (`--only` picks among them)."""
@@ -236,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                     sizes.switch_sessions, sizes.switch_warmup, sizes.switch_reps, work
                 ),
             )
+        if "startup" in only:
+            rows += _guard("startup", lambda: startup.run(work))
     if not ns.peers:
         rows += [Row(name) for name in NOT_YET]
 
