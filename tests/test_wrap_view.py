@@ -37,10 +37,6 @@ from tests.helpers import until
 from tests.test_transcript_view import SIZE, ViewApp, rows, wait_for
 
 
-def _text(view: TranscriptView) -> list[str]:
-    return rows(view)
-
-
 async def _wrapped(pilot: Pilot[None], view: TranscriptView) -> None:
     """Turn wrap on with its key and wait until every line is measured."""
     await pilot.press("W")
@@ -59,16 +55,16 @@ async def test_wrap_shows_a_long_line_on_several_rows(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(TranscriptView)
         await wait_for(pilot, lambda: view.line_count == 3)
-        assert _text(view)[1] == long[: view.scrollable_content_region.width]
+        assert rows(view)[1] == long[: view.scrollable_content_region.width]
         await _wrapped(pilot, view)
         width = view.text_size[0]
         parts = [long[i : i + width] for i in range(0, len(long), width)]
-        assert _text(view)[: 2 + len(parts)] == ["first", *parts, "after"]
+        assert rows(view)[: 2 + len(parts)] == ["first", *parts, "after"]
         assert view.virtual_size.width <= view.scrollable_content_region.width
         await pilot.press("right")
         assert view.scroll_x == 0
         await pilot.press("W")
-        assert _text(view)[:3] == ["first", long[: view.scrollable_content_region.width], "after"]
+        assert rows(view)[:3] == ["first", long[: view.scrollable_content_region.width], "after"]
 
 
 async def test_wrap_keeps_the_top_line_and_reaches_the_true_bottom(tmp_path: Path) -> None:
@@ -86,14 +82,14 @@ async def test_wrap_keeps_the_top_line_and_reaches_the_true_bottom(tmp_path: Pat
         await pilot.press("g")
         view.scroll_to(y=2503, animate=False, immediate=True)
         await pilot.pause()
-        assert _text(view)[0].startswith("line 2503")
+        assert rows(view)[0].startswith("line 2503")
         await _wrapped(pilot, view)
-        assert _text(view)[0].startswith("line 2503")
+        assert rows(view)[0].startswith("line 2503")
         await pilot.press("G")
-        await wait_for(pilot, lambda: _text(view)[-1].endswith("LAST"))
+        await wait_for(pilot, lambda: rows(view)[-1].endswith("LAST"))
         assert view.following
         await pilot.press("g")
-        assert _text(view)[0] == "line 0 " + "x" * (view.text_size[0] - 7)
+        assert rows(view)[0] == "line 0 " + "x" * (view.text_size[0] - 7)
         # Line k takes ceil(len / width) rows: the long ones 4 at 78 columns.
         width = view.text_size[0]
         layout = [
@@ -118,12 +114,12 @@ async def test_wrap_follows_a_growing_file_and_an_unfinished_line(tmp_path: Path
         with path.open("a") as f:
             f.write("long " + "z" * 300 + " TAIL1\n")
         view.refresh_source()
-        await wait_for(pilot, lambda: "".join(_text(view)).endswith("z" * 300 + " TAIL1"))
+        await wait_for(pilot, lambda: "".join(rows(view)).endswith("z" * 300 + " TAIL1"))
         with path.open("a") as f:
             f.write("prompt " + "q" * 200 + " ANSWER? ")
         view.refresh_source()
         prompt = "prompt " + "q" * 200 + " ANSWER?"
-        await wait_for(pilot, lambda: "".join(_text(view)).endswith(prompt))
+        await wait_for(pilot, lambda: "".join(rows(view)).endswith(prompt))
         assert view.following
 
 
@@ -136,11 +132,11 @@ async def test_a_narrower_window_wraps_again(tmp_path: Path) -> None:
         view = app.query_one(TranscriptView)
         await wait_for(pilot, lambda: view.line_count == 2)
         await _wrapped(pilot, view)
-        assert _text(view)[:2] == ["a" * 150, "end"]
+        assert rows(view)[:2] == ["a" * 150, "end"]
         await pilot.resize_terminal(60, 24)
         width = 60 - view.styles.scrollbar_size_vertical
-        await wait_for(pilot, lambda: _text(view)[:2] == ["a" * width, "a" * width])
-        assert _text(view)[3] == "end"
+        await wait_for(pilot, lambda: rows(view)[:2] == ["a" * width, "a" * width])
+        assert rows(view)[3] == "end"
 
 
 async def test_wrapped_selection_copies_the_line_without_breaks(tmp_path: Path) -> None:
@@ -193,14 +189,14 @@ async def test_separator_between_runs(tmp_path: Path, utc: None) -> None:
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(TranscriptView)
         await wait_for(pilot, lambda: view.line_count == 5)
-        await wait_for(pilot, lambda: any("run 2" in r for r in _text(view)))
-        shown = _text(view)
+        await wait_for(pilot, lambda: any("run 2" in r for r in rows(view)))
+        shown = rows(view)
         assert shown[:3] == ["run one line"] * 3
         assert shown[3].startswith("── run 2 started 22:13:30 · run 1 exited 3 ──")
         assert shown[4:6] == ["run two line"] * 2
         view.show_line_numbers = True
         await pilot.pause()
-        assert _text(view)[4].split() == ["4", "run", "two", "line"]
+        assert rows(view)[4].split() == ["4", "run", "two", "line"]
         view.goto_line(3)
         assert view.cursor_line == 3
         assert view.current_line() == 3
@@ -212,8 +208,8 @@ async def test_separator_between_runs(tmp_path: Path, utc: None) -> None:
         os.utime(path)
         path.write_bytes(path.read_bytes() + b"run three\n")
         view.refresh_source()
-        await wait_for(pilot, lambda: any("run 3" in r for r in _text(view)))
-        assert any("run 2 killed by SIGTERM (restarted)" in r for r in _text(view))
+        await wait_for(pilot, lambda: any("run 3" in r for r in rows(view)))
+        assert any("run 2 killed by SIGTERM (restarted)" in r for r in rows(view))
 
 
 def test_separator_labels() -> None:
@@ -268,7 +264,7 @@ def test_snapshot_wrap_and_separator(snap_compare: Any, tmp_path: Path, utc: Non
         view = pilot.app.query_one(TranscriptView)
         await wait_for(pilot, lambda: view.line_count == 6)
         await _wrapped(pilot, view)
-        await wait_for(pilot, lambda: any("run 2" in r for r in _text(view)))
+        await wait_for(pilot, lambda: any("run 2" in r for r in rows(view)))
 
     assert snap_compare(ViewApp(path), terminal_size=SIZE, run_before=wrap)
 
@@ -291,16 +287,16 @@ async def test_app_restart_draws_the_separator_and_wraps(data_dir: Path) -> None
         await until(lambda: app.engine.get(session_id).run == 2, what="run 2")
         await until(lambda: app.engine.get(session_id).state is State.EXITED, what="exit 2")
         await until(
-            lambda: any("run 1 exited 4" in r for r in _text(view)),
-            what=lambda: "\n".join(_text(view)),
+            lambda: any("run 1 exited 4" in r for r in rows(view)),
+            what=lambda: "\n".join(rows(view)),
         )
-        shown = _text(view)
+        shown = rows(view)
         separator = next(i for i, r in enumerate(shown) if "── run 2 started" in r)
         assert shown[separator - 1].startswith("www") and shown[separator + 1].startswith("out-")
         await pilot.press("W")
         await until(lambda: view.wrap and not view.wrap_pending, what="wrapped")
         width = view.text_size[0]
-        await until(lambda: ("w" * width) in _text(view))
+        await until(lambda: ("w" * width) in rows(view))
         assert view.virtual_size.width <= view.scrollable_content_region.width
 
 
@@ -336,10 +332,10 @@ async def test_a_truncated_file_is_wrapped_afresh(tmp_path: Path) -> None:
         view = app.query_one(TranscriptView)
         await wait_for(pilot, lambda: view.line_count == 2)
         await _wrapped(pilot, view)
-        assert _text(view)[7] == "end"
+        assert rows(view)[7] == "end"
         path.write_text("short\nlines\n")
         view.refresh_source()
-        await wait_for(pilot, lambda: _text(view)[:3] == ["short", "lines", ""])
+        await wait_for(pilot, lambda: rows(view)[:3] == ["short", "lines", ""])
         await wait_for(pilot, lambda: not view.wrap_pending)
         assert view.virtual_size.height == 2
 
@@ -358,18 +354,18 @@ async def test_wrap_setting_and_W_apply_to_every_tab(data_dir: Path) -> None:
         first, second = (app._panes[s].view for s in app._open)
         await until(lambda: first.line_count == 1 and not first.wrap_pending, what="wrapped")
         width = first.text_size[0]
-        await until(lambda: _text(first)[:2] == ["x" * width, "x" * width], what="two rows")
+        await until(lambda: rows(first)[:2] == ["x" * width, "x" * width], what="two rows")
         assert second.wrap
         await pilot.press("2")  # measured once first shown
         await until(lambda: app._current() == app._open[1])
         await until(lambda: second.line_count == 1 and not second.wrap_pending)
-        await until(lambda: _text(second)[:2] == ["x" * width, "x" * width], what="wrapped")
+        await until(lambda: rows(second)[:2] == ["x" * width, "x" * width], what="wrapped")
         await pilot.press("W")
         await until(lambda: not first.wrap and not second.wrap, what="all unwrapped")
-        await until(lambda: _text(second)[1] == "", what="one row")
+        await until(lambda: rows(second)[1] == "", what="one row")
         await pilot.press("1")
         await until(lambda: app._current() == app._open[0])
-        await until(lambda: _text(first)[1] == "", what="the first tab on one row too")
+        await until(lambda: rows(first)[1] == "", what="the first tab on one row too")
         info = await app.engine.start(SessionSpec("echo third", tty=False))
         await until(lambda: info.id in app._panes, what="a third tab")
         assert not app._panes[info.id].view.wrap
@@ -385,4 +381,4 @@ async def test_viewer_opens_wrapped(tmp_path: Path) -> None:
         view = app.query_one(TranscriptView)
         await wait_for(pilot, lambda: view.line_count == 1 and not view.wrap_pending)
         width = view.text_size[0]
-        await wait_for(pilot, lambda: _text(view)[:2] == ["y" * width, "y" * width])
+        await wait_for(pilot, lambda: rows(view)[:2] == ["y" * width, "y" * width])

@@ -696,17 +696,18 @@ class TranscriptView(ScrollView, can_focus=True):
             start = Offset(selection.start.x, 0) if selection.start is not None else None
             end = Offset(selection.end.x, last - first) if selection.end is not None else None
             return Selection(start, end).extract("\n".join(texts)), "\n"
-        places = [p for p in map(self._place, range(first, last + 1)) if p.part >= 0]
+        places = [(row, self._place(row)) for row in range(first, last + 1)]
+        places = [(row, place) for row, place in places if place.part >= 0]
         if not places:
             return None
-        lines = self._reader.lines(places[0].line, places[-1].line + 1, MAX_LINE_BYTES)
+        first_line, last_line = places[0][1].line, places[-1][1].line
+        lines = self._reader.lines(first_line, last_line + 1, MAX_LINE_BYTES)
         plain = {ln.number: line_text(ln.data).plain for ln in lines}
         pieces: list[str] = []
         prev = -1
-        for row in range(first, last + 1):
-            place = self._place(row)
+        for row, place in places:
             span = selection.get_span(row)
-            if place.part < 0 or span is None:
+            if span is None:
                 continue
             text = plain.get(place.line, "")
             if self._wrapped_view:  # the row's own part of the line
@@ -803,11 +804,7 @@ class TranscriptView(ScrollView, can_focus=True):
 
     @property
     def _rows(self) -> int:
-        if self._tail is not None:
-            return len(self._tail)
-        if self.filtering:
-            return self._filter_count
-        return self._row_map.total(self._line_count)
+        return self._row_map.total(self._line_count) if self._mapped else self._items
 
     @property
     def _items(self) -> int:
@@ -1029,8 +1026,11 @@ class TranscriptView(ScrollView, can_focus=True):
         self._line_count, self._indexed_size = count, size
         if self._wrapped_view:
             self._update_provisional()
-            self._start_wrap()
-            self._check_wrap_width()  # the gutter may have widened with the count
+            scanner = self._wrap_scanner
+            if scanner is None or scanner.width != self._wrap_width:
+                self._check_wrap_width()  # not measured yet, or the gutter widened
+            else:
+                self._start_wrap()  # measure the lines appended
         self._update_virtual_size()
         self.refresh()
         if self.following:

@@ -738,12 +738,12 @@ class LocalEngine:
             return False
         rec.proc = proc
         rec.pid = proc.pid
-        record_start(info.directory, RunStart(rec.info.run, *run_at, time.time()))
         if isinstance(proc, ProcessTree):  # a slow disk holds the process back, not memory
             rec.gate.attach(proc.pause_reading, proc.resume_reading)
             gate = rec.gate
             writer.pause, writer.resume = lambda: gate.hold(writer), lambda: gate.release(writer)
         now = time.time()
+        record_start(info.directory, RunStart(rec.info.run, *run_at, now))  # as started_at
         deadline = now + spec.ttl if spec.ttl else None
         ready_at = None if spec.ready_when else now  # without a probe: ready once started
         self._set(

@@ -264,9 +264,12 @@ class EngineClient:
         for event in received.events:
             if self.mirror is not None:
                 if isinstance(event, OutputAppended):
-                    info = self._proto.sessions.get(event.session_id)
-                    if info is not None:
-                        self.mirror.update(info)
+                    # A copy that stopped (a blip) starts again; a running one needs no
+                    # record (reading the table would merge every session's counts).
+                    if not self.mirror.copying(event.session_id):
+                        info = self._proto.sessions.get(event.session_id)
+                        if info is not None:
+                            self.mirror.update(info)
                     continue  # the views read the copy: its own growth is the event
                 info = getattr(event, "info", None)
                 if isinstance(info, SessionInfo):

@@ -95,6 +95,10 @@ class TranscriptMirror:
         except OSError:
             return 0
 
+    def copying(self, session_id: str) -> bool:
+        """Whether a copy of the session is under way."""
+        return session_id in self._tasks
+
     def update(self, info: SessionInfo) -> None:
         """The server says this of a session: copy what is missing."""
         if self._closed or info.id in self._tasks or info.state is State.QUEUED:

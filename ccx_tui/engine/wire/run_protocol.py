@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ccx_tui.engine.sessions.session import SessionSpec
@@ -335,15 +335,7 @@ class RunProtocol:
         error, lost = event.extra.get("write_error"), event.extra.get("bytes_lost")
         if isinstance(error, str):  # a ccx-tui server's transcript lost output
             count = lost if isinstance(lost, int) and not isinstance(lost, bool) else 0
-            outcome = RemoteOutcome(
-                outcome.state,
-                outcome.exit_code,
-                outcome.signal,
-                outcome.reason,
-                outcome.pid,
-                server_write_error=error,
-                server_bytes_lost=count,
-            )
+            outcome = replace(outcome, server_write_error=error, server_bytes_lost=count)
         return outcome
 
     def _ending(self, event: p.ProcessEnded) -> RemoteOutcome:
