@@ -21,7 +21,7 @@ from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Static, TabbedContent
+from textual.widgets import Static
 
 from ccx_tui.config import DeclaredSession, ServerTarget, Settings
 from ccx_tui.engine.api import Engine
@@ -50,7 +50,7 @@ from ccx_tui.widgets.palette import ANSI_THEME
 from ccx_tui.widgets.rename_dialog import RenameDialog
 from ccx_tui.widgets.safe import LiteralToastsApp, printable
 from ccx_tui.widgets.session_pane import SessionPane, live_tap, pane_id
-from ccx_tui.widgets.session_tabs import SessionTabs
+from ccx_tui.widgets.session_tabs import SessionTabs, TabBar
 from ccx_tui.widgets.sidebar import Sidebar
 from ccx_tui.widgets.status import restart_badge, state_icon, state_label
 from ccx_tui.widgets.switcher import Entry, SessionsProvider
@@ -333,7 +333,7 @@ class CcxApp(LiteralToastsApp):
         pane = self._pane(info.id)
         if pane is not None:
             pane.info = info
-            self._tabs.get_tab(pane).label = tab_label(info)
+            self._tabs.set_label(pane.id or "", tab_label(info))
             pane.output_grew()
         self._refresh_sidebar()
         if info.state.final:
@@ -362,7 +362,7 @@ class CcxApp(LiteralToastsApp):
         try:
             # The tap lets the pane show output a full disk did not keep.
             tap = live_tap(self._engine_of(info.id), info)
-            pane = SessionPane(tab_label(info), info, tap=tap, wrap=self._wrap)
+            pane = SessionPane(info, tap=tap, wrap=self._wrap)
         except CcxError as exc:  # its transcript cannot be opened
             if tap is not None:
                 tap.close()
@@ -370,8 +370,7 @@ class CcxApp(LiteralToastsApp):
             self.notify(str(exc), severity="error")
             return
         self._panes[info.id] = pane
-        await self._tabs.add_pane(pane)
-        self._tabs.tabs_changed()
+        await self._tabs.add_pane(pane, tab_label(info))
         if not self.is_running:
             return  # the app began to exit meanwhile
         if activate:
@@ -387,7 +386,6 @@ class CcxApp(LiteralToastsApp):
         self._open.remove(session_id)
         del self._panes[session_id]
         await self._tabs.remove_pane(pane_id(session_id))
-        self._tabs.tabs_changed()
         if not self.is_running:
             return  # the app began to exit meanwhile
         self._sync_empty()
@@ -422,24 +420,20 @@ class CcxApp(LiteralToastsApp):
     def _activate(self, session_id: str) -> None:
         """Show the session's tab and give its output the keyboard, now: a key pressed
         right after `1` or `]` must reach the new tab, not the one just left (waiting for
-        TabbedContent's own message to switch them took 100 ms and more under load)."""
+        a message to switch them took 100 ms and more under load)."""
         tabs = self._tabs
         if self._typing_into not in (None, session_id):
             self._leave_input()  # a click on another tab: typing was for this one
         with contextlib.suppress(ValueError):  # its tab went away meanwhile
             tabs.active = pane_id(session_id)
-            tabs.get_child_by_type(ContentSwitcher).current = pane_id(session_id)
             self._focus_view()
             self._sidebar.selected = session_id  # the sidebar's mark moves with it
             self._refresh_pane(session_id)
 
-    @on(TabbedContent.TabActivated)
-    def _tab_activated(self) -> None:
-        # A tab added just before the app exits may announce itself after teardown has
-        # begun: nothing to focus or show then.
-        if self.is_running:
-            self._focus_view()
-            self._refresh_sidebar()
+    @on(TabBar.Clicked)
+    def _tab_clicked(self, event: TabBar.Clicked) -> None:
+        if self.is_running and event.tab_id.startswith("s-"):
+            self._activate(event.tab_id[2:])
 
     # -- sidebar and clock ----------------------------------------------------------
 
@@ -468,7 +462,6 @@ class CcxApp(LiteralToastsApp):
             return  # the sessions are being stopped, or the widgets removed
         self._refresh_sidebar()
         self._refresh_pane(self._current())  # the others catch up when shown
-        self._tabs.tabs_changed()
 
     def _refresh_pane(self, session_id: str | None) -> None:
         """The pane's elapsed time, sizes and state, as of now."""
@@ -625,7 +618,6 @@ class CcxApp(LiteralToastsApp):
 
     def action_zoom(self) -> None:
         self.screen_stack[0].toggle_class("-zoom")
-        self._tabs.tabs_changed()
 
     def action_switcher(self) -> None:
         self.push_screen(

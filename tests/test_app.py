@@ -9,7 +9,7 @@ import psutil
 import pytest
 from textual import events
 from textual.message import Message
-from textual.widgets import Input, TabbedContent
+from textual.widgets import Input
 
 from ccx_tui.app import CcxApp, make_app
 from ccx_tui.config import Settings
@@ -172,7 +172,7 @@ async def test_close_tab_asks_when_running(data_dir: Path) -> None:
         await pilot.press("y")
         await until(lambda: running not in app._open, what="closed")
         assert app.engine.get(running).state is State.KILLED
-        assert app.query_one(TabbedContent).display is False
+        assert app._tabs.display is False
 
 
 async def test_help_and_history_screens(data_dir: Path) -> None:
@@ -253,7 +253,7 @@ async def test_quick_tab_switches_stay_where_they_land(data_dir: Path) -> None:
                 await asyncio.sleep(0)
             app.action_previous_tab()
             await pilot.pause(0.3)
-            assert app.query_one(TabbedContent).active == f"s-{app._open[2]}", turns
+            assert app._tabs.active == f"s-{app._open[2]}", turns
         await pilot.press("1", "2")
         await pilot.pause(0.1)
         assert current(app) == app._open[1]

@@ -89,3 +89,34 @@ async def test_the_tab_bar_says_how_many_tabs_are_out_of_view(data_dir: Path) ->
         tab_row = top().split("▏")[0]  # the sidebar's rows have icons too
         assert app._tabs.hidden_tabs()[0] > 0 and " ▶" not in tab_row.split("sleep 114")[1]
         await app.engine.kill_all()
+
+
+async def test_a_click_on_a_tab_shows_it_and_the_counts_show_the_hidden_ones(
+    data_dir: Path,
+) -> None:
+    """The tab bar is drawn as one line: a click on a label shows that session, a click
+    on "N ▶" / "◀ N" the nearest tab out of view on that side; closing the shown tab
+    shows its right neighbour (the left one for the last)."""
+    commands = [f"sleep {100 + n}" for n in range(15)]
+    app = app_with(data_dir, *commands)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await until(lambda: len(app._open) == 15, what="15 tabs")
+        app._activate(app._open[0])
+        top = lambda: screen_text(app).splitlines()[0]  # noqa: E731
+        await until(lambda: "sleep 102" in top(), what=top)
+        await pilot.click("TabBar", offset=(top().index("sleep 102"), 0))
+        assert app._current() == app._open[2]
+        _, right = app._tabs.hidden_tabs()
+        await until(lambda: f"{right} ▶" in top(), what=top)
+        await pilot.click("TabBar", offset=(top().index(f"{right} ▶"), 0))
+        assert app._current() == app._open[15 - right]  # the first one out of view
+        await until(lambda: f"◀ {app._tabs.hidden_tabs()[0]}" in top(), what=top)
+        left, _ = app._tabs.hidden_tabs()
+        await pilot.click("TabBar", offset=(1, 0))
+        assert app._current() == app._open[left - 1]  # the nearest on the left
+        shown = app._open.index(app._current() or "")
+        app._tabs.bar.remove_tab(f"s-{app._open[shown]}")
+        assert app._tabs.active == f"s-{app._open[shown + 1]}"
+        app._tabs.bar.remove_tab(f"s-{app._open[-1]}")  # not shown: nothing moves
+        assert app._tabs.active == f"s-{app._open[shown + 1]}"
+        await app.engine.kill_all()

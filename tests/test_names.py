@@ -33,7 +33,7 @@ async def test_names_then_rename_and_back_to_the_commands_title(data_dir: Path) 
         await until(lambda: len(app._open) == 2, what="two tabs")
         first, second = app._open
         assert app.engine.get(first).spec.name == "web"
-        labels = lambda: [app._tabs.get_tab(app._panes[s]).label.plain for s in app._open]  # noqa: E731
+        labels = lambda: [app._tabs.label(f"s-{s}").plain for s in app._open]  # noqa: E731
         await until(
             lambda: labels()[0].endswith(" web") and labels()[1].endswith("sleep 200"),
             what=lambda: str(labels()),

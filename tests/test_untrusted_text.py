@@ -92,7 +92,7 @@ async def drive(tmp: Path, text: str) -> None:
         assert printable(app.engine.get(exited).spec.title) in toasts()
         for session_id in app._open:
             pane = app._panes[session_id]
-            label = app._tabs.get_tab(pane).label.plain
+            label = app._tabs.label(pane.id or "").plain
             assert printable(app.engine.get(session_id).spec.title) in label
             assert "\n" not in label and "\x1b" not in label
         failed_status = shown(app._panes[failed].query_one("#status"))

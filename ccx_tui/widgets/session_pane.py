@@ -8,10 +8,10 @@ import os
 
 from textual import events, on, work
 from textual.app import ComposeResult
-from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Static, TabPane
+from textual.widget import Widget
+from textual.widgets import Static
 
 from ccx_tui.engine.api import Engine
 from ccx_tui.engine.sessions.live_backlog import LiveBacklog, disk_full
@@ -56,7 +56,7 @@ def live_tap(engine: Engine, info: SessionInfo) -> OutputTap | None:
     return None
 
 
-class SessionPane(TabPane):
+class SessionPane(Widget):
     """One session's tab content; the app sets `info`, the pane renders it.
 
     The output is read from the transcript on disk.  Given a `tap` of the session's
@@ -68,6 +68,7 @@ class SessionPane(TabPane):
 
     DEFAULT_CSS = """
     SessionPane {
+        layout: vertical;
         padding: 0;
         height: 1fr;  /* a bounded height: the live block takes at most half of it */
         TranscriptPanel { height: 1fr; }
@@ -130,18 +131,16 @@ class SessionPane(TabPane):
 
     def __init__(
         self,
-        title: Content,
         info: SessionInfo,
         *,
         read_only: bool = False,
         tap: OutputTap | None = None,
         wrap: bool = False,
     ) -> None:
-        """`title` is the tab's label: Content, so that no text in it is taken as markup.
-        `tap` (see `live_tap`) is the pane's to close; `wrap` starts its output
+        """`tap` (see `live_tap`) is the pane's to close; `wrap` starts its output
         soft-wrapped.  Raises `TranscriptError` if the
         session's transcript cannot be opened."""
-        super().__init__(title, id=pane_id(info.id))
+        super().__init__(id=pane_id(info.id))
         self.session_id = info.id
         self.read_only = read_only
         self.set_reactive(SessionPane.info, info)
@@ -193,12 +192,6 @@ class SessionPane(TabPane):
 
     def on_hide(self) -> None:
         self._shown = False
-
-    def _on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        # TabPane would post Focused here, and TabbedContent re-activates the pane that
-        # sent it: a late one, after a quick `]` `[`, switched back to the old tab (and
-        # `x` then killed the wrong session).  The app decides which tab is active.
-        event.prevent_default()  # handlers run along the MRO: skip TabPane's
 
     def watch_info(self, old: SessionInfo | None, new: SessionInfo | None) -> None:
         if old is not None and new is not None and new.run != old.run:
