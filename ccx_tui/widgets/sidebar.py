@@ -257,6 +257,8 @@ class Sidebar(VerticalScroll):
         self._rows = SessionRows(id="rows")
         self._shown: dict[Static, Text] = {}
         self._titles: dict[str, tuple[SessionSpec, str]] = {}  # by session id
+        # Each session's row as last drawn, with what it was drawn from.
+        self._drawn_rows: dict[str, tuple[SessionInfo, TreeUsage | None, float, bool, Text]] = {}
 
     def compose(self) -> ComposeResult:
         yield self._limits
@@ -313,12 +315,30 @@ class Sidebar(VerticalScroll):
         if not self.sessions:
             rows.append(Text("no sessions yet", style="bright_black"))
         selected_row: int | None = None
+        now, drawn, kept = self.now, self._drawn_rows, {}
         for i, info in enumerate(self.sessions):
             selected = info.id == self.selected
             usage = self.usage.get(info.id)
-            rows.append(session_row(info, self.now, usage, selected, self._title(info)))
+            old = drawn.get(info.id)
+            # A tab switch moves the mark: the other rows are the ones drawn before.
+            if (
+                old is not None
+                and old[0] is info
+                and old[1] is usage
+                and old[2:4]
+                == (
+                    now,
+                    selected,
+                )
+            ):
+                row = old[4]
+            else:
+                row = session_row(info, now, usage, selected, self._title(info))
+            kept[info.id] = (info, usage, now, selected, row)
+            rows.append(row)
             if selected:
                 selected_row = i
+        self._drawn_rows = kept  # closed tabs' rows go
         if len(self._titles) > len(self.sessions):  # closed tabs: forget their titles
             shown = {info.id for info in self.sessions}
             self._titles = {k: v for k, v in self._titles.items() if k in shown}
