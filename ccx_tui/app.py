@@ -271,11 +271,8 @@ class CcxApp(LiteralToastsApp):
         """Tabs for the work the engines already have (an engine process that outlived
         its last client), showing the latest live session."""
         current = [info for engine in self.engines for info in engine.current()]
-        for info in current:
-            await self._open_tab(info, activate=False)
         live = [info for info in current if not info.state.final]
-        if current:
-            self._activate((live or current)[-1].id)
+        await self._open_tabs(current, show=(live or current)[-1].id if current else None)
 
     def _already_running(self, item: DeclaredSession) -> bool:
         """A declared session the engine still runs from an earlier start (attaching
@@ -355,26 +352,34 @@ class CcxApp(LiteralToastsApp):
         return self._panes.get(session_id)
 
     async def _open_tab(self, info: SessionInfo, *, activate: bool = True) -> None:
-        if info.id in self._open:
-            return
-        self._open.append(info.id)
-        tap = None
-        try:
-            # The tap lets the pane show output a full disk did not keep.
-            tap = live_tap(self._engine_of(info.id), info)
-            pane = SessionPane(info, tap=tap, wrap=self._wrap)
-        except CcxError as exc:  # its transcript cannot be opened
-            if tap is not None:
-                tap.close()
-            self._open.remove(info.id)
-            self.notify(str(exc), severity="error")
-            return
-        self._panes[info.id] = pane
-        await self._tabs.add_pane(pane, tab_label(info))
+        await self._open_tabs([info], show=info.id if activate else None)
+
+    async def _open_tabs(self, infos: list[SessionInfo], *, show: str | None = None) -> None:
+        """Tabs for the sessions of `infos` that have none, mounted together (attaching
+        to 100 sessions lays the screen out once, not 100 times); `show` is shown."""
+        panes: list[tuple[SessionPane, Content]] = []
+        for info in infos:
+            if info.id in self._open:
+                continue
+            tap = None
+            try:
+                # The tap lets the pane show output a full disk did not keep.
+                tap = live_tap(self._engine_of(info.id), info)
+                pane = SessionPane(info, tap=tap, wrap=self._wrap)
+            except CcxError as exc:  # its transcript cannot be opened
+                if tap is not None:
+                    tap.close()
+                self.notify(str(exc), severity="error")
+                continue
+            self._open.append(info.id)  # before the await: an event may add it too
+            self._panes[info.id] = pane
+            panes.append((pane, tab_label(info)))
+        if panes:
+            await self._tabs.add_panes(panes)
         if not self.is_running:
             return  # the app began to exit meanwhile
-        if activate:
-            self._activate(info.id)
+        if show is not None and show in self._panes:
+            self._activate(show)
         self._sync_empty()
         self._refresh_sidebar()
 

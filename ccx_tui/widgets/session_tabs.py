@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 
 from rich.segment import Segment
 from rich.style import Style as RichStyle
@@ -320,15 +321,16 @@ class SessionTabs(Vertical):
         """How many tabs are out of view to the left and to the right."""
         return self.bar.hidden_tabs()
 
-    async def add_pane(self, pane: Widget, label: Content) -> None:
-        """Add `pane` (it must have an id) behind the others; the first one added is shown."""
-        assert pane.id is not None
-        first = not self.bar.tab_ids
-        pane.display = False
-        self.bar.add_tab(pane.id, label)
-        await self._switcher.mount(pane)
-        if first and not self.active:
-            self.active = pane.id
+    async def add_panes(self, panes: Sequence[tuple[Widget, Content]]) -> None:
+        """Add each pane (with an id) and its tab's label after the others, mounted at
+        once; with no tab shown yet, the first one is."""
+        for pane, label in panes:
+            assert pane.id is not None
+            pane.display = False
+            self.bar.add_tab(pane.id, label)
+        await self._switcher.mount_all([pane for pane, _ in panes])
+        if panes and not self.active:
+            self.active = panes[0][0].id or ""
 
     async def remove_pane(self, pane_id: str) -> None:
         """Remove a pane; if it was shown, its right neighbour (else the left) is."""
