@@ -38,6 +38,11 @@ among its capabilities; upstream clients ignore those):
   batch gives its offset, so a client resumes after a blip from the end of the last
   one it received (no checkpoints are sent).  There is no per-line work on either
   side: one large binary frame instead of thousands of JSON ones.
+- `"runs": N` with `session.attach` (capability "runs"): the session's `runs.jsonl`
+  (where each run of a restarted session begins in the transcript, and how it ended)
+  comes along, complete lines from its byte N on as they are written, each piece a
+  `session.runs` {offset, bytes} notification followed by one binary frame of its
+  bytes (see protocol.py): a copy of the transcript then shows the same separators.
 - `"tty": true` with `execute`, and `cols`, `rows` (capability "tty"): the command
   runs on a pseudo-terminal of that size (one stream: its batches are all
   "stdout"); `session.input` {session_id, data} types into it and `session.resize`
@@ -78,6 +83,7 @@ from ccx_tui.engine.sessions.live_backlog import LiveBacklog, loss_reason
 from ccx_tui.engine.sessions.local import LocalEngine
 from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.sessions.tap import OutputTap
+from ccx_tui.engine.transcripts.runs import RUNS_NAME
 from ccx_tui.engine.transcripts.transcript import META, SIDECAR_NAME, STDERR, STDOUT, read_segments
 from ccx_tui.engine.wire import protocol as p
 from ccx_tui.engine.wire.auth import is_loopback
@@ -99,6 +105,7 @@ HOLD_CHARS = 4 * 1024 * 1024  # an unfinished line longer than this goes as it i
 # Live output a sender holds for its client once the transcript stops (a full disk):
 # a client further behind than this loses the oldest of it, and is told so.
 LIVE_WINDOW = 8 * 1024 * 1024
+RUNS_READ = 64 * 1024  # bytes of runs.jsonl read (and sent) at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +144,7 @@ CAPABILITIES = (
     p.BATCH,
     "tty",
     manage.CAPABILITY,
+    p.RUNS,
 )
 
 
@@ -400,6 +408,10 @@ class _Connection:
         self.detachable = False
         self.canceled = False
         self.batch = False  # the client asked for batched (binary) output
+        # Bytes of the session's runs.jsonl the client has (None: it did not ask for
+        # them), and the file's size when last looked at (unchanged: nothing to read).
+        self.runs_at: int | None = None
+        self.runs_seen = -1
         # The session's live output, from its start (or the attach) on: what the
         # transcript does not keep still reaches the client (see `_stream`).
         self.tap: OutputTap | None = None
@@ -570,6 +582,7 @@ class _Connection:
         tap = self._switch_to(info.id, owner=True)
         self.detachable = bool(params.get("detachable"))
         self.batch = params.get(p.BATCH) is True
+        self.runs_at = None
         self.canceled = False
         # Queued behind the limit, it may wait long: frames (a CANCEL, the close) must
         # still be read meanwhile, so the answer comes from a task of its own.
@@ -605,14 +618,15 @@ class _Connection:
     async def _attach(self, params: dict[str, Any]) -> dict[str, Any]:
         session_id = params.get("session_id")
         offset = params.get("offset", 0)
+        runs = params.get(p.RUNS)
         if (
             not isinstance(session_id, str)
-            or not isinstance(offset, int)
-            or isinstance(offset, bool)
-            or not 0 <= offset <= MAX_OFFSET
+            or not _offset_ok(offset)
+            or (runs is not None and not _offset_ok(runs))
         ):
             raise _RpcError(
-                p.INVALID_PARAMS, "Invalid params: session.attach needs session_id and offset >= 0"
+                p.INVALID_PARAMS,
+                "Invalid params: session.attach needs session_id and offset >= 0 (and runs >= 0)",
             )
         if self._busy():
             raise _RpcError(p.ALREADY_RUNNING, "A process is already running")
@@ -620,6 +634,7 @@ class _Connection:
         tap = self._switch_to(info.id, owner=False)
         self.detachable = True
         self.batch = params.get(p.BATCH) is True
+        self.runs_at, self.runs_seen = runs, -1
         self.sender = asyncio.get_running_loop().create_task(self._stream(info.id, offset, tap))
         return {"status": "attached", "pid": info.pid, "pgid": info.pid, "state": info.state}
 
@@ -693,6 +708,9 @@ class _Connection:
                     if info.write_error is not None and live:  # the disk stopped there
                         pos = await self._send_live(live, pos, feed, info)
                         continue
+                    # Caught up: the runs recorded so far (a run's lines are written
+                    # before the event that woke us, so none is left for after the end).
+                    await self._send_runs(info)
                     if info.state.final:
                         break
                     await wake.wait()
@@ -707,6 +725,33 @@ class _Connection:
         finally:
             tap.close()
             self.server.drop_wakeup(session_id, wake)
+
+    async def _send_runs(self, info: SessionInfo) -> None:
+        """Send the complete lines the session's runs.jsonl has gained, if the client
+        asked for them (a few hundred bytes per run: read here, as the transcript is)."""
+        if self.runs_at is None:
+            return
+        path = info.directory / RUNS_NAME
+        try:
+            size = os.stat(path).st_size
+            if size == self.runs_seen or size <= self.runs_at:
+                return
+            self.runs_seen = size
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # no runs recorded (yet), or a failing disk: they only decorate
+        try:
+            while self.runs_at < size:
+                data = os.pread(fd, min(RUNS_READ, size - self.runs_at), self.runs_at)
+                cut = data.rfind(b"\n") + 1  # a torn last line waits for its end
+                if not cut:
+                    return
+                await self.send_frames(p.encode_runs(self.runs_at, cut), data[:cut])
+                self.runs_at += cut
+        except OSError:
+            return
+        finally:
+            os.close(fd)
 
     async def _checkpoint(self, pos: int, feed: _Feed) -> None:
         if self.detachable and feed.idle:
@@ -846,6 +891,11 @@ class _Batch:
 
 
 _LATER = object()  # a request answered later, by a task
+
+
+def _offset_ok(value: Any) -> bool:
+    """A byte offset a client may give: an int, 0 to MAX_OFFSET."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_OFFSET
 
 
 def _seconds(params: dict[str, Any], name: str) -> float | None:

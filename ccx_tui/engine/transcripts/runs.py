@@ -122,6 +122,42 @@ def describe_end(end: RunEnd) -> str:
     return f"{text} ({end.reason})" if end.reason else text
 
 
+def runs_size(directory: Path) -> int:
+    """How many bytes the session's runs.jsonl has (0 if none)."""
+    try:
+        return os.stat(directory / RUNS_NAME).st_size
+    except OSError:
+        return 0
+
+
+def append_copy(directory: Path, offset: int, data: bytes) -> bool:
+    """Append whole lines of another runs.jsonl (a server's, copied) that start at
+    byte `offset` of it, keeping this file an exact prefix of that one: nothing is
+    written unless this file has exactly `offset` bytes, and a write that fails part
+    way (a full disk) is undone.  One write: a reader sees no torn line but in the
+    moment it lands (and skips it then, see `read_runs`).  False if not written."""
+    try:
+        fd = os.open(
+            directory / RUNS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_size != offset:
+            return False
+        try:
+            if os.write(fd, data) == len(data):
+                return True
+        except OSError:
+            pass
+        os.ftruncate(fd, offset)
+        return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 

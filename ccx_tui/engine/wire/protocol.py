@@ -5,9 +5,10 @@ becomes a `ProtocolError`.  `decode_notification()` types the server's notificat
 The `encode_*` functions build frames.  No sockets here: `remote.py` and `server.py`
 are thin I/O around this module.
 
-One extension carries raw bytes: batched output (`OutputBatch`), a notification that
-gives a byte offset and streams, then a binary frame of transcript bytes.  Only a
-ccx-tui server sends it, and only to a client that asked (see server.py).
+Two extensions carry raw bytes: batched output (`OutputBatch`), a notification that
+gives a byte offset and streams, then a binary frame of transcript bytes; and a
+session's runs (`RunsPiece`), pieces of its `runs.jsonl` the same way.  Only a ccx-tui
+server sends them, and only to a client that asked (see server.py).
 """
 
 from __future__ import annotations
@@ -277,6 +278,43 @@ LOST_METHOD = "process.output_lost"
 def lost_line(count: int, reason: str) -> str:
     """The line that tells the user `count` bytes of output never reached them."""
     return f"[ccx-tui: {count} bytes of output lost: {reason}]\n"
+
+
+# -- a session's runs: a ccx-tui extension -------------------------------------------
+#
+# A client that finds RUNS among the capabilities may send `"runs": N` with
+# `session.attach`: N is how many bytes of the session's `runs.jsonl` it has (where
+# each run of a restarted session begins in the transcript, and how it ended; see
+# transcripts/runs.py).  The server then sends the file's complete lines from byte N
+# on, as they are written, each piece as a notification
+#   {"jsonrpc":"2.0","method":"session.runs","params":{"offset":N,"bytes":n}}
+# immediately followed by one binary frame of exactly those n bytes of the file (whole
+# lines, the last ending with "\n").  Offsets in the lines are transcript offsets: a
+# byte-exact copy of the transcript (batches, meta bytes included) keeps them true.
+
+RUNS = "runs"  # the capability, and the param of `session.attach`
+RUNS_METHOD = "session.runs"
+
+
+@dataclass(frozen=True, slots=True)
+class RunsPiece:
+    """The header of a piece of `runs.jsonl`: its bytes are the next (binary) frame."""
+
+    offset: int  # where in the server's file the piece starts
+    size: int
+
+
+def encode_runs(offset: int, size: int) -> str:
+    """The `session.runs` notification; the piece's bytes follow it."""
+    return encode_notification(RUNS_METHOD, {"offset": offset, "bytes": size})
+
+
+def decode_runs(params: dict[str, Any]) -> RunsPiece | ProtocolError:
+    """The header of a `session.runs` notification (decoded as an OtherNotification)."""
+    offset, size = _opt_int(params.get("offset")), _opt_int(params.get("bytes"))
+    if offset is None or size is None or offset < 0 or size < 0:
+        return ProtocolError(f"{RUNS_METHOD} needs an offset and bytes >= 0")
+    return RunsPiece(offset, size)
 
 
 def _decode_batch(p: dict[str, Any]) -> OutputBatch | ProtocolError:
