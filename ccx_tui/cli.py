@@ -1,16 +1,22 @@
-"""argv -> settings -> the app or a headless command; exit codes."""
+"""argv -> settings -> the app or a headless command; exit codes.
+
+Startup time is part of the interface (`ccx-tui exec -- true` should cost little more
+than Python itself): this module loads what every command needs, and each command loads
+the rest where it runs: Textual for the app, asyncio and the engine for `exec`, the
+config file's parser when there is a file.  tests/test_startup_imports.py holds the line.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ccx_tui import __version__
 from ccx_tui.config import (
@@ -23,10 +29,12 @@ from ccx_tui.config import (
     resolve_servers,
     server_token,
 )
-from ccx_tui.config_file import ConfigFile, FileDefaults, load_config, load_procfile
 from ccx_tui.engine.sessions.session import DEFAULT_COLS, DEFAULT_ROWS, SessionSpec
 from ccx_tui.errors import CcxError, ConfigError
 from ccx_tui.textsafe import escape_controls
+
+if TYPE_CHECKING:
+    from ccx_tui.config_file import ConfigFile, FileDefaults
 
 EXIT_USAGE = 2
 SUBCOMMANDS = ("exec", "sessions", "view", "serve", "engine", "web", "attach", "kill")
@@ -61,7 +69,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--no-config", action="store_true", help=f"do not read ./{AUTO_CONFIG}")
 
 
-def build_parsers() -> dict[str, argparse.ArgumentParser]:
+def _main_parser() -> argparse.ArgumentParser:
     main = _Parser(
         prog="ccx-tui",
         description="Run and watch many commands at once: the positional commands, the "
@@ -101,7 +109,10 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
         help="names for the commands' sessions, in order (as mprocs' --names)",
     )
     main.add_argument("command", nargs="*", help="commands to start, one session each")
+    return main
 
+
+def _exec_parser() -> argparse.ArgumentParser:
     exe = _Parser(prog="ccx-tui exec", description="Run one command as a recorded session.")
     _common(exe)
     exe.add_argument("--ttl", metavar="SECONDS", help="kill it after this long (exit 124)")
@@ -122,11 +133,17 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     )
     _client_auth(exe, "--server")
     exe.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND...")
+    return exe
 
+
+def _sessions_parser() -> argparse.ArgumentParser:
     ses = _Parser(prog="ccx-tui sessions", description="List recorded sessions.")
     _common(ses)
     ses.add_argument("--json", action="store_true", help="machine-readable output")
+    return ses
 
+
+def _serve_parser() -> argparse.ArgumentParser:
     srv = _Parser(
         prog="ccx-tui serve",
         description="Serve the cc_executor WebSocket protocol over the local engine.",
@@ -163,12 +180,18 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     )
     srv.add_argument("--ttl", metavar="SECONDS", help="default time limit for each session")
     srv.add_argument("--kill-grace", metavar="SECONDS", help="TERM -> KILL delay (default 3)")
+    return srv
 
+
+def _view_parser() -> argparse.ArgumentParser:
     view = _Parser(prog="ccx-tui view", description="View a file or a past session.")
     _common(view)
     _wrap(view)
     view.add_argument("target", metavar="PATH|SESSION_ID")
+    return view
 
+
+def _attach_parser() -> argparse.ArgumentParser:
     att = _Parser(
         prog="ccx-tui attach",
         description="Show the sessions of the running engine process (after a detach).",
@@ -185,14 +208,20 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
         "as the local engine's, live and past; going leaves them running (repeatable)",
     )
     _client_auth(att, "--server")
+    return att
 
+
+def _kill_parser() -> argparse.ArgumentParser:
     kil = _Parser(prog="ccx-tui kill", description="Kill sessions of the running engine.")
     _common(kil)
     kil.add_argument("--now", action="store_true", help="SIGKILL at once, no grace period")
     which = kil.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true", help="every running or queued session")
     which.add_argument("ids", nargs="*", default=[], metavar="SESSION_ID", help="ids or prefixes")
+    return kil
 
+
+def _engine_parser() -> argparse.ArgumentParser:
     # Hidden (not in the main help): the engine process, started by ccx-tui itself.
     eng = _Parser(prog="ccx-tui engine", description="Be the engine process of a data dir.")
     eng.add_argument("--data-dir", metavar="DIR", help="the data dir it serves")
@@ -203,17 +232,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     eng.add_argument("--retention-bytes", metavar="N", help="history kept on disk")
     eng.add_argument("--scrub", metavar="NAME", action="append", default=[], help="never inherited")
     eng.add_argument("--detach", action="store_true", help="fork once it holds the data dir")
-    return {
-        "main": main,
-        "exec": exe,
-        "sessions": ses,
-        "view": view,
-        "serve": srv,
-        "engine": eng,
-        "web": _web_parser(),
-        "attach": att,
-        "kill": kil,
-    }
+    return eng
 
 
 def _wrap(parser: argparse.ArgumentParser) -> None:
@@ -286,11 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # Past a file-size limit we want EFBIG (reported per session), not a dead process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    parsers = build_parsers()
     try:
         if args and args[0] in SUBCOMMANDS:
-            return _subcommand(args[0], parsers[args[0]].parse_args(args[1:]))
-        ns = parsers["main"].parse_args(args)
+            return _subcommand(args[0], build_parser(args[0]).parse_args(args[1:]))
+        ns = build_parser("main").parse_args(args)
         return _run_app(ns)
     except CcxError as exc:
         # Messages quote ids, paths and servers' words: never let them drive the terminal.
@@ -325,6 +343,8 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         )
         if not ns.server:  # a remote cwd is the server's business
             spec = spec.validated()
+        import asyncio
+
         if ns.server:
             from ccx_tui.headless import run_remote_exec
 
@@ -374,6 +394,8 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         if not attach:  # else the local engine need not be running already
             require_engine(settings)
         for target in attach:  # a wrong token says so here, not as a toast later
+            import asyncio
+
             from ccx_tui.engine.wire.client import ServerSocket, probe
 
             asyncio.run(probe(ServerSocket(target.url, token=target.token, ca_file=target.ca_file)))
@@ -382,8 +404,7 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         from ccx_tui.engine_cli import kill
 
         if not ns.all and not ns.ids:
-            parsers = build_parsers()
-            parsers["kill"].error("give SESSION_ID... or --all")
+            build_parser("kill").error("give SESSION_ID... or --all")
         return kill(settings, ns.ids, every=ns.all, force=ns.now)
     if name == "sessions":
         from ccx_tui.headless import list_sessions
@@ -406,10 +427,12 @@ def _terminal_size() -> tuple[int, int]:
 def _load_config(ns: argparse.Namespace) -> ConfigFile | None:
     """--config PATH, else ./ccx.toml if it exists (and not --no-config) and the user
     allows it (asked once per file and content, see trust.py), else None."""
+    if not ns.config and (ns.no_config or not Path(AUTO_CONFIG).is_file()):
+        return None
+    from ccx_tui.config_file import load_config  # tomllib and its checks: only for a file
+
     if ns.config:
         return load_config(Path(ns.config))
-    if ns.no_config or not Path(AUTO_CONFIG).is_file():
-        return None
     from ccx_tui.trust import check_implicit
 
     path = Path(AUTO_CONFIG)
@@ -472,6 +495,8 @@ def _run_app(ns: argparse.Namespace) -> int:
     )
     declared = list(config.sessions) if config else []
     if ns.procfile:
+        from ccx_tui.config_file import load_procfile
+
         declared += load_procfile(Path(ns.procfile))
     servers = resolve_servers(
         ns.connect,
@@ -490,9 +515,8 @@ def _run_app(ns: argparse.Namespace) -> int:
 
 
 def _serve(ns: argparse.Namespace) -> int:
-    import os
+    import asyncio
 
-    from ccx_tui.config import parse_positive_int
     from ccx_tui.engine.server.server import ServeConfig
     from ccx_tui.engine.wire import auth
     from ccx_tui.headless import run_serve
@@ -593,3 +617,22 @@ def _web(ns: argparse.Namespace) -> int:
     settings = Settings.resolve(data_dir=ns.data_dir, file=_file_defaults(config))
     path = config.path.absolute() if config else None
     return run_web(options, settings.data_dir.absolute(), path, settings.kill_grace)
+
+
+def build_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of subcommand `name` ("main": plain `ccx-tui`).  Only that one is
+    built: building all nine took ten times as long as building one."""
+    return _PARSERS[name]()
+
+
+_PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "main": _main_parser,
+    "exec": _exec_parser,
+    "sessions": _sessions_parser,
+    "view": _view_parser,
+    "serve": _serve_parser,
+    "engine": _engine_parser,
+    "web": _web_parser,
+    "attach": _attach_parser,
+    "kill": _kill_parser,
+}

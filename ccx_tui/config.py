@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from ccx_tui.engine.sessions.local import EngineConfig
 from ccx_tui.engine.sessions.process import SECRET_ENV
 from ccx_tui.engine.sessions.session import SessionSpec
 from ccx_tui.engine.transcripts.store import DEFAULT_RETENTION, default_data_dir
-from ccx_tui.engine.wire.auth import TOKEN_ENV, local_token, read_token_file
 from ccx_tui.errors import ConfigError
 
-if TYPE_CHECKING:  # config_file imports this module
-    from ccx_tui.config_file import FileDefaults, ServerEntry
+# EngineConfig and engine/wire/auth.py load where they are used: every command reads its
+# settings, few run the whole local engine in this process or talk to a server.
+if TYPE_CHECKING:
+    from ccx_tui.config_file import FileDefaults, ServerEntry  # it imports this module
+    from ccx_tui.engine.sessions.local import EngineConfig
 
 
 def parse_seconds(text: str, what: str = "TTL", *, allow_zero: bool = False) -> float | None:
@@ -223,6 +224,8 @@ class Settings:
         return tuple(args)
 
     def engine_config(self, **overrides: object) -> EngineConfig:
+        from ccx_tui.engine.sessions.local import EngineConfig
+
         config = EngineConfig(
             data_dir=self.data_dir,
             max_sessions=self.max_sessions,
@@ -246,6 +249,8 @@ def server_token(
     server and the variable if that variable is unset or empty: a server that wants a
     token would only refuse us later, less clearly.
     """
+    from ccx_tui.engine.wire.auth import local_token
+
     if entry.token_env is None:
         return local_token(data_dir, entry.url) if data_dir is not None else None
     value = (os.environ if environ is None else environ).get(entry.token_env)
@@ -261,6 +266,8 @@ def server_token(
 def given_token(token: str | None, token_file: str | None) -> str | None:
     """The token of --token-file (read from it), else of --token.  Raises ConfigError."""
     if token_file:
+        from ccx_tui.engine.wire.auth import read_token_file
+
         return read_token_file(Path(token_file).expanduser())
     return token or None
 
@@ -295,6 +302,8 @@ def resolve_servers(
     loopback URL the token file of a `serve` of `data_dir`) and `ca_file`; each
     [[server]] reads its own token from its token_env variable (see `server_token`).
     """
+    from ccx_tui.engine.wire.auth import TOKEN_ENV, local_token
+
     env = os.environ if environ is None else environ
     shared = token or env.get(TOKEN_ENV) or None
 

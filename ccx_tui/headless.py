@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import fcntl
 import gc
 import io
@@ -18,8 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ccx_tui.config import Settings
-from ccx_tui.engine.sessions.linemux import LineMux
-from ccx_tui.engine.sessions.local import LocalEngine
 from ccx_tui.engine.sessions.process import F_SETPIPE_SZ, PIPE_SIZE
 from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec, State
 from ccx_tui.engine.sessions.stop_signals import on_stop_signals
@@ -34,10 +31,11 @@ from ccx_tui.engine.transcripts.transcript import (
 )
 from ccx_tui.textsafe import escape_controls
 
-if TYPE_CHECKING:  # the server (and websockets) load only for `serve`
+# The engine loads in the commands that run it (`sessions` only reads), the server and
+# websockets only for `serve` and `exec --server`.
+if TYPE_CHECKING:
     from ccx_tui.config import ServerTarget
     from ccx_tui.engine.server.server import ServeConfig
-
 
 EXIT_TTL = 124
 EXIT_CANNOT_RUN = 127
@@ -208,6 +206,8 @@ async def run_exec(settings: Settings, spec: SessionSpec) -> int:
     the transcript: a full disk or a deleted data dir loses the record, not the
     output, and the command runs to its end either way.
     """
+    from ccx_tui.engine.sessions.local import LocalEngine
+
     # What is loaded by now lives as long as the command: spare the collector's full
     # passes (which per-chunk allocations set off) from walking it again and again.
     gc.freeze()
@@ -244,9 +244,11 @@ async def run_exec(settings: Settings, spec: SessionSpec) -> int:
 
 
 def _when(ts: float | None) -> str:
+    from datetime import datetime  # only `sessions` prints dates
+
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts).isoformat(sep=" ", timespec="seconds")
+    return datetime.fromtimestamp(ts).isoformat(sep=" ", timespec="seconds")
 
 
 def list_sessions(settings: Settings, *, as_json: bool) -> int:
@@ -338,6 +340,7 @@ async def run_serve(settings: Settings, config: ServeConfig, auth: str = "") -> 
     `auth` says how clients authenticate (where the token is, never the token).
     """
     from ccx_tui.engine.server.server import CcxServer
+    from ccx_tui.engine.sessions.local import LocalEngine
 
     stop = asyncio.Event()
     with on_stop_signals(lambda _signum: stop.set()):
@@ -377,6 +380,7 @@ async def run_remote_exec(settings: Settings, spec: SessionSpec, target: ServerT
     Returns the command's exit status; 1 if the server cannot be reached, 2 if it
     refuses us (token, certificate).
     """
+    from ccx_tui.engine.sessions.linemux import LineMux
     from ccx_tui.engine.wire.remote import (  # websockets: only here
         RemoteError,
         RemoteRefused,

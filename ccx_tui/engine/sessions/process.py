@@ -18,8 +18,10 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # psutil loads when a tree is first searched, not for every `exec`
+    import psutil
 
 MARKER_ENV = "CCX_TUI_SESSION"
 SECRET_ENV = frozenset({"CCX_TUI_TOKEN"})
@@ -212,6 +214,8 @@ def child_env(
 
 
 def _alive(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -220,6 +224,8 @@ def _alive(proc: psutil.Process) -> bool:
 
 def find_tree(pid: int | None, marker: str) -> list[psutil.Process]:
     """The process `pid`, its descendants, and every process carrying `marker`."""
+    import psutil
+
     found: dict[int, psutil.Process] = {}
     if pid is not None:
         with contextlib.suppress(psutil.Error):
@@ -240,6 +246,8 @@ def find_tree(pid: int | None, marker: str) -> list[psutil.Process]:
 
 
 def _signal_all(pgid: int | None, procs: list[psutil.Process], sig: int) -> None:
+    import psutil
+
     if pgid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
@@ -286,6 +294,8 @@ async def kill_tree(
 def find_marked(markers: Collection[str]) -> dict[str, list[psutil.Process]]:
     """Live processes (and their descendants) carrying one of `markers`, by marker:
     one pass over every process, however many markers."""
+    import psutil
+
     wanted = set(markers)
     found: dict[str, dict[int, psutil.Process]] = {}
     me = os.getpid()

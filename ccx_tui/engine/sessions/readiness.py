@@ -18,12 +18,9 @@ import asyncio
 import contextlib
 import os
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from ccx_tui.engine.sessions.session import SessionSpec
-from ccx_tui.engine.transcripts.search import crlf_line_ends
 
 PROBE_INTERVAL = 0.25
 ATTEMPT_TIMEOUT = 2.0
@@ -36,6 +33,10 @@ async def wait_ready(spec: SessionSpec, transcript: Path, start: int) -> bool:
     where the run began (a log probe looks from there).  Cancelling is safe."""
     ((kind, value),) = spec.ready_when.items()
     if kind == "log":
+        # Loaded here, as urllib below: every LocalEngine imports this module, few
+        # sessions have a probe (`exec` has none).
+        from ccx_tui.engine.transcripts.search import crlf_line_ends
+
         # Per line, as `/` searches: ^ and $ are line anchors, $ also before a CRLF.
         pattern = re.compile(crlf_line_ends(value).encode(), re.MULTILINE)
         return await _log(pattern, transcript, start)
@@ -84,6 +85,9 @@ async def _attempt(kind: str, value: str, spec: SessionSpec) -> bool:
 
 
 def _http_ok(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=ATTEMPT_TIMEOUT) as response:  # noqa: S310
             return int(response.status) < 400
