@@ -103,6 +103,9 @@ def tab_label(info: SessionInfo) -> Content:
     return Content.from_markup(markup, icon=icon, title=printable(info.spec.title), badge=badge)
 
 
+BUILD_PACE = 0.05
+"""Seconds between two tabs built in the background (see `SessionPane.build`)."""
+
 DEFAULT_GC_THRESHOLDS = gc.get_threshold()
 GC_THRESHOLDS = (700, 10, 100)
 """The collector's thresholds once the app is up: full passes ten times rarer than
@@ -201,6 +204,7 @@ class CcxApp(LiteralToastsApp):
         self._typing_into: str | None = None  # input mode: the session keys go to
         self._sidebar_wanted: bool | None = None  # the user's S; None: by the width
         self._focus_next: set[str] = set()  # sessions the user started: shown when added
+        self._building = False  # tabs not shown yet are being built in the background
         self._typist = Typist(self._engine_of, self._input_refused)
         self.detached = 0
         """Sessions left running in the engine process when the app detached."""
@@ -382,6 +386,22 @@ class CcxApp(LiteralToastsApp):
             self._activate(show)
         self._sync_empty()
         self._refresh_sidebar()
+        if panes and not self._building:
+            self._building = True
+            self.run_worker(self._build_hidden(), group="build")
+
+    async def _build_hidden(self) -> None:
+        """Build the tabs not shown yet, one at a time between frames: the first screen
+        comes before them, and a switch to one later costs no more than to any other."""
+        try:
+            while self.is_running and not self._quitting:
+                pane = next((p for p in self._panes.values() if not p.built), None)
+                if pane is None:
+                    return
+                pane.build()
+                await asyncio.sleep(BUILD_PACE)
+        finally:
+            self._building = False
 
     async def _close_tab(self, session_id: str) -> None:
         if session_id not in self._open:
@@ -429,6 +449,9 @@ class CcxApp(LiteralToastsApp):
         tabs = self._tabs
         if self._typing_into not in (None, session_id):
             self._leave_input()  # a click on another tab: typing was for this one
+        pane = self._pane(session_id)
+        if pane is not None:
+            pane.build()  # before it is shown: the keys below go to its view
         with contextlib.suppress(ValueError):  # its tab went away meanwhile
             tabs.active = pane_id(session_id)
             self._focus_view()
@@ -619,7 +642,7 @@ class CcxApp(LiteralToastsApp):
         """`W` in one tab switches soft wrap in every tab (and in tabs opened later)."""
         self._wrap = event.wrap
         for pane in self._panes.values():
-            pane.view.wrap = event.wrap
+            pane.set_wrap(event.wrap)
 
     def action_zoom(self) -> None:
         self.screen_stack[0].toggle_class("-zoom")

@@ -120,3 +120,21 @@ async def test_a_click_on_a_tab_shows_it_and_the_counts_show_the_hidden_ones(
         app._tabs.bar.remove_tab(f"s-{app._open[-1]}")  # not shown: nothing moves
         assert app._tabs.active == f"s-{app._open[shown + 1]}"
         await app.engine.kill_all()
+
+
+async def test_tabs_are_built_when_shown_or_soon_after(data_dir: Path) -> None:
+    """A tab's output view is mounted when the tab is first shown, or in the background
+    soon after the screen is up (attaching to 100 sessions no longer waits for 100
+    views): every tab gets built, one shown before its turn shows its output and takes
+    the keys, and `W` pressed meanwhile reaches the tabs built after it."""
+    commands = [f"echo tab-{n}; sleep 60" for n in range(20)]
+    app = app_with(data_dir, *commands)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(lambda: len(app._open) == 20, what="20 tabs")
+        await pilot.press("W")  # every tab wraps, built yet or not
+        await pilot.press("9")
+        await until(lambda: "tab-8" in screen_text(app), what=lambda: screen_text(app))
+        assert app.focused is app._panes[app._open[8]].view
+        await until(lambda: all(p.built for p in app._panes.values()), what="all built")
+        await until(lambda: all(p.view.wrap for p in app._panes.values()), what="all wrap")
+        await app.engine.kill_all()

@@ -84,7 +84,9 @@ class LiveTail(Vertical):
     def on_mount(self) -> None:
         # Anchored: every layout keeps the newest line in view (a scroll_end done before
         # the block's first layout, as when a tab opens on a finished session, did not).
-        self.query_one("#live-scroll", VerticalScroll).anchor()
+        # (Mounted as the app exits, its children may never come: nothing to anchor.)
+        for scroll in self.query("#live-scroll").results(VerticalScroll):
+            scroll.anchor()
 
     def show(self, header: str, lines: list[Line]) -> None:
         """Show `header` (plain text) and `lines` (output bytes, rendered safely: only

@@ -165,11 +165,13 @@ class SessionPane(Widget):
         # work for new output, it only notes that it is behind and catches up when shown.
         self._shown = False
         self._behind = False
+        self._built = False  # the view is mounted (see `build`)
+        self._build_wanted = False  # build() came before the pane was composed
+        self._view_ready = False  # the view and the live block are mounted
+        self._wrap = wrap  # what `set_wrap` last asked for
 
     def compose(self) -> ComposeResult:
-        yield self._panel
-        yield self._live_tail
-        yield self._status
+        yield self._status  # the output view comes with `build()`
 
     def on_mount(self) -> None:
         # Not `_render_status`: `is_mounted` turns true only after this handler, and a
@@ -179,6 +181,8 @@ class SessionPane(Widget):
         self.call_later(self._sync_screen)
         if self._tap is not None:
             self._drain(self._tap)
+        if self._build_wanted:
+            self.build()
 
     def on_unmount(self) -> None:
         if self._tap is not None:
@@ -186,6 +190,7 @@ class SessionPane(Widget):
         self._close_screen_fd()
 
     def on_show(self) -> None:
+        self.build()  # (the app builds a tab before it shows it)
         self._shown = True
         if self._behind:
             self.output_grew()
@@ -253,7 +258,42 @@ class SessionPane(Widget):
 
     @property
     def view(self) -> TranscriptView:
+        """The output view (made with the pane; mounted once built)."""
         return self._panel.view
+
+    @property
+    def built(self) -> bool:
+        return self._built
+
+    def build(self) -> None:
+        """Mount the output view, if not yet.  A tab is built when first shown, or by
+        the app in the background once the screen is up: attaching to 100 sessions
+        mounted some 18 widgets per tab (style, compose, layout) before the first
+        screen, 10 s on a busy machine.  Right after this call the view can take the
+        keyboard: its widgets are in the DOM, their mounting follows."""
+        if self._built or not self.is_attached:  # (not attached: the app is exiting)
+            return
+        if self._status.parent is not self:  # not composed yet: once it is (on_mount)
+            self._build_wanted = True
+            return
+        self._built = True
+        mounted = self.mount(self._panel, self._live_tail, before=self._status)
+
+        async def then() -> None:
+            await mounted
+            self._view_ready = True  # their children composed: the live block can show
+            self.view.wrap = self._wrap  # switched (`W`) while it was not mounted
+            self._render_live()
+            self._sync_screen()
+
+        self.call_later(then)
+
+    def set_wrap(self, wrap: bool) -> None:
+        """Soft-wrap the output (`W` in any tab switches every tab)."""
+        self._wrap = wrap
+        if self._view_ready:
+            self.view.wrap = wrap
+        # else: once the view is mounted (see `build`)
 
     @property
     def focus_target(self) -> TranscriptView | TerminalScreen:
@@ -298,7 +338,7 @@ class SessionPane(Widget):
         """Show the live screen while the program uses the alternate screen, the
         transcript otherwise (info.alt_screen, from the engine)."""
         info = self.info
-        if info is None or not self.is_mounted:
+        if info is None or not self.is_mounted or not self._view_ready:
             return
         at = info.alt_screen
         if at is None:
@@ -381,7 +421,7 @@ class SessionPane(Widget):
 
     def _render_live(self) -> None:
         info = self.info
-        if not self.is_mounted or info is None:
+        if not self.is_mounted or info is None or not self._view_ready:
             return
         block = self._live_tail
         if info.write_error is None or not self._live:
