@@ -136,11 +136,8 @@ def append_copy(directory: Path, offset: int, data: bytes) -> bool:
     written unless this file has exactly `offset` bytes, and a write that fails part
     way (a full disk) is undone.  One write: a reader sees no torn line but in the
     moment it lands (and skips it then, see `read_runs`).  False if not written."""
-    try:
-        fd = os.open(
-            directory / RUNS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-    except OSError:
+    fd = _open_append(directory)
+    if fd is None:
         return False
     try:
         if os.fstat(fd).st_size != offset:
@@ -164,11 +161,8 @@ def _int_or_none(value: Any) -> int | None:
 
 def _append(directory: Path, item: dict[str, Any]) -> bool:
     line = (json.dumps(item, separators=(",", ":")) + "\n").encode()
-    try:
-        fd = os.open(
-            directory / RUNS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-    except OSError:
+    fd = _open_append(directory)
+    if fd is None:
         return False
     try:
         return os.write(fd, line) == len(line)  # one write: O_APPEND keeps lines whole
@@ -176,3 +170,13 @@ def _append(directory: Path, item: dict[str, Any]) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _open_append(directory: Path) -> int | None:
+    """The session's runs.jsonl opened for appending (made if missing), or None."""
+    try:
+        return os.open(
+            directory / RUNS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+    except OSError:
+        return None
