@@ -410,7 +410,7 @@ def _subcommand(name: str, ns: argparse.Namespace) -> int:
         from ccx_tui.headless import list_sessions
 
         return list_sessions(settings, as_json=ns.json)
-    from ccx_tui.app import run_viewer
+    from ccx_tui.viewer import run_viewer
 
     return run_viewer(settings, ns.target)
 

@@ -38,8 +38,13 @@ NOT_FOR_READING = (*NOT_FOR_EXEC, "ccx_tui.engine.sessions.local")
 
 def imported(args: list[str], cwd: Path) -> set[str]:
     """The modules `python -m ccx_tui ARGS` imports from start to exit (it must succeed)."""
+    return traced(["-m", "ccx_tui", *args], cwd)
+
+
+def traced(args: list[str], cwd: Path) -> set[str]:
+    """The modules `python ARGS` imports from start to exit (it must succeed)."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "ccx_tui", *args],
+        [sys.executable, "-X", "importtime", *args],
         capture_output=True,
         text=True,
         cwd=cwd,  # no ./ccx.toml here
@@ -97,3 +102,22 @@ def test_a_config_file_loads_its_parser_when_there_is_one(tmp_path: Path) -> Non
     modules = imported(args, tmp_path)
     assert {"tomllib", "ccx_tui.config_file"} <= modules
     assert loaded(modules, UI) == []
+
+
+NOT_FOR_VIEWING = (
+    *NETWORK,
+    "psutil",
+    "pyte",  # a full-screen program's screen: the app's tabs only
+    "ccx_tui.app",
+    "ccx_tui.engine.sessions.local",
+)
+"""Not loaded by `ccx-tui view`, which reads a file: no engine, no tabs, no network."""
+
+
+def test_the_viewer_loads_neither_the_app_nor_the_engine(tmp_path: Path) -> None:
+    """`ccx-tui view` (ccx_tui.viewer, what cli imports for it) loads Textual and the
+    transcript view, not the app's tabs, the engine or the network client.  Imported,
+    not run: the app needs a terminal (tests/test_viewer.py runs it)."""
+    modules = traced(["-c", "import ccx_tui.cli, ccx_tui.viewer"], tmp_path)
+    assert "ccx_tui.widgets.transcript_view" in modules
+    assert loaded(modules, NOT_FOR_VIEWING) == []

@@ -8,7 +8,8 @@ import pytest
 from textual.binding import BindingsMap, BindingType
 from textual.pilot import Pilot
 
-from ccx_tui.app import CcxApp, ViewerApp
+from ccx_tui.app import CcxApp
+from ccx_tui.viewer import ViewerApp
 from ccx_tui.widgets.transcript_panel import TranscriptPanel
 from ccx_tui.widgets.transcript_view import TranscriptView
 from tests.helpers import until

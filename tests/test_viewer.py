@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ccx_tui.app import ViewerApp, resolve_view_target
 from ccx_tui.config import Settings
+from ccx_tui.viewer import ViewerApp, resolve_view_target
 from ccx_tui.widgets.transcript_view import TranscriptView
 from tests.helpers import until
 

@@ -15,7 +15,7 @@ from textual.geometry import Offset
 from textual.pilot import Pilot
 from textual.selection import Selection
 
-from ccx_tui.app import ViewerApp, make_app
+from ccx_tui.app import make_app
 from ccx_tui.config import Settings
 from ccx_tui.config_file import load_config
 from ccx_tui.engine.sessions.local import EngineConfig, LocalEngine
@@ -31,6 +31,7 @@ from ccx_tui.engine.transcripts.runs import (
 )
 from ccx_tui.engine.transcripts.transcript import STDOUT, TranscriptWriter
 from ccx_tui.errors import ConfigError
+from ccx_tui.viewer import ViewerApp
 from ccx_tui.widgets.transcript_view import TranscriptView
 from ccx_tui.widgets.wrap_scan import rows_for
 from tests.helpers import until

@@ -18,10 +18,11 @@ sys.path.insert(0, str(ROOT))  # this checkout's ccx_tui, installed or not
 
 from textual.widgets import Input  # noqa: E402
 
-from ccx_tui.app import CcxApp, ViewerApp, make_app  # noqa: E402
+from ccx_tui.app import CcxApp, make_app  # noqa: E402
 from ccx_tui.config import Settings  # noqa: E402
 from ccx_tui.engine import SessionInfo, SessionSpec, State  # noqa: E402
 from ccx_tui.engine.server.daemon_client import stop_engine  # noqa: E402
+from ccx_tui.viewer import ViewerApp  # noqa: E402
 from ccx_tui.widgets.dialogs import CreateSessionDialog  # noqa: E402
 from ccx_tui.widgets.help import HelpScreen  # noqa: E402
 from ccx_tui.widgets.search_bar import SearchBar  # noqa: E402
