@@ -25,8 +25,8 @@ import psutil
 from bench.common import PY, Row, ccx, fmt_mb, fmt_ratio, fmt_s, line_text, run_timed, yes_no
 from bench.ingest import take_transcript
 from bench.switch import cleanup
-from ccx_tui.engine.server.daemon import engine_pid
 from ccx_tui.engine.server.daemon_client import stop_engine
+from ccx_tui.engine.server.paths import engine_pid
 from ccx_tui.engine.sessions.session import State
 
 TARGET = 1.2

@@ -30,8 +30,8 @@ from pathlib import Path
 import psutil
 
 from bench.common import PY, Row, fmt_ratio, yes_no
-from ccx_tui.engine.server.daemon import engine_pid
 from ccx_tui.engine.server.daemon_client import stop_engine
+from ccx_tui.engine.server.paths import engine_pid
 from ccx_tui.engine.sessions.session import SessionSpec
 from ccx_tui.engine.wire.client import EngineClient
 

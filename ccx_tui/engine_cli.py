@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from ccx_tui.config import Settings
-from ccx_tui.engine.server.daemon import engine_pid
+from ccx_tui.engine.server.paths import engine_pid
 from ccx_tui.engine.sessions.session import resolve_id
 from ccx_tui.engine.wire.client import EngineClient
 from ccx_tui.errors import CcxError, InvalidTransition

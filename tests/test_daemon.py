@@ -22,8 +22,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, unix_connect
 
 import ccx_tui.engine
-from ccx_tui.engine.server.daemon import EXIT_RUNNING, engine_pid, socket_path
 from ccx_tui.engine.server.daemon_client import engine_url, ensure_engine
+from ccx_tui.engine.server.paths import EXIT_RUNNING, engine_pid, socket_path
 from ccx_tui.engine.sessions.local import EngineConfig
 from ccx_tui.engine.sessions.session import SessionSpec, State
 from ccx_tui.engine.transcripts.store import DataStore

@@ -12,7 +12,7 @@ from websockets.asyncio.client import unix_connect
 
 from ccx_tui.app import make_app
 from ccx_tui.config import Settings
-from ccx_tui.engine.server.daemon import engine_pid, socket_path
+from ccx_tui.engine.server.paths import engine_pid, socket_path
 from ccx_tui.engine.sessions.events import SessionAdded, UsageSampled
 from ccx_tui.engine.sessions.session import SessionSpec, State
 from ccx_tui.engine.wire import protocol as p

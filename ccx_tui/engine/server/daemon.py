@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from ccx_tui.config import Settings
+from ccx_tui.engine.server.paths import EXIT_RUNNING, engine_pid, lock_path, socket_path
 from ccx_tui.engine.server.server import CcxServer, ServeConfig
 from ccx_tui.engine.sessions.local import LocalEngine
 from ccx_tui.engine.sessions.stop_signals import on_stop_signals
@@ -36,44 +37,10 @@ from ccx_tui.engine.transcripts.store import DataStore
 from ccx_tui.engine.wire.unixsock import check_path
 from ccx_tui.errors import CcxError
 
-SOCKET_NAME = "engine.sock"
-LOCK_NAME = "engine.lock"
-LOG_NAME = "engine.log"
 IDLE_EXIT = 3.0
 """Seconds without sessions or clients before the engine exits on its own."""
-EXIT_RUNNING = 3
-"""Exit status of an engine that found another one holding the data dir."""
 EXIT_FAILED = 1
 TICK = 0.1  # how often an idle engine checks whether it may go
-
-
-def socket_path(data_dir: Path) -> Path:
-    return data_dir.expanduser().absolute() / SOCKET_NAME
-
-
-def lock_path(data_dir: Path) -> Path:
-    return data_dir.expanduser().absolute() / LOCK_NAME
-
-
-def log_path(data_dir: Path) -> Path:
-    return data_dir.expanduser().absolute() / LOG_NAME
-
-
-def engine_pid(data_dir: Path) -> int | None:
-    """The pid of the engine process holding `data_dir`, None if there is none."""
-    try:
-        fd = os.open(lock_path(data_dir), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        try:  # shared and at once: an engine holds it exclusively
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else None
-        return None
-    finally:
-        os.close(fd)  # releases our shared lock, if we got it
 
 
 def _take_lock(data_dir: Path) -> int | None:

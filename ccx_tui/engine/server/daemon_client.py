@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ccx_tui.engine.server.daemon import EXIT_RUNNING, engine_pid, log_path, socket_path
+from ccx_tui.engine.server.paths import EXIT_RUNNING, engine_pid, log_path, socket_path
 from ccx_tui.engine.sessions.process import MARKER_ENV
 from ccx_tui.engine.transcripts.store import DataStore
 from ccx_tui.engine.wire.unixsock import check_path, get_health, unix_url

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from ccx_tui.engine.server.daemon import socket_path
 from ccx_tui.engine.server.daemon_client import EngineError, ensure_engine
+from ccx_tui.engine.server.paths import socket_path
 from ccx_tui.engine.sessions.events import Event, OutputAppended, Subscriber
 from ccx_tui.engine.sessions.local import EngineStats
 from ccx_tui.engine.sessions.process import MARKER_ENV, SECRET_ENV
