@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from ccx_tui.engine.sessions.process import SECRET_ENV
+from ccx_tui.engine.sessions.env_names import SECRET_ENV
 from ccx_tui.engine.sessions.session import SessionSpec
 from ccx_tui.engine.transcripts.store import DEFAULT_RETENTION, default_data_dir
 from ccx_tui.errors import ConfigError

@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
+from ccx_tui.engine.sessions.env_names import MARKER_ENV as MARKER_ENV
+from ccx_tui.engine.sessions.env_names import SECRET_ENV as SECRET_ENV
+
 if TYPE_CHECKING:  # psutil loads when a tree is first searched, not for every `exec`
     import psutil
 
-MARKER_ENV = "CCX_TUI_SESSION"
-SECRET_ENV = frozenset({"CCX_TUI_TOKEN"})
-"""Variables of ccx-tui's own that no session inherits, whatever the configuration."""
 PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 READ_SIZE = PIPE_SIZE
