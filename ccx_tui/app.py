@@ -104,6 +104,10 @@ def tab_label(info: SessionInfo) -> Content:
 
 BUILD_PACE = 0.05
 """Seconds between two tabs built in the background (see `SessionPane.build`)."""
+FREEZE_AFTER = 10
+"""Tabs built in the background after which their widgets are frozen too (see
+`spare_the_collector`): one full pass then, instead of every later full pass walking
+them (an attach to 100 sessions builds 100 tabs after the first freeze)."""
 
 DEFAULT_GC_THRESHOLDS = gc.get_threshold()
 GC_THRESHOLDS = (700, 10, 100)
@@ -204,6 +208,8 @@ class CcxApp(LiteralToastsApp):
         self._sidebar_wanted: bool | None = None  # the user's S; None: by the width
         self._focus_next: set[str] = set()  # sessions the user started: shown when added
         self._building = False  # tabs not shown yet are being built in the background
+        self._spared = False  # spare_the_collector ran (and restore has not)
+        self._built_unfrozen = 0  # tabs built in the background since the last freeze
         self._typist = Typist(self._engine_of, self._input_refused)
         self.detached = 0
         """Sessions left running in the engine process when the app detached."""
@@ -265,8 +271,10 @@ class CcxApp(LiteralToastsApp):
         self._tick()
         self.set_interval(1.0, self._tick)
         spare_the_collector()
+        self._spared = True
 
     async def on_unmount(self) -> None:
+        self._spared = False
         restore_the_collector()
         await asyncio.gather(*(engine.aclose() for engine in self.engines))
 
@@ -396,11 +404,15 @@ class CcxApp(LiteralToastsApp):
             while self.is_running and not self._quitting:
                 pane = next((p for p in self._panes.values() if not p.built), None)
                 if pane is None:
-                    return
+                    break
                 pane.build()
+                self._built_unfrozen += 1
                 await asyncio.sleep(BUILD_PACE)
         finally:
             self._building = False
+        if self._built_unfrozen >= FREEZE_AFTER and self._spared:
+            self._built_unfrozen = 0
+            spare_the_collector()  # tabs live long (an attach's): out of full passes
 
     async def _close_tab(self, session_id: str) -> None:
         if session_id not in self._open:

@@ -3,10 +3,12 @@ follows the selected session, and `z` gives the output the whole screen."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
-from ccx_tui.app import make_app
+from ccx_tui.app import FREEZE_AFTER, make_app
 from ccx_tui.config import Settings
+from ccx_tui.engine.sessions.session import SessionSpec
 from tests.helpers import until
 from tests.test_app import screen_text
 
@@ -138,3 +140,23 @@ async def test_tabs_are_built_when_shown_or_soon_after(data_dir: Path) -> None:
         await until(lambda: all(p.built for p in app._panes.values()), what="all built")
         await until(lambda: all(p.view.wrap for p in app._panes.values()), what="all wrap")
         await app.engine.kill_all()
+
+
+async def test_tabs_built_in_the_background_are_frozen_and_thawed_at_exit(
+    data_dir: Path,
+) -> None:
+    """Tabs built in the background after the app froze what it started with (an
+    attach's 100) are frozen too once built, out of the collector's full passes; and
+    everything frozen is given back when the app goes."""
+    app = app_with(data_dir)
+    async with app.run_test(size=(120, 30)):
+        await until(lambda: app._spared, what="the app up, its objects frozen")
+        before = gc.get_freeze_count()
+        for n in range(FREEZE_AFTER + 2):
+            await app.engine.start(SessionSpec(f"sleep {100 + n}"))
+        await until(lambda: len(app._open) == FREEZE_AFTER + 2, what="the tabs")
+        await until(lambda: all(p.built for p in app._panes.values()), what="all built")
+        await until(lambda: not app._building, what="the builder done")
+        assert gc.get_freeze_count() > before
+        await app.engine.kill_all()
+    assert gc.get_freeze_count() == 0
