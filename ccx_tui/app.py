@@ -46,6 +46,7 @@ from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, QuitDial
 from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.key_footer import KeyFooter
+from ccx_tui.widgets.main_screen import MainScreen
 from ccx_tui.widgets.palette import ANSI_THEME
 from ccx_tui.widgets.rename_dialog import RenameDialog
 from ccx_tui.widgets.safe import LiteralToastsApp, printable
@@ -220,6 +221,9 @@ class CcxApp(LiteralToastsApp):
         self._tabs = SessionTabs(id="tabs")
         self._sidebar = Sidebar(id="sidebar")
         self._banner = Static(id="input-banner")
+
+    def get_default_screen(self) -> Screen[None]:
+        return MainScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
