@@ -139,6 +139,32 @@ class TranscriptWriter:
         self._fd = self._side_fd = -1
 
 
+def _records_up_to(fd: int, offset: int) -> int:
+    """How many of a sidecar's records start at or before transcript byte `offset`
+    (records are fixed-size and sorted by offset: a binary search, one read a step)."""
+    lo, hi = 0, os.fstat(fd).st_size // RECORD.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if RECORD.unpack(os.pread(fd, RECORD.size, mid * RECORD.size))[0] <= offset:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def trim_sidecar(sidecar: Path, size: int) -> None:
+    """Drop the records of bytes at or past `size` (the transcript was cut there).
+    Raises OSError (but not for a missing sidecar)."""
+    try:
+        fd = os.open(sidecar, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.ftruncate(fd, _records_up_to(fd, size - 1) * RECORD.size)
+    finally:
+        os.close(fd)
+
+
 def read_segments(sidecar: Path, start: int = 0, stop: int | None = None) -> list[Segment]:
     """Segments overlapping byte range [start, stop) of the transcript.
 
@@ -150,20 +176,7 @@ def read_segments(sidecar: Path, start: int = 0, stop: int | None = None) -> lis
     except FileNotFoundError:
         return [Segment(0, 0.0, STDOUT)]
     with f:
-        count = os.fstat(f.fileno()).st_size // RECORD.size
-
-        def offset_at(i: int) -> int:
-            f.seek(i * RECORD.size)
-            return int(RECORD.unpack(f.read(RECORD.size))[0])
-
-        lo, hi = 0, count
-        while lo < hi:  # first record with offset > start
-            mid = (lo + hi) // 2
-            if offset_at(mid) <= start:
-                lo = mid + 1
-            else:
-                hi = mid
-        first = max(lo - 1, 0)
+        first = max(_records_up_to(f.fileno(), start) - 1, 0)
         f.seek(first * RECORD.size)
         out: list[Segment] = []
         while True:

@@ -36,11 +36,11 @@ from websockets.exceptions import ConnectionClosed
 from ccx_tui.engine.sessions.session import SessionInfo, State
 from ccx_tui.engine.transcripts.runs import append_copy, runs_size
 from ccx_tui.engine.transcripts.transcript import (
-    RECORD,
     SIDECAR_NAME,
     STDERR,
     TRANSCRIPT_NAME,
     TranscriptWriter,
+    trim_sidecar,
 )
 from ccx_tui.engine.wire.mirror_protocol import Gap, MirrorFollower, Output, Piece
 from ccx_tui.engine.wire.remote import REATTACH_DELAYS, RemoteError, RemoteRefused, dial
@@ -135,27 +135,8 @@ def open_copy(directory: Path) -> tuple[TranscriptWriter, int]:
     with contextlib.suppress(FileNotFoundError):
         if os.stat(transcript).st_size > keep:
             os.truncate(transcript, keep)
-            _trim_sidecar(directory / SIDECAR_NAME, keep)
+            trim_sidecar(directory / SIDECAR_NAME, keep)
     return TranscriptWriter(directory), server
-
-
-def _trim_sidecar(path: Path, size: int) -> None:
-    """Drop the stream records of bytes at or past `size` (records sort by offset)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    try:
-        lo, hi = 0, os.fstat(fd).st_size // RECORD.size
-        while lo < hi:  # the first record at or past `size`
-            mid = (lo + hi) // 2
-            if RECORD.unpack(os.pread(fd, RECORD.size, mid * RECORD.size))[0] < size:
-                lo = mid + 1
-            else:
-                hi = mid
-        os.ftruncate(fd, lo * RECORD.size)
-    finally:
-        os.close(fd)
 
 
 async def _open_in_thread(directory: Path) -> tuple[TranscriptWriter, int]:
