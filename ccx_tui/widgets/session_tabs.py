@@ -141,6 +141,10 @@ class TabBar(Widget):
         """How many tabs are wholly out of view to the left and to the right."""
         self._measure()
         self._scroll_to_active()
+        return self._out_of_view()
+
+    def _out_of_view(self) -> tuple[int, int]:
+        """`hidden_tabs` as measured and scrolled already."""
         start, end = self._scroll, self._scroll + self.size.width
         starts = self._starts
         left = right = 0
@@ -249,7 +253,7 @@ class TabBar(Widget):
         offset = self._starts[first] if pieces else start
         row = Strip.join(pieces).crop(start - offset, end - offset)
         row = row.extend_cell_length(width, base)
-        left, right = self.hidden_tabs()
+        left, right = self._out_of_view()
         more = self.get_component_rich_style("tab-bar--more")
         if left:
             label = Strip([Segment(f"{' ' * PAD}◀ {left}{' ' * PAD}", more)])
