@@ -938,9 +938,13 @@ class LocalEngine:
             self._set(rec, rec.info.state, alt_screen=alt.active_at)
 
     def _written(self, rec: _Record) -> None:
-        """The writer thread put more on disk: tell the views."""
+        """The writer thread put more on disk: taps let go of what it has; tell the views."""
         writer = rec.writer
         if writer is not None:
+            if rec.unkept is not None:
+                rec.unkept.drop_kept()
+            for tap in rec.taps:
+                tap.drop_kept()
             self._emit(OutputAppended(rec.info.id, writer.offset, writer.newlines))
             self._report_write_error(rec)
 

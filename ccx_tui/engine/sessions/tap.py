@@ -137,15 +137,23 @@ class OutputTap:
             if self._queued > HIGH_WATER:
                 gate.hold(self)
             return
-        if self._kept is not None:
-            kept = self._kept()
-            while self._chunks and self._chunks[0].offset + len(self._chunks[0].data) <= kept:
-                self._queued -= len(self._chunks.popleft().data)
+        self.drop_kept()
         limit = HARD_LIMIT if gate is not None else self._window
         while self._queued > limit and len(self._chunks) > 1:
             dropped = self._chunks.popleft()
             self._queued -= len(dropped.data)
             self.lost += len(dropped.data)
+
+    def drop_kept(self) -> None:
+        """Let go of the chunks the transcript now has (a tap made with `kept`): called
+        on every put and whenever the disk writer gets further, so a stalled consumer
+        holds no byte the disk already has."""
+        if self._kept is None or not self._chunks:
+            return
+        kept = self._kept()
+        chunks = self._chunks
+        while chunks and chunks[0].offset + len(chunks[0].data) <= kept:
+            self._queued -= len(chunks.popleft().data)
 
     def close(self) -> None:
         """No more output (the session ended, or the consumer is done); what is queued
