@@ -290,9 +290,12 @@ class CcxApp(LiteralToastsApp):
         await self._open_tabs(current, show=(live or current)[-1].id if current else None)
 
     def _already_running(self, item: DeclaredSession) -> bool:
-        """A declared session the engine still runs from an earlier start (attaching
-        again must not start a second copy)."""
-        if item.server not in (None, "local"):
+        """A declared session its engine still runs from an earlier start (attaching
+        again, to the engine process or to a ccx-tui server, must not start a second
+        copy)."""
+        location = item.server or "local"
+        engine = next((e for e in self.engines if location in (e.location, e.name)), None)
+        if engine is None:
             return False
         spec = item.spec
         return any(
@@ -300,7 +303,7 @@ class CcxApp(LiteralToastsApp):
             and info.spec.name == spec.name
             and (spec.cwd is None or info.spec.cwd == spec.cwd)
             and not info.state.final
-            for info in self.engine.current()
+            for info in engine.current()
         )
 
     # -- the one place engine events become UI updates --------------------------------

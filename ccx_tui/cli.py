@@ -95,7 +95,9 @@ def _main_parser() -> argparse.ArgumentParser:
         metavar="URL",
         action="append",
         default=[],
-        help="a cc_executor server to run sessions on (repeatable)",
+        help="a server to run sessions on (repeatable): a ccx-tui server is attached "
+        "like the local engine (all its sessions; going leaves them running), a "
+        "cc_executor server shows the sessions started here",
     )
     _client_auth(main, "--connect")
     main.add_argument(
@@ -509,9 +511,18 @@ def _run_app(ns: argparse.Namespace) -> int:
     names = [n.strip() for n in ns.names.split(",")] if ns.names else []
     if len(names) > len(commands):
         raise ConfigError(f"--names gives {len(names)} names for {len(commands)} command(s)")
+    attach: list[ServerTarget] = []
+    if servers:  # ccx-tui servers are attached like the local engine, not launch-only
+        import asyncio
+
+        from ccx_tui.server_kinds import sort_servers
+
+        servers, attach = asyncio.run(sort_servers(servers))
     from ccx_tui.app import run_app  # Textual: only when the app runs
 
-    return run_app(settings, commands, servers=servers, declared=declared, names=names)
+    return run_app(
+        settings, commands, servers=servers, declared=declared, names=names, attach=attach
+    )
 
 
 def _serve(ns: argparse.Namespace) -> int:

@@ -134,3 +134,37 @@ def test_attach_a_server_on_another_machine(tmp_path: Path) -> None:
             assert "refused: bad token" in b.scrollback()
         finally:
             b.close()
+
+
+def test_connect_to_a_ccx_tui_server_attaches_it(tmp_path: Path) -> None:
+    """`ccx-tui --connect URL` (as a [[server]] would) to a ccx-tui server: not
+    launch-only any more: a session another client started there shows with its
+    output, and leaving (`d`) lets it run on there, as with `attach --server`."""
+    server_dir = tmp_path / "srv"
+    with serving(server_dir) as (url, _):
+        token_file = token_path(server_dir)
+        token = token_file.read_text().strip()
+        session_id = asyncio.run(
+            _start_there(url, token, "echo ELSEWHERE-$((6*7)); exec sleep 300")
+        )
+        data = str(tmp_path / "data")
+        a = _terminal(tmp_path, "a")
+        try:
+            a.start(
+                ccx(
+                    "--no-config",
+                    "--data-dir",
+                    data,
+                    "--connect",
+                    url,
+                    "--token-file",
+                    str(token_file),
+                )
+            )
+            a.wait_for_screen("ELSEWHERE-42", timeout=30)
+            a.send("d")
+            assert a.wait_exit(timeout=30) == 0
+        finally:
+            a.close()
+        assert asyncio.run(_state_there(url, token, session_id)) == "running"
+    assert wait_gone_for(Path(data)) == []

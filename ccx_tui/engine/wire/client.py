@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from ccx_tui.engine.server import manage
 from ccx_tui.engine.server.daemon_client import EngineError, ensure_engine
 from ccx_tui.engine.server.paths import socket_path
 from ccx_tui.engine.sessions.events import Event, OutputAppended, Subscriber
@@ -35,6 +36,7 @@ from ccx_tui.engine.sessions.local import EngineStats
 from ccx_tui.engine.sessions.process import MARKER_ENV, SECRET_ENV
 from ccx_tui.engine.sessions.session import SessionInfo, SessionSpec
 from ccx_tui.engine.sessions.tap import OutputTap
+from ccx_tui.engine.wire import protocol as p
 from ccx_tui.engine.wire.client_protocol import EngineCallError, EngineProtocol, Received, Reply
 from ccx_tui.engine.wire.mirror import TranscriptMirror, mirror_root
 from ccx_tui.engine.wire.remote import RemoteError, dial
@@ -105,12 +107,33 @@ class ServerSocket:
             raise EngineError(str(exc)) from None
 
 
-async def probe(server: ServerSocket) -> None:
-    """Connect to `server` and let go: raises EngineError saying why it cannot be
-    used (a wrong token, a refused connection), before any screen is taken."""
+async def probe(server: ServerSocket, *, deadline: float = CONNECT_DEADLINE) -> tuple[str, ...]:
+    """Connect to `server`, read what it says it can do (the capabilities of its
+    `connected` greeting; () if it says nothing within `deadline`) and let go.  Raises
+    EngineError saying why it cannot be used (a wrong token, a refused connection),
+    before any screen is taken."""
     ws = await server.connect()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(ws.close(), 2)
+    caps: tuple[str, ...] = ()
+    try:
+        async with asyncio.timeout(deadline):
+            frame = await ws.recv()
+        msg = p.parse(frame)
+        if isinstance(msg, p.Notification):
+            greeting = p.decode_notification(msg)
+            if isinstance(greeting, p.Connected):
+                caps = greeting.capabilities
+    except (TimeoutError, ConnectionClosed):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 2)
+    return caps
+
+
+def can_attach(capabilities: tuple[str, ...]) -> bool:
+    """A server with these capabilities is a ccx-tui server whose engine can be
+    attached (every session shown, kept running when we go), not launch-only."""
+    return manage.CAPABILITY in capabilities
 
 
 class EngineClient:
