@@ -17,6 +17,7 @@ from bench import (
     ingest,
     keys,
     limit,
+    line_index,
     open_view,
     peers,
     pty_ingest,
@@ -38,6 +39,7 @@ NAMES = (
     "pty",
     "open",
     "attached",
+    "index",
     "search",
     "limit",
     "slow_client",
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = _peers(sizes, only, work, ns.peer_mib)
             only = set()  # the rest of the suite is not part of a --peers run
         source = work / "lines.txt"
-        if only & {"ingest", "pty", "open", "attached"}:
+        if only & {"ingest", "pty", "open", "attached", "index"}:
             lines = make_line_file(source, sizes.file_bytes)
         if "ingest" in only:
             rows += _guard("ingest", lambda: ingest.run(source, work, verify_hash=ns.quick))
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += _guard("open", lambda: open_view.run(source, lines, work))
         if "attached" in only:
             rows += _guard("attached", lambda: attached.run(source, work, verify_hash=ns.quick))
+        if "index" in only:
+            rows += _guard("index", lambda: line_index.run(source, work))
         source.unlink(missing_ok=True)
         if "search" in only:
             rows += _guard("search", lambda: search.run(sizes.file_bytes, work))

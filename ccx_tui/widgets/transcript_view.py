@@ -23,6 +23,7 @@ from textual.strip import Strip
 from textual.timer import Timer
 from textual.worker import get_current_worker
 
+from ccx_tui.engine.transcripts.line_index import INDEX_NAME
 from ccx_tui.engine.transcripts.reader import MAX_LINE_BYTES, Line, TranscriptReader
 from ccx_tui.engine.transcripts.search import Query, Searcher
 from ccx_tui.engine.transcripts.transcript import (
@@ -268,9 +269,10 @@ class TranscriptView(ScrollView, can_focus=True):
         """
         super().__init__(name=name, id=id, classes=classes)
         self.path = Path(path)
-        self._reader = TranscriptReader(self.path)
-        side = self.path.with_name(SIDECAR_NAME)
-        self._sidecar = side if self.path.name == TRANSCRIPT_NAME else None
+        ours = self.path.name == TRANSCRIPT_NAME  # a session's, with its sidecars
+        index = self.path.with_name(INDEX_NAME) if ours else None
+        self._reader = TranscriptReader(self.path, index)
+        self._sidecar = self.path.with_name(SIDECAR_NAME) if ours else None
         self._cache: LRUCache[int, _Rendered] = LRUCache(CACHE_LINES)
         self._tail: list[bytes] | None = None  # shown until the first index pass ends
         self._line_count = 0  # lines shown: a snapshot, so a frame sees one count
@@ -306,6 +308,16 @@ class TranscriptView(ScrollView, can_focus=True):
         self._wrap_wanted = False  # the file grew during a scan: scan again after
         self.set_reactive(TranscriptView.following, follow)
         self.set_reactive(TranscriptView.wrap, wrap)  # measured once the view has a size
+
+    def watch_has_focus(self, _has_focus: bool) -> None:
+        """Restyle the view alone for `:focus`: Textual's restyle of its scrollbars
+        too re-set their rules (`display` among them) and laid the whole screen out a
+        second time on every tab switch.  They take their colours from the view, so a
+        repaint shows its new style on them."""
+        self.app.stylesheet.apply(self, animate=True)
+        for bar in (self._vertical_scrollbar, self._horizontal_scrollbar):
+            if bar is not None:
+                bar.refresh()
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(FRAME, self._tick, pause=True)

@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccx_tui.engine.transcripts import line_index
 from ccx_tui.errors import TranscriptError
 
-CHECKPOINT_BYTES = 64 * 1024
+CHECKPOINT_BYTES = line_index.CHECKPOINT_BYTES
 SCAN_BLOCK = 4 * 1024 * 1024
 MAX_LINE_BYTES = 16 * 1024
 
@@ -48,8 +49,12 @@ class TranscriptReader:
     """Line-numbered reads from an append-only file; safe to index from one thread
     while another reads."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, index: Path | None = None) -> None:
+        """`index`: the transcript's line index (line_index.py), whose checkpoints are
+        adopted instead of counted where they agree with what was counted here."""
         self.path = Path(path)
+        self._index_path = index
+        self._index_fd = -1
         try:
             self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
@@ -111,12 +116,75 @@ class TranscriptReader:
         end = size if max_bytes is None else min(size, start + max_bytes)
         pos = start
         while pos < end:
-            block = os.pread(self._fd, min(SCAN_BLOCK, end - pos), pos)
+            step = min(SCAN_BLOCK, end - pos)
+            if self._index_path is not None:
+                if pos and pos % CHECKPOINT_BYTES == 0:
+                    pos = self._adopt(pos, end)
+                    if pos >= end:
+                        break
+                if pos == 0 or pos % CHECKPOINT_BYTES:
+                    # Up to the next checkpoint, where the index may take over (the
+                    # first one is counted here, to check the index against).
+                    step = min(step, CHECKPOINT_BYTES - pos % CHECKPOINT_BYTES)
+            block = os.pread(self._fd, step, pos)
             if not block:
                 break
             self._index_block(pos, block)
             pos += len(block)
         return restarted or self._size != start
+
+    def _adopt(self, pos: int, end: int) -> int:
+        """Take the line index's checkpoints from `pos` (one) up to `end`; returns
+        where that leaves the indexed prefix.  An index that disagrees with what was
+        counted here, or with itself, is dropped for good."""
+        k = pos // CHECKPOINT_BYTES
+        want = end // CHECKPOINT_BYTES - k
+        if want <= 0 or k == 0 or len(self._nl_before) != k + 1:
+            return pos
+        if CHECKPOINT_BYTES != line_index.CHECKPOINT_BYTES:
+            self._drop_index()  # another checkpoint size (tests): nothing to adopt
+            return pos
+        if self._index_fd < 0:
+            assert self._index_path is not None
+            try:
+                self._index_fd = os.open(self._index_path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return pos  # not there (yet): counted here meanwhile
+        try:
+            records = line_index.read_records(self._index_fd, k - 1, want + 1)
+        except OSError:
+            self._drop_index()
+            return pos
+        prev = self._nl_before[k]
+        if not records:
+            return pos
+        if records.pop(0) != prev:  # the record of `pos` must say what is known here
+            self._drop_index()
+            return pos
+        good: list[int] = []
+        for value in records:
+            if not 0 <= value - prev <= CHECKPOINT_BYTES:
+                self._drop_index()
+                break
+            good.append(value)
+            prev = value
+        if not good:
+            return pos
+        size = (k + len(good)) * CHECKPOINT_BYTES
+        last = os.pread(self._fd, 1, size - 1)
+        if len(last) != 1:  # cut meanwhile
+            return pos
+        with self._lock:
+            self._nl_before.extend(good)
+            self._newlines = good[-1]
+            self._last = last
+            self._size = size
+        return size
+
+    def _drop_index(self) -> None:
+        if self._index_fd >= 0:
+            os.close(self._index_fd)
+        self._index_fd, self._index_path = -1, None
 
     def _follow_rotation(self) -> bool:
         """If another file now has our path, read that one from now on."""
@@ -270,6 +338,9 @@ class TranscriptReader:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._index_fd >= 0:
+            os.close(self._index_fd)
+            self._index_fd = -1
 
     def __enter__(self) -> TranscriptReader:
         return self

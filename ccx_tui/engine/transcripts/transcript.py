@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccx_tui.engine.transcripts.line_index import IndexWriter, piece_counts
+
 STDOUT = 0
 STDERR = 1
 META = 2  # bytes ccx-tui added itself (a newline between runs)
@@ -65,7 +67,11 @@ class TranscriptWriter:
         if torn:  # a record cut short by an earlier failure: later ones must stay aligned
             os.ftruncate(self._side_fd, os.fstat(self._side_fd).st_size - torn)
         self.offset = os.fstat(self._fd).st_size
-        self.newlines = self._count_newlines() if newlines is None else newlines
+        self._index = IndexWriter.open(directory, self.path, self.offset)
+        if self._index is not None:  # exact, and it counts only past the last checkpoint
+            self.newlines = self._index.newlines
+        else:
+            self.newlines = self._count_newlines() if newlines is None else newlines
         self.bytes_lost = 0
         self.error: str | None = None
         self.last_byte: bytes = b"\n" if self.offset == 0 else self._read_last_byte()
@@ -89,10 +95,18 @@ class TranscriptWriter:
             f.seek(-1, os.SEEK_END)
             return f.read(1)
 
-    def write(self, stream: int, data: bytes, newlines: int | None = None) -> None:
+    def write(
+        self,
+        stream: int,
+        data: bytes,
+        newlines: int | None = None,
+        pieces: tuple[int, list[int]] | None = None,
+    ) -> None:
         """Append `data` from `stream`; on a disk error record it instead of raising.
 
-        `newlines`, if given, is ``data.count(b"\\n")`` (counted by the caller).
+        `newlines`, if given, is ``data.count(b"\\n")``, and `pieces` ``(offset,
+        piece_counts(data, offset))`` for the offset the caller expects it at (both
+        counted by the caller, off the writer's thread; see line_index.py).
         """
         if not data:
             return
@@ -119,9 +133,18 @@ class TranscriptWriter:
         except OSError as exc:
             self._fail(exc, len(data) - written)
         if written:
+            start = self.offset
             self.offset += written
-            if newlines is None or written < len(data):
-                newlines = data.count(b"\n", 0, written)
+            kept = data if written == len(data) else data[:written]
+            index = self._index
+            if index is not None:
+                counts = pieces[1] if pieces is not None and pieces[0] == start else None
+                if counts is None or written < len(data):
+                    counts = piece_counts(kept, start)
+                index.add(kept, counts)
+                newlines = sum(counts)
+            elif newlines is None or written < len(data):
+                newlines = kept.count(b"\n")
             self.newlines += newlines
             self.last_byte = data[written - 1 : written]
 
@@ -131,6 +154,8 @@ class TranscriptWriter:
         self.bytes_lost += lost
 
     def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
         for fd in (self._fd, self._side_fd):
             try:
                 os.close(fd)

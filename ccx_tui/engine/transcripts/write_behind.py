@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from ccx_tui.engine.transcripts.line_index import piece_counts
 from ccx_tui.engine.transcripts.transcript import TranscriptWriter
 
 INLINE_MAX = 16 * 1024
@@ -57,7 +58,8 @@ class WriteBehind:
         self.error: str | None = writer.error
         self.bytes_lost = writer.bytes_lost
         self._cond = threading.Condition()
-        self._queue: deque[tuple[int, bytes, int]] = deque()
+        self._queue: deque[tuple[int, bytes, int, list[int]]] = deque()
+        self._end = writer.offset  # where the next byte lands, if the disk keeps all
         self._queued = 0  # bytes queued, not yet taken by the thread (guarded by _cond)
         self._busy = False  # the thread is writing a chunk (guarded by _cond)
         self._publish_pending = False  # _published is scheduled (guarded by _cond)
@@ -79,16 +81,22 @@ class WriteBehind:
         """Append `data` from `stream` (never raises; disk errors land in `error`)."""
         if not data:
             return
+        at = self._end  # only the loop moves it
+        self._end += len(data)
+        # Counted here, on the loop, which waits for the pipes most of the time: the
+        # thread then only waits for the disk, and a flood goes as fast as the slower
+        # of the two instead of the sum of both.  Counted per checkpoint of the line
+        # index (see line_index.py), and before taking the lock the thread needs.
+        pieces = piece_counts(data, at) if len(data) > INLINE_MAX else None
         with self._cond:
             idle = not self._queue and not self._busy
-            if idle and len(data) <= INLINE_MAX:
-                self._writer.write(stream, data)  # nothing in flight: order is kept
-                self._mirror()
-                return
-            # Counted here, on the loop, which waits for the pipes most of the time:
-            # the thread then only waits for the disk, and a flood goes as fast as the
-            # slower of the two instead of the sum of both.
-            self._queue.append((stream, data, data.count(b"\n")))
+            if pieces is None:
+                if idle:
+                    self._writer.write(stream, data)  # nothing in flight: order is kept
+                    self._mirror()
+                    return
+                pieces = piece_counts(data, at)  # small: under the lock is fine
+            self._queue.append((stream, data, at, pieces))
             self._queued += len(data)
             queued = self._queued
             if self._thread is None:
@@ -134,7 +142,7 @@ class WriteBehind:
                     self._cond.wait()
                 if not self._queue:
                     return
-                stream, data, newlines = self._queue.popleft()
+                stream, data, at, pieces = self._queue.popleft()
                 self._busy = True
                 before = self._queued
                 self._queued -= len(data)
@@ -144,7 +152,7 @@ class WriteBehind:
                 self._cond.notify_all()  # a source at the hard limit may go on
             if publish:
                 self._schedule_publish()
-            writer.write(stream, data, newlines)
+            writer.write(stream, data, sum(pieces), (at, pieces))
             with self._cond:
                 self._snap = (writer.offset, writer.newlines, writer.error, writer.bytes_lost)
                 self._busy = False
