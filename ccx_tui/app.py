@@ -41,6 +41,7 @@ from ccx_tui.engine.wire.remote_engine import RemoteEngine
 from ccx_tui.errors import CcxError
 from ccx_tui.hangup import EXIT_HANGUP, HangupGuard
 from ccx_tui.terminal_keys import key_bytes, paste_bytes
+from ccx_tui.textsafe import escape_controls
 from ccx_tui.typist import Typist
 from ccx_tui.widgets.dialogs import ConfirmDialog, CreateSessionDialog, QuitDialog
 from ccx_tui.widgets.help import HelpScreen
@@ -214,6 +215,8 @@ class CcxApp(LiteralToastsApp):
         self._typist = Typist(self._engine_of, self._input_refused)
         self.detached = 0
         """Sessions left running in the engine process when the app detached."""
+        self.detached_where: list[tuple[int, str, str]] = []
+        """(sessions, engine name, command that brings them back) per engine kept."""
 
         # The widgets the timer and the engine's events update, held
         # here rather than looked up: those outlive the widgets by a little at exit.
@@ -929,9 +932,12 @@ class CcxApp(LiteralToastsApp):
                 return_exceptions=True,  # an engine that is gone has nothing to kill
             )
         else:
-            self.detached = sum(
-                e.stats.live + e.stats.queued for e in self.engines if e.survives_detach
-            )
+            self.detached_where = [
+                (e.stats.live + e.stats.queued, e.name, e.reattach)
+                for e in self.engines
+                if e.survives_detach and e.stats.live + e.stats.queued
+            ]
+            self.detached = sum(count for count, _, _ in self.detached_where)
         await asyncio.gather(*(engine.aclose() for engine in self.engines))
         if self._hangup:
             os._exit(EXIT_HANGUP)
@@ -1017,7 +1023,20 @@ def run_app(
         for engine in app.engines:
             engine.kill_all_now()  # normally a no-op: aclose() ran on unmount
     if app.detached:
-        print(
-            f"[detached: {app.detached} session(s) keep running; `ccx-tui attach` brings them back]"
-        )
+        print(detached_message(app.detached_where))
     return code or 0
+
+
+def detached_message(where: list[tuple[int, str, str]]) -> str:
+    """What is left running, and how to come back to it, printed after a detach:
+    the engine process's sessions as before; a ccx-tui server's each with its own
+    command (`ccx-tui attach` alone does not show them)."""
+    if len(where) == 1 and where[0][1] == "local":
+        count, _, command = where[0]
+        return f"[detached: {count} session(s) keep running; `{command}` brings them back]"
+    parts = [
+        f"{count} {'here' if name == 'local' else 'on ' + name} (`{command}`)"
+        for count, name, command in where
+    ]
+    # Names and URLs come from a config file: never let them drive the terminal.
+    return escape_controls(f"[detached: session(s) keep running: {', '.join(parts)}]")

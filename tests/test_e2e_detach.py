@@ -164,6 +164,8 @@ def test_connect_to_a_ccx_tui_server_attaches_it(tmp_path: Path) -> None:
             a.wait_for_screen("ELSEWHERE-42", timeout=30)
             a.send("d")
             assert a.wait_exit(timeout=30) == 0
+            said = "".join(a.scrollback().split("\n"))  # the line may wrap at 120 columns
+            assert f"1 on {url} (`ccx-tui attach --server {url}`)" in said
         finally:
             a.close()
         assert asyncio.run(_state_there(url, token, session_id)) == "running"

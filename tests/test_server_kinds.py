@@ -9,7 +9,7 @@ import asyncio
 import socket
 from pathlib import Path
 
-from ccx_tui.app import CcxApp, make_app
+from ccx_tui.app import CcxApp, detached_message, make_app
 from ccx_tui.config import DeclaredSession, ServerTarget, Settings
 from ccx_tui.engine.sessions.session import SessionSpec, State
 from ccx_tui.engine.wire.auth import token_path
@@ -94,3 +94,21 @@ async def test_a_declared_session_on_an_attached_server_is_not_started_twice(
             await watcher.kill(sessions[0].id)
         finally:
             await watcher.aclose()
+
+
+def test_the_detach_message_says_how_to_come_back_to_each_engine() -> None:
+    """After a detach: the engine process's sessions as always; a server's with the
+    command that shows them (plain `ccx-tui attach` does not); a name from a config
+    file cannot drive the terminal."""
+    assert detached_message([(2, "local", "ccx-tui attach")]) == (
+        "[detached: 2 session(s) keep running; `ccx-tui attach` brings them back]"
+    )
+    said = detached_message(
+        [
+            (1, "local", "ccx-tui attach"),
+            (3, "box\x1b]0;owned\x07", "ccx-tui attach --server ws://box:8003/ws/mcp"),
+        ]
+    )
+    assert "1 here (`ccx-tui attach`)" in said
+    assert "3 on box" in said and "(`ccx-tui attach --server ws://box:8003/ws/mcp`)" in said
+    assert "\x1b" not in said and "\x07" not in said

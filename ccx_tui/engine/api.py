@@ -32,6 +32,11 @@ class Engine(Protocol):
     survives_detach: bool
     """Whether its sessions go on after `aclose()` (an engine process)."""
 
+    @property
+    def reattach(self) -> str:
+        """The command that shows its sessions again after a detach ("" if none)."""
+        ...
+
     async def open(self) -> None:
         """Get ready (connect, load the table); raises CcxError if it cannot."""
 

@@ -154,6 +154,7 @@ class LocalEngine:
     """
 
     survives_detach = False
+    reattach = ""
     """Its sessions are this process's: `aclose()` kills them."""
 
     def __init__(self, config: EngineConfig, *, launcher: Launcher | None = None) -> None:

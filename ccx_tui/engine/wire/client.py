@@ -177,6 +177,7 @@ class EngineClient:
         )
         self.name = name or (server.url if server else "local")
         self.location = self.name
+        self.reattach = f"ccx-tui attach --server {server.url}" if server else "ccx-tui attach"
         self.status = "connecting"
         """connecting / connected / reconnecting / lost: REASON."""
         self.mirror: TranscriptMirror | None = None
