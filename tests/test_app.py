@@ -19,6 +19,7 @@ from ccx_tui.widgets.help import HelpScreen
 from ccx_tui.widgets.history import HistoryScreen
 from ccx_tui.widgets.session_pane import SessionPane
 from ccx_tui.widgets.sidebar import Sidebar
+from ccx_tui.widgets.transcript_view import TranscriptView
 from tests.helpers import until, wait_gone
 
 SIZE = (120, 36)
@@ -459,3 +460,32 @@ async def test_a_tab_switch_keeps_the_footer_but_new_keys_show(data_dir: Path) -
             lambda: any(k.key == "escape" for k in footer.query(FooterKey)),
             what="the search bar's keys",
         )
+
+
+async def test_the_view_in_sight_is_tinted_while_it_has_the_keyboard(data_dir: Path) -> None:
+    """A view's `:focus` tint follows the keyboard for the view in sight, while the
+    restyles of views a tab switch hides and shows again are skipped (each cost a
+    restyle of the view and its scrollbars, and a second layout of the screen)."""
+    from textual.widgets import Input
+
+    app = app_for(data_dir, "echo one", "echo two")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: len(app._open) == 2, what="two tabs")
+
+        def view(n: int) -> TranscriptView:
+            return app._panes[app._open[n]].query_one(TranscriptView)
+
+        def tinted(n: int) -> bool:
+            return view(n).styles.background_tint.a > 0
+
+        await pilot.press("1")
+        await until(lambda: view(0).has_focus and tinted(0), what="tab 1 tinted")
+        await pilot.press("2")
+        await until(lambda: view(1).has_focus and tinted(1), what="tab 2 tinted")
+        await pilot.press("1")
+        await until(lambda: view(0).has_focus and tinted(0), what="tab 1 tinted again")
+        await pilot.press("slash")  # the search bar takes the keyboard: no tint
+        await until(lambda: isinstance(app.focused, Input), what="the search bar")
+        await until(lambda: not tinted(0), what="tab 1 untinted")
+        await pilot.press("escape")  # back to the view
+        await until(lambda: view(0).has_focus and tinted(0), what="tab 1 tinted at last")

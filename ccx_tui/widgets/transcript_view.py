@@ -13,6 +13,7 @@ from rich.style import Style
 from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
+from textual.dom import DOMNode
 from textual.events import Click, Resize
 from textual.geometry import Offset, Size
 from textual.message import Message
@@ -21,6 +22,7 @@ from textual.scroll_view import ScrollView
 from textual.selection import Selection
 from textual.strip import Strip
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.worker import get_current_worker
 
 from ccx_tui.engine.transcripts.line_index import INDEX_NAME
@@ -283,6 +285,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._last_pass = 0.0  # time.monotonic() when the last indexing pass started
         self._wanted = False  # refresh_source called; start a pass on the next tick
         self._hidden = False  # in a tab not shown: new output waits until it is
+        self._styled_focus = False  # whether its style is that of `:focus`
         self._text_size: tuple[int, int] | None = None  # last posted as Resized
         self._lock = threading.Lock()  # guards the two flags below
         self._indexing = False  # a worker may be using the reader
@@ -309,11 +312,29 @@ class TranscriptView(ScrollView, can_focus=True):
         self.set_reactive(TranscriptView.following, follow)
         self.set_reactive(TranscriptView.wrap, wrap)  # measured once the view has a size
 
-    def watch_has_focus(self, _has_focus: bool) -> None:
-        """Restyle the view alone for `:focus`: Textual's restyle of its scrollbars
-        too re-set their rules (`display` among them) and laid the whole screen out a
-        second time on every tab switch.  They take their colours from the view, so a
-        repaint shows its new style on them."""
+    def watch_has_focus(self, has_focus: bool) -> None:
+        """Restyle for `:focus` only a view in sight whose style says otherwise.
+
+        A tab switch blurs the view it hides and focuses the one it shows, which had
+        the focus when it was hidden: with the restyle of a hidden view put off until
+        it shows (`on_show`), neither is restyled (each restyle cost about 5 ms).
+        """
+        if has_focus != self._styled_focus and self._in_sight():
+            self._restyle_focus()
+
+    def _in_sight(self) -> bool:
+        node: DOMNode | None = self
+        while isinstance(node, Widget):
+            if not node.display:
+                return False
+            node = node.parent
+        return True
+
+    def _restyle_focus(self) -> None:
+        """The view alone: Textual's restyle of its scrollbars too re-set their rules
+        (`display` among them) and laid the whole screen out a second time.  They
+        take their colours from the view, so a repaint shows its new style on them."""
+        self._styled_focus = self.has_focus
         self.app.stylesheet.apply(self, animate=True)
         for bar in (self._vertical_scrollbar, self._horizontal_scrollbar):
             if bar is not None:
@@ -349,6 +370,8 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def on_show(self) -> None:
         self._hidden = False
+        if self.has_focus != self._styled_focus:
+            self._restyle_focus()  # put off while hidden
         if self._wanted and self._timer is not None:
             self._timer.resume()  # catch up with what arrived while hidden
         self._check_wrap_width()  # wrap switched on (or the width changed) out of sight
