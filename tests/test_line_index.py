@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -201,3 +203,37 @@ async def test_a_view_of_a_session_takes_the_engines_index(tmp_path: Path) -> No
     async with app.run_test(size=(80, 24)) as pilot:
         view = app.query_one(TranscriptView)
         await wait_for(pilot, lambda: view.line_count == data.count(b"\n") + 1)
+
+
+SHORT_INDEX_CHILD = r"""
+import resource, signal, sys
+from pathlib import Path
+from ccx_tui.engine.transcripts.transcript import TranscriptWriter
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))  # two records, no more
+w = TranscriptWriter(Path(sys.argv[1]))
+print(w.newlines)
+w.close()
+"""
+
+
+def test_an_index_the_disk_will_not_complete_is_left_a_correct_prefix(tmp_path: Path) -> None:
+    """Completing a short index when the disk refuses (here RLIMIT_FSIZE): the writer
+    goes on without it, counts the file itself, and the index stays a prefix a
+    reader can adopt."""
+    data = _text(random.Random(17), 5 * CP + 9)
+    writer = TranscriptWriter(tmp_path)
+    writer.write(STDOUT, data)
+    writer.close()
+    (tmp_path / INDEX_NAME).write_bytes(b"")  # as if every record had been lost
+    proc = subprocess.run(
+        [sys.executable, "-c", SHORT_INDEX_CHILD, str(tmp_path)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    assert int(proc.stdout) == data.count(b"\n")
+    assert _records(tmp_path) == _scanned(data)[:2]
+    with TranscriptReader(tmp_path / TRANSCRIPT_NAME, tmp_path / INDEX_NAME) as reader:
+        reader.refresh()
+        assert reader.line_count == data.count(b"\n") + 1

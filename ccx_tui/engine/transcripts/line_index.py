@@ -77,25 +77,23 @@ class IndexWriter:
                 fd = os.open(path, flags)
         except OSError:
             return None
+        writer = cls(fd, 0, 0)
         try:
             known = min(os.fstat(fd).st_size // RECORD.size, size // CHECKPOINT_BYTES)
             os.ftruncate(fd, known * RECORD.size)  # a torn record, or past a cut
-            base = read_records(fd, known - 1, 1)[0] if known else 0
-            writer = cls(fd, known * CHECKPOINT_BYTES, base)
+            writer.offset = known * CHECKPOINT_BYTES
+            writer.newlines = read_records(fd, known - 1, 1)[0] if known else 0
             if writer.offset < size:  # what the records do not cover yet
                 with open(transcript, "rb") as f:
                     f.seek(writer.offset)
-                    while writer.offset < size:
+                    while writer.offset < size and not writer.broken:
                         block = f.read(min(_COUNT_BLOCK, size - writer.offset))
                         if not block:
                             raise OSError("the transcript is shorter than its size")
                         writer.add(block, piece_counts(block, writer.offset))
-            if writer.broken:
-                raise OSError("cannot write the index")
-        except OSError:
-            os.close(fd)
-            return None
-        return writer
+        except (OSError, IndexError):
+            writer.close()
+        return None if writer.broken else writer
 
     @property
     def broken(self) -> bool:
