@@ -86,6 +86,19 @@ def test_output_counts_update_the_table() -> None:
     assert (proto.sessions["a"].bytes, proto.sessions["a"].lines) == (5, 1)
 
 
+def test_reading_one_session_merges_its_counts_alone() -> None:
+    """`session(id)` (what a tab switch reads) takes that session's newest counts and
+    leaves the others' to be merged when the table is read."""
+    proto = subscribed(info("a"), info("b"))
+    proto.receive(events_frame(output={"a": [5, 1], "b": [7, 2]}))
+    got = proto.session("a")
+    assert got is not None and (got.bytes, got.lines) == (5, 1)
+    assert proto._counts == {"b": (7, 2)}  # not merged yet
+    assert proto.session("nope") is None
+    proto.receive(events_frame(output={"a": [9, 3]}))
+    assert (proto.sessions["a"].bytes, proto.sessions["b"].bytes) == (9, 7)
+
+
 def test_a_resubscription_reports_what_changed_meanwhile() -> None:
     """After a reconnect the new snapshot is diffed against the table: new sessions,
     changed ones and vanished ones become events (nothing is missed while away)."""

@@ -359,7 +359,7 @@ class EngineClient:
 
     def get(self, session_id: str) -> SessionInfo:
         """Raises UnknownSession."""
-        info = self._proto.sessions.get(session_id)
+        info = self._proto.session(session_id)
         if info is None:
             raise UnknownSession(f"no session {session_id!r}")
         return info

@@ -111,6 +111,15 @@ class EngineProtocol:
             self._counts.clear()
         return self._sessions
 
+    def session(self, session_id: str) -> SessionInfo | None:
+        """One session as of the last frame, merging its own counts only (a tab switch
+        reads one session: merging a hundred busy ones' took a few ms of it)."""
+        counts = self._counts.pop(session_id, None)
+        had = self._sessions.get(session_id)
+        if counts is not None and had is not None and (had.bytes, had.lines) != counts:
+            had = self._sessions[session_id] = replace(had, bytes=counts[0], lines=counts[1])
+        return had
+
     # -- requests ---------------------------------------------------------------------
 
     def request(
