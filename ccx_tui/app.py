@@ -902,7 +902,15 @@ class CcxApp(LiteralToastsApp):
             )
             return
         kept = sum(e.stats.live + e.stats.queued for e in self.engines if e.survives_detach)
-        self.push_screen(QuitDialog(busy, lost_on_detach=busy - kept), answered)
+        servers = [e for e in self.engines if e.survives_detach and e.name != "local"]
+        come_back = (
+            "`ccx-tui attach` brings them back"
+            if not any(e.stats.live + e.stats.queued for e in servers)
+            else "the message on leaving says how to come back to each server"
+        )
+        self.push_screen(
+            QuitDialog(busy, lost_on_detach=busy - kept, come_back=come_back), answered
+        )
 
     def _on_signal(self, signum: int) -> None:
         """SIGTERM, SIGINT, SIGHUP (the terminal is gone): detach, unless `on_exit`

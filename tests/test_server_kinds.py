@@ -112,3 +112,38 @@ def test_the_detach_message_says_how_to_come_back_to_each_engine() -> None:
     assert "1 here (`ccx-tui attach`)" in said
     assert "3 on box" in said and "(`ccx-tui attach --server ws://box:8003/ws/mcp`)" in said
     assert "\x1b" not in said and "\x07" not in said
+
+
+async def test_the_quit_question_does_not_send_a_servers_user_to_plain_attach(
+    tmp_path: Path,
+) -> None:
+    """With sessions kept on a ccx-tui server, `q` does not say that `ccx-tui attach`
+    brings them back (it does not: they need `--server`); it points to the message
+    printed on leaving, which names each server's command."""
+    from textual.widgets import Static
+
+    from ccx_tui.widgets.dialogs import QuitDialog
+
+    server_dir = tmp_path / "srv"
+    with serving(server_dir) as (url, _):
+        token = token_path(server_dir).read_text().strip()
+        other = EngineClient(
+            tmp_path / "other", server=ServerSocket(url, token=token, ca_file=None)
+        )
+        await other.open()
+        try:
+            kept = await other.start(SessionSpec("exec sleep 300", tty=False))
+            settings = Settings(data_dir=tmp_path / "here", on_exit="ask", kill_grace=0.3)
+            app = make_app(settings, attach=[ServerTarget(url, token, "box")], sample_usage=False)
+            async with app.run_test(size=(120, 30)) as pilot:
+                await until(lambda: len(app._sidebar.sessions) == 1, what="the server's tab")
+                await pilot.press("q")
+                await until(lambda: isinstance(app.screen, QuitDialog), what="the question")
+                question = str(app.screen.query_one("#question", Static).render())
+                assert "how to come back to each server" in question
+                assert "`ccx-tui attach` brings" not in question
+                await pilot.press("d")
+            assert app.detached_where == [(1, "box", f"ccx-tui attach --server {url}")]
+            assert other.get(kept.id).state is State.RUNNING
+        finally:
+            await other.aclose()

@@ -253,16 +253,18 @@ class QuitDialog(ModalScreen[str | None]):
         busy: int,
         *,
         lost_on_detach: int = 0,
+        come_back: str = "`ccx-tui attach` brings them back",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         """`busy` sessions run or wait; `lost_on_detach` of them (on servers this
-        app runs them on) end even if it detaches."""
+        app runs them on) end even if it detaches; `come_back` says how to see the
+        others again."""
         super().__init__(name=name, id=id, classes=classes)
         question = (
             f"{busy} session(s) still running or queued.\n"
-            "Detach to leave them running: `ccx-tui attach` brings them back."
+            f"Detach to leave them running: {come_back}."
         )
         if lost_on_detach:
             question += f"\n{lost_on_detach} of them on servers end either way."
