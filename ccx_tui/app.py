@@ -902,7 +902,7 @@ class CcxApp(LiteralToastsApp):
             )
             return
         kept = sum(e.stats.live + e.stats.queued for e in self.engines if e.survives_detach)
-        servers = [e for e in self.engines if e.survives_detach and e.name != "local"]
+        servers = [e for e in self.engines if e.survives_detach and e is not self.engine]
         come_back = (
             "`ccx-tui attach` brings them back"
             if not any(e.stats.live + e.stats.queued for e in servers)

@@ -154,8 +154,9 @@ class LocalEngine:
     """
 
     survives_detach = False
-    reattach = ""
     """Its sessions are this process's: `aclose()` kills them."""
+    reattach = ""
+    """Nothing to come back to after a detach (see `survives_detach`)."""
 
     def __init__(self, config: EngineConfig, *, launcher: Launcher | None = None) -> None:
         """`launcher` starts the runs (default: local processes, see launcher.py)."""
