@@ -287,10 +287,17 @@ async def test_app_restart_draws_the_separator_and_wraps(data_dir: Path) -> None
         await pilot.press("r")
         await until(lambda: app.engine.get(session_id).run == 2, what="run 2")
         await until(lambda: app.engine.get(session_id).state is State.EXITED, what="exit 2")
-        await until(
-            lambda: any("run 1 exited 4" in r for r in rows(view)),
-            what=lambda: "\n".join(rows(view)),
-        )
+
+        def run_2_shown() -> bool:
+            # The separator can be drawn a pass before run 2's output is indexed (it
+            # comes from runs.jsonl): wait for both, then check where each sits.
+            shown = rows(view)
+            return (
+                any("run 1 exited 4" in r for r in shown)
+                and sum(r.startswith("out-") for r in shown) == 2
+            )
+
+        await until(run_2_shown, what=lambda: "\n".join(rows(view)))
         shown = rows(view)
         separator = next(i for i, r in enumerate(shown) if "── run 2 started" in r)
         assert shown[separator - 1].startswith("www") and shown[separator + 1].startswith("out-")
