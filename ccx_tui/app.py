@@ -213,8 +213,6 @@ class CcxApp(LiteralToastsApp):
         self._spared = False  # spare_the_collector ran (and restore has not)
         self._built_unfrozen = 0  # tabs built in the background since the last freeze
         self._typist = Typist(self._engine_of, self._input_refused)
-        self.detached = 0
-        """Sessions left running in the engine process when the app detached."""
         self.detached_where: list[tuple[int, str, str]] = []
         """(sessions, engine name, command that brings them back) per engine kept."""
 
@@ -224,6 +222,11 @@ class CcxApp(LiteralToastsApp):
         self._tabs = SessionTabs(id="tabs")
         self._sidebar = Sidebar(id="sidebar")
         self._banner = Static(id="input-banner")
+
+    @property
+    def detached(self) -> int:
+        """Sessions left running (in the engine process, on servers) when it detached."""
+        return sum(count for count, _, _ in self.detached_where)
 
     def get_default_screen(self) -> Screen[None]:
         return MainScreen(id="_default")
@@ -945,7 +948,6 @@ class CcxApp(LiteralToastsApp):
                 for e in self.engines
                 if e.survives_detach and e.stats.live + e.stats.queued
             ]
-            self.detached = sum(count for count, _, _ in self.detached_where)
         await asyncio.gather(*(engine.aclose() for engine in self.engines))
         if self._hangup:
             os._exit(EXIT_HANGUP)

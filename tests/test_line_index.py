@@ -69,7 +69,7 @@ def test_the_index_holds_what_a_scan_finds(
         data = _text(rng, size)
         at = writer.offset if how == "right" else writer.offset + 1
         pieces = None if how == "none" else (at, piece_counts(data, at))
-        writer.write(rng.choice((STDOUT, STDERR)), data, data.count(b"\n"), pieces)
+        writer.write(rng.choice((STDOUT, STDERR)), data, pieces)
         out += data
     writer.close()
     assert (directory / TRANSCRIPT_NAME).read_bytes() == out

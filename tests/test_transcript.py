@@ -238,13 +238,15 @@ def test_failing_sidecar_stops_the_transcript_too(tmp_path: Path) -> None:
 FSIZE_CHILD = r"""
 import json, resource, signal, sys
 from pathlib import Path
+from ccx_tui.engine.transcripts.line_index import piece_counts
 from ccx_tui.engine.transcripts.transcript import TranscriptWriter
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4500, 4500))
 w = TranscriptWriter(Path(sys.argv[1]))
 for i in range(10):
     data = bytes([65 + i]) * 999 + b"\n"
-    w.write(i % 2, data, data.count(b"\n") if sys.argv[2] == "counted" else None)
+    counted = (w.offset, piece_counts(data, w.offset)) if sys.argv[2] == "counted" else None
+    w.write(i % 2, data, counted)
 w.close()
 print(json.dumps({"error": w.error, "lost": w.bytes_lost, "offset": w.offset,
                   "newlines": w.newlines}))

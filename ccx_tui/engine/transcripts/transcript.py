@@ -95,18 +95,12 @@ class TranscriptWriter:
             f.seek(-1, os.SEEK_END)
             return f.read(1)
 
-    def write(
-        self,
-        stream: int,
-        data: bytes,
-        newlines: int | None = None,
-        pieces: tuple[int, list[int]] | None = None,
-    ) -> None:
+    def write(self, stream: int, data: bytes, counted: tuple[int, list[int]] | None = None) -> None:
         """Append `data` from `stream`; on a disk error record it instead of raising.
 
-        `newlines`, if given, is ``data.count(b"\\n")``, and `pieces` ``(offset,
-        piece_counts(data, offset))`` for the offset the caller expects it at (both
-        counted by the caller, off the writer's thread; see line_index.py).
+        `counted`, if given, is ``(offset, piece_counts(data, offset))`` for the offset
+        the caller expects `data` at: its newlines, counted off the writer's thread
+        (see line_index.py); counted here if it is not for this offset.
         """
         if not data:
             return
@@ -136,16 +130,13 @@ class TranscriptWriter:
             start = self.offset
             self.offset += written
             kept = data if written == len(data) else data[:written]
-            index = self._index
-            if index is not None:
-                counts = pieces[1] if pieces is not None and pieces[0] == start else None
-                if counts is None or written < len(data):
-                    counts = piece_counts(kept, start)
-                index.add(kept, counts)
-                newlines = sum(counts)
-            elif newlines is None or written < len(data):
-                newlines = kept.count(b"\n")
-            self.newlines += newlines
+            if counted is not None and counted[0] == start and written == len(data):
+                counts = counted[1]
+            else:  # counted for another offset, or cut short by the disk
+                counts = piece_counts(kept, start)
+            if self._index is not None:
+                self._index.add(kept, counts)
+            self.newlines += sum(counts)
             self.last_byte = data[written - 1 : written]
 
     def _fail(self, exc: OSError, lost: int) -> None:

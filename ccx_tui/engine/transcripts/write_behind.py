@@ -152,7 +152,7 @@ class WriteBehind:
                 self._cond.notify_all()  # a source at the hard limit may go on
             if publish:
                 self._schedule_publish()
-            writer.write(stream, data, sum(pieces), (at, pieces))
+            writer.write(stream, data, (at, pieces))
             with self._cond:
                 self._snap = (writer.offset, writer.newlines, writer.error, writer.bytes_lost)
                 self._busy = False

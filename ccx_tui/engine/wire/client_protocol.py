@@ -102,13 +102,8 @@ class EngineProtocol:
     @property
     def sessions(self) -> dict[str, SessionInfo]:
         """Every session the engine knows, by id, as of the last frame."""
-        if self._counts:
-            table = self._sessions
-            for sid, (size, lines) in self._counts.items():
-                had = table.get(sid)
-                if had is not None and (had.bytes, had.lines) != (size, lines):
-                    table[sid] = replace(had, bytes=size, lines=lines)
-            self._counts.clear()
+        for sid in list(self._counts):
+            self.session(sid)
         return self._sessions
 
     def session(self, session_id: str) -> SessionInfo | None:
