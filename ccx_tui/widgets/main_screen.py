@@ -1,10 +1,13 @@
-"""The app's screen: Textual's, without a whole-screen repaint on every focus change."""
+"""The app's screen: Textual's, without a whole-screen repaint on every focus change,
+and drawn by a compositor that does not cut up what is covered (compositor.py)."""
 
 from __future__ import annotations
 
 from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
+
+from ccx_tui.widgets.compositor import SparseCompositor
 
 
 class MainScreen(Screen[None]):
@@ -19,3 +22,7 @@ class MainScreen(Screen[None]):
     """
 
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._compositor = SparseCompositor()  # nothing has used Textual's yet

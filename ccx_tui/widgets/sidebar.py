@@ -231,17 +231,21 @@ class Sidebar(VerticalScroll):
     }
     """
 
-    stats: reactive[EngineStats | None] = reactive(None)
+    # None of these repaints the sidebar as a whole (a reactive's default): it draws
+    # nothing of them itself; its limits and rows repaint what changed in them.  A
+    # tab switch (`selected`) so repaints two rows, not the sidebar, its scrollbar
+    # and every row in sight.
+    stats: reactive[EngineStats | None] = reactive(None, repaint=False)
     """Live, paused and queued counts against the limit."""
-    sessions: reactive[tuple[SessionInfo, ...]] = reactive(())
+    sessions: reactive[tuple[SessionInfo, ...]] = reactive((), repaint=False)
     """Every session to show, in tab order."""
-    usage: reactive[dict[str, TreeUsage]] = reactive(dict, always_update=True)
+    usage: reactive[dict[str, TreeUsage]] = reactive(dict, always_update=True, repaint=False)
     """CPU and memory per live session id."""
-    now: reactive[float] = reactive(0.0)
+    now: reactive[float] = reactive(0.0, repaint=False)
     """The clock used for elapsed time and TTLs (set by the app once a second)."""
-    selected: reactive[str | None] = reactive(None)
+    selected: reactive[str | None] = reactive(None, repaint=False)
     """The id of the session shown in the main view."""
-    servers: reactive[tuple[tuple[str, str], ...]] = reactive(())
+    servers: reactive[tuple[tuple[str, str], ...]] = reactive((), repaint=False)
     """(name, status) of remote servers, if any."""
 
     def __init__(

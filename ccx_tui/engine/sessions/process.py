@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ccx_tui.engine.sessions.env_names import MARKER_ENV as MARKER_ENV
 from ccx_tui.engine.sessions.env_names import SECRET_ENV as SECRET_ENV
+from ccx_tui.engine.sessions.pacing import ReadPacer
 
 if TYPE_CHECKING:  # psutil loads when a tree is first searched, not for every `exec`
     import psutil
@@ -30,6 +31,8 @@ PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 READ_SIZE = PIPE_SIZE
 """Most bytes one read takes from a pipe: all a full pipe holds."""
+MIXED_QUIET = 1.0
+"""Seconds the other pipe must have been quiet for a trickle to be paced."""
 
 
 class ExitProtocol(asyncio.SubprocessProtocol):
@@ -69,8 +72,8 @@ class PipeReader:
 
     asyncio's own pipe transports read at most 256 KiB at a time and go through two
     protocol layers per chunk; here each wake-up reads up to a whole (1 MiB) pipe in
-    one `read`: a flood costs fewer wake-ups, chunks and writes downstream.  Use on
-    the event loop only.
+    one `read`: a flood costs fewer wake-ups, chunks and writes downstream.  A
+    trickle on one pipe is paced (pacing.py).  Use on the event loop only.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class PipeReader:
         self._on_data = on_data
         self._on_eof = on_eof
         self._paused = False
+        self._pacers = {stream: self._pacer(stream, fd) for stream, fd in self._fds.items()}
         _keep_freed_buffers()
         self.closed: asyncio.Future[None] = self._loop.create_future()
         """Done once every pipe reached EOF (or was closed)."""
@@ -92,10 +96,32 @@ class PipeReader:
             os.set_blocking(fd, False)
             self._loop.add_reader(fd, self._ready, stream)
 
+    def _pacer(self, stream: int, fd: int) -> ReadPacer:
+        def start() -> None:
+            if not self._paused and stream in self._fds:
+                self._loop.add_reader(fd, self._ready, stream)
+
+        return ReadPacer(start, lambda: self._loop.remove_reader(fd))
+
+    def _may_pace(self, stream: int) -> bool:
+        """Pace a stream only while the other is quiet: stdout and stderr lines
+        alternating are read as they come, in the order they come."""
+        other = self._pacers.get(1 - stream)
+        return not self._paused and (
+            other is None or 1 - stream not in self._fds or other.quiet_for(MIXED_QUIET)
+        )
+
     def _ready(self, stream: int) -> None:
         fd = self._fds.get(stream)
         if fd is None:
             return
+        other = self._pacers.get(1 - stream)
+        if other is not None and other.holding:
+            # What the other pipe held back was most likely written first.
+            other.release()
+            self._ready(1 - stream)
+            if self._paused or stream not in self._fds:
+                return
         try:
             data = os.read(fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -103,6 +129,8 @@ class PipeReader:
         except OSError:  # not expected from a pipe: treat it as its end
             data = b""
         if data:
+            # Before `on_data`, which may pause or close this reader: that ends a hold.
+            self._pacers[stream].after_read(len(data), allowed=self._may_pace(stream))
             self._on_data(stream, data)
         else:
             self._close(stream)
@@ -111,7 +139,10 @@ class PipeReader:
         fd = self._fds.pop(stream, None)
         if fd is None:
             return
-        if not self._paused:
+        pacer = self._pacers[stream]
+        if pacer.holding:
+            pacer.cancel()  # not watched meanwhile
+        elif not self._paused:
             self._loop.remove_reader(fd)
         os.close(fd)
         try:
@@ -124,8 +155,12 @@ class PipeReader:
         """Stop reading (the process blocks once a pipe is full)."""
         if not self._paused:
             self._paused = True
-            for fd in self._fds.values():
-                self._loop.remove_reader(fd)
+            for stream, fd in self._fds.items():
+                pacer = self._pacers[stream]
+                if pacer.holding:
+                    pacer.cancel()
+                else:
+                    self._loop.remove_reader(fd)
 
     def resume(self) -> None:
         if self._paused:

@@ -22,6 +22,7 @@ import termios
 import threading
 from collections.abc import Mapping
 
+from ccx_tui.engine.sessions.pacing import ReadPacer
 from ccx_tui.engine.sessions.process import MARKER_ENV, SECRET_ENV, child_env
 from ccx_tui.engine.sessions.runner import Ending, OnData, OnEof, ProcessTree
 from ccx_tui.engine.sessions.session import SessionSpec
@@ -121,6 +122,7 @@ class PtyProc(ProcessTree):
         self._exited: asyncio.Future[int] = self._loop.create_future()
         self._eof: asyncio.Future[None] = self._loop.create_future()
         self._reading = False
+        self._pacer = ReadPacer(self._unpaced, lambda: self._loop.remove_reader(master))
         self._pending = bytearray()
         self._writing = False
         self._watch_exit()
@@ -244,6 +246,8 @@ class PtyProc(ProcessTree):
             chunks.append(data)
             got += len(data)
         if chunks:
+            if not ended:  # before `on_data`, which may pause reading: that ends a hold
+                self._pacer.after_read(got)
             self._on_data(0, chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if not ended:
             return
@@ -256,7 +260,15 @@ class PtyProc(ProcessTree):
         """Stop reading (the program blocks once the terminal's buffer is full)."""
         if self._reading:
             self._reading = False
-            self._loop.remove_reader(self._master)
+            if self._pacer.holding:
+                self._pacer.cancel()  # not watched meanwhile
+            else:
+                self._loop.remove_reader(self._master)
+
+    def _unpaced(self) -> None:
+        """A hold on a trickle of output ended (see pacing.py): read again."""
+        if self._reading and not self._eof.done() and self._master >= 0:
+            self._loop.add_reader(self._master, self._readable)
 
     def resume_reading(self) -> None:
         if not self._reading and not self._eof.done() and self._master >= 0:
@@ -278,6 +290,7 @@ class PtyProc(ProcessTree):
                 f"the program is not reading its input ({len(self._pending)} bytes waiting)"
             )
         self._pending += data
+        self._pacer.typed()  # its echo is read at once
         self._flush_input()
 
     def _flush_input(self) -> None:

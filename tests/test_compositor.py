@@ -1,0 +1,80 @@
+"""The app's compositor draws exactly the frames Textual's draws, cutting up fewer
+lines (compositor.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from textual._compositor import Compositor
+from textual.geometry import Region
+from textual.strip import Strip
+
+from ccx_tui.widgets.compositor import SparseCompositor
+from tests.helpers import until
+from tests.test_app import screen_text
+from tests.test_layout import app_with
+
+
+def _lines(chops: Sequence[Mapping[int, Strip]], rows: Callable[[int], bool]) -> list[object]:
+    """Each rendered row as the segments a terminal gets (text and style)."""
+    return [
+        [(seg.text, seg.style) for seg in Strip.join(chop.values())]
+        for y, chop in enumerate(chops)
+        if rows(y)
+    ]
+
+
+@pytest.fixture
+def divides(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts Strip.divide calls (the work the sparse compositor saves)."""
+    count = [0]
+    divide = Strip.divide
+
+    def counted(self: Strip, cuts: Sequence[int]) -> Sequence[Strip]:
+        count[0] += 1
+        return divide(self, cuts)
+
+    monkeypatch.setattr(Strip, "divide", counted)
+    return count
+
+
+async def test_it_draws_the_frames_textual_draws_with_fewer_cuts(
+    data_dir: Path, divides: list[int]
+) -> None:
+    app = app_with(
+        data_dir,
+        "printf '\\033[31mRED\\033[0m and plain\\n'; seq -f row%g 1 20; sleep 100",
+        "printf 'SECOND tab\\n'; sleep 100",
+    )
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(
+            lambda: "RED and plain" in screen_text(app) and "row20" in screen_text(app),
+            what="the first tab, all of it (21 lines: in view whole)",
+        )
+        compositor = app.screen._compositor
+        assert isinstance(compositor, SparseCompositor)
+
+        def compare(crop: Region, rows: Callable[[int], bool]) -> None:
+            divides[0] = 0
+            ours = compositor._render_chops(crop, rows)
+            ours_divides = divides[0]
+            divides[0] = 0
+            textual = Compositor._render_chops(compositor, crop, rows)
+            assert _lines(ours, rows) == _lines(textual, rows)
+            assert ours_divides < divides[0] / 2  # most of the screen is covered twice
+
+        every: Callable[[int], bool] = lambda y: True  # noqa: E731
+        compare(compositor.size.region, every)
+        compare(Region(0, 5, 70, 12), lambda y: 5 <= y < 17 and y % 3 != 0)
+        await pilot.press("2")
+        await until(lambda: "SECOND tab" in screen_text(app), what="the second tab")
+        compare(compositor.size.region, every)
+        await pilot.press("slash")  # the search bar, over the output
+        await pilot.pause()
+        compare(compositor.size.region, every)
+        await pilot.press("escape", "z")  # zoomed: the output alone
+        await until(lambda: "running 2/16" not in screen_text(app), what="zoomed")
+        compare(compositor.size.region, every)
+        await app.engine.kill_all()
