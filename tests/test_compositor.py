@@ -1,5 +1,5 @@
-"""The app's compositor draws exactly the frames Textual's draws, cutting up fewer
-lines (compositor.py)."""
+"""The app's compositor draws exactly the frames Textual's draws, rendering and
+cutting up fewer lines (compositor.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from textual._compositor import Compositor
 from textual.geometry import Region
 from textual.strip import Strip
+from textual.widget import Widget
 
 from ccx_tui.widgets.compositor import SparseCompositor
 from tests.helpers import until
@@ -26,22 +27,32 @@ def _lines(chops: Sequence[Mapping[int, Strip]], rows: Callable[[int], bool]) ->
     ]
 
 
-@pytest.fixture
-def divides(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts Strip.divide calls (the work the sparse compositor saves)."""
-    count = [0]
-    divide = Strip.divide
+UNDER_THE_OUTPUT = ("ContentSwitcher", "SessionPane", "TranscriptPanel")
 
-    def counted(self: Strip, cuts: Sequence[int]) -> Sequence[Strip]:
-        count[0] += 1
+
+@pytest.fixture
+def work(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts Strip.divide calls, and Widget.render_lines calls by the widget's class
+    (the work the sparse compositor saves)."""
+    count: dict[str, int] = {"divide": 0}
+    divide, render_lines = Strip.divide, Widget.render_lines
+
+    def divided(self: Strip, cuts: Sequence[int]) -> Sequence[Strip]:
+        count["divide"] += 1
         return divide(self, cuts)
 
-    monkeypatch.setattr(Strip, "divide", counted)
+    def rendered(self: Widget, crop: Region) -> list[Strip]:
+        name = type(self).__name__
+        count[name] = count.get(name, 0) + 1
+        return render_lines(self, crop)
+
+    monkeypatch.setattr(Strip, "divide", divided)
+    monkeypatch.setattr(Widget, "render_lines", rendered)
     return count
 
 
 async def test_it_draws_the_frames_textual_draws_with_fewer_cuts(
-    data_dir: Path, divides: list[int]
+    data_dir: Path, work: dict[str, int]
 ) -> None:
     app = app_with(
         data_dir,
@@ -57,13 +68,19 @@ async def test_it_draws_the_frames_textual_draws_with_fewer_cuts(
         assert isinstance(compositor, SparseCompositor)
 
         def compare(crop: Region, rows: Callable[[int], bool]) -> None:
-            divides[0] = 0
+            work.clear()
+            work["divide"] = 0
             ours = compositor._render_chops(crop, rows)
-            ours_divides = divides[0]
-            divides[0] = 0
+            ours_work = dict(work)
+            work.clear()
+            work["divide"] = 0
             textual = Compositor._render_chops(compositor, crop, rows)
             assert _lines(ours, rows) == _lines(textual, rows)
-            assert ours_divides < divides[0] / 2  # most of the screen is covered twice
+            # Most of the screen is covered twice or more: far fewer lines cut up, and
+            # the containers under the output (which it covers whole) not rendered.
+            assert ours_work["divide"] < work["divide"] / 2
+            assert set(UNDER_THE_OUTPUT) <= set(work)
+            assert not set(UNDER_THE_OUTPUT) & set(ours_work)
 
         every: Callable[[int], bool] = lambda y: True  # noqa: E731
         compare(compositor.size.region, every)

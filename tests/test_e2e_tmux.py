@@ -417,9 +417,10 @@ def test_procfile_copy_save_and_timestamps(tmux: Tmux, tmp_path: Path) -> None:
     tmux.send("1")
     tmux.wait_for_screen("copy me")
 
-    tmux.send("t")
+    # The rows before `t` (read after sending it, they could already have times).
     left = [row.split("▏")[0].rstrip() for row in rows(tmux.screen())]
     assert "copy me" in left
+    tmux.send("t")
     tmux.wait_screen(
         lambda s: any(
             r.split("▏")[0].rstrip().endswith(" copy me") and r[2] == r[5] == ":" for r in rows(s)

@@ -231,13 +231,16 @@ class Sidebar(VerticalScroll):
     }
     """
 
-    # None of these repaints the sidebar as a whole (a reactive's default): it draws
-    # nothing of them itself; its limits and rows repaint what changed in them.  A
-    # tab switch (`selected`) so repaints two rows, not the sidebar, its scrollbar
-    # and every row in sight.
+    # The sidebar draws none of these itself (its limits and rows repaint what changed
+    # in them), so most do not repaint it as a whole (a reactive's default): a tab
+    # switch (`selected`) repaints two rows, not the sidebar, its scrollbar and every
+    # row in sight, and the clock only the rows it changed.  `sessions` still does:
+    # with it, a session's new state reaches the screen in the frame that shows it in
+    # the pane's status line (without, a frame later: the rows repaint once the
+    # sidebar has drawn them, after the pane's repaint was sent; tmux tests see it).
     stats: reactive[EngineStats | None] = reactive(None, repaint=False)
     """Live, paused and queued counts against the limit."""
-    sessions: reactive[tuple[SessionInfo, ...]] = reactive((), repaint=False)
+    sessions: reactive[tuple[SessionInfo, ...]] = reactive(())
     """Every session to show, in tab order."""
     usage: reactive[dict[str, TreeUsage]] = reactive(dict, always_update=True, repaint=False)
     """CPU and memory per live session id."""
