@@ -45,6 +45,14 @@ def pacer() -> tuple[ReadPacer, Watch, Clock]:
 LINE = 80  # bytes: a log line
 
 
+def trickle_of_two(p: ReadPacer, clock: Clock) -> None:
+    """Two lines 10 ms apart: the pacer holds the next read back."""
+    p.after_read(LINE)
+    clock.now += 0.01
+    p.after_read(LINE)
+    assert p.holding
+
+
 async def test_a_first_read_after_quiet_is_never_held_a_steady_trickle_is() -> None:
     p, watch, clock = pacer()
     p.after_read(LINE)  # the first read ever
@@ -75,10 +83,7 @@ async def test_a_flood_or_a_burst_is_never_held() -> None:
 
 async def test_typing_ends_a_hold_and_stops_pacing_for_a_while() -> None:
     p, watch, clock = pacer()
-    p.after_read(LINE)
-    clock.now += 0.01
-    p.after_read(LINE)
-    assert p.holding
+    trickle_of_two(p, clock)
     p.typed()  # the echo must come at once
     assert not p.holding and watch.watched and watch.starts == 1
     for _ in range(3):
@@ -86,18 +91,12 @@ async def test_typing_ends_a_hold_and_stops_pacing_for_a_while() -> None:
         p.after_read(LINE)
         assert not p.holding
     clock.now += TYPED_QUIET
-    p.after_read(LINE)
-    clock.now += 0.01
-    p.after_read(LINE)
-    assert p.holding  # typing is long over: a trickle again
+    trickle_of_two(p, clock)  # typing is long over: a trickle again
 
 
 async def test_a_cancelled_hold_never_watches_the_fd_again() -> None:
     p, watch, clock = pacer()
-    p.after_read(LINE)
-    clock.now += 0.01
-    p.after_read(LINE)
-    assert p.holding
+    trickle_of_two(p, clock)
     p.cancel()  # the owner paused or closed it
     await asyncio.sleep(3 * HOLD)
     assert not watch.watched and watch.starts == 0 and not p.holding
