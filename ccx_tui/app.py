@@ -506,6 +506,7 @@ class CcxApp(LiteralToastsApp):
             for remote in self.remotes
         )
         sidebar.selected = self._current()
+        sidebar.show_now()
 
     def _tick(self) -> None:
         """Once a second: elapsed times and TTLs move on (CPU and memory figures come

@@ -299,6 +299,15 @@ class Sidebar(VerticalScroll):
             self.call_later(self._render_all)
 
     def _render_all(self) -> None:
+        if self._pending:  # not drawn by `show_now` meanwhile
+            self._pending = False
+            if self.is_mounted:
+                self._show()
+
+    def show_now(self) -> None:
+        """Draw what the fields say now, not once the messages queued before are
+        handled: the app calls it when a session changed, so that its row changes
+        with its pane's status line (in the same step, so in the same frame)."""
         self._pending = False
         if self.is_mounted:
             self._show()
