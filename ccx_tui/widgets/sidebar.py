@@ -235,9 +235,8 @@ class Sidebar(VerticalScroll):
     # in them), so most do not repaint it as a whole (a reactive's default): a tab
     # switch (`selected`) repaints two rows, not the sidebar, its scrollbar and every
     # row in sight, and the clock only the rows it changed.  `sessions` still does:
-    # with it, a session's new state reaches the screen in the frame that shows it in
-    # the pane's status line (without, a frame later: the rows repaint once the
-    # sidebar has drawn them, after the pane's repaint was sent; tmux tests see it).
+    # without it, a tmux test saw a session's new state in its row a frame after the
+    # pane's status line showed it (measured before `show_now`; kept, as tested).
     stats: reactive[EngineStats | None] = reactive(None, repaint=False)
     """Live, paused and queued counts against the limit."""
     sessions: reactive[tuple[SessionInfo, ...]] = reactive(())
