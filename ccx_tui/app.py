@@ -703,7 +703,7 @@ class CcxApp(LiteralToastsApp):
 
     def action_stop_all(self) -> None:
         """Kill every session of every engine; what depends on others stops first."""
-        busy = sum(e.stats.live + e.stats.queued for e in self.engines)
+        busy = sum(e.stats.busy for e in self.engines)
         if not busy:
             self.notify("nothing is running")
             return
@@ -882,7 +882,7 @@ class CcxApp(LiteralToastsApp):
         leave them running, or cancel)."""
         if self._quitting or self._asking_to_quit:
             return  # already on the way out, or already asked
-        busy = sum(e.stats.live + e.stats.queued for e in self.engines)
+        busy = sum(e.stats.busy for e in self.engines)
         on_exit = self.settings.on_exit
         if not busy or on_exit == "detach":
             self.run_worker(self._leave(kill=False), group="actions")
@@ -905,11 +905,11 @@ class CcxApp(LiteralToastsApp):
                 answered,
             )
             return
-        kept = sum(e.stats.live + e.stats.queued for e in self.engines if e.survives_detach)
+        kept = sum(e.stats.busy for e in self.engines if e.survives_detach)
         servers = [e for e in self.engines if e.survives_detach and e is not self.engine]
         come_back = (
             "`ccx-tui attach` brings them back"
-            if not any(e.stats.live + e.stats.queued for e in servers)
+            if not any(e.stats.busy for e in servers)
             else "the message on leaving says how to come back to each server"
         )
         self.push_screen(
@@ -945,9 +945,9 @@ class CcxApp(LiteralToastsApp):
             )
         else:
             self.detached_where = [
-                (e.stats.live + e.stats.queued, e.name, e.reattach)
+                (e.stats.busy, e.name, e.reattach)
                 for e in self.engines
-                if e.survives_detach and e.stats.live + e.stats.queued
+                if e.survives_detach and e.stats.busy
             ]
         await asyncio.gather(*(engine.aclose() for engine in self.engines))
         if self._hangup:

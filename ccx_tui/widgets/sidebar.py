@@ -299,9 +299,7 @@ class Sidebar(VerticalScroll):
 
     def _render_all(self) -> None:
         if self._pending:  # not drawn by `show_now` meanwhile
-            self._pending = False
-            if self.is_mounted:
-                self._show()
+            self.show_now()
 
     def show_now(self) -> None:
         """Draw what the fields say now, not once the messages queued before are

@@ -125,7 +125,7 @@ async def _serve(settings: Settings, sock: Path, idle_exit: float) -> int:
                 await server.aclose()
                 if stopped_by:
                     why = signal.Signals(stopped_by[0]).name
-                    _log(f"{why}: killing {engine.stats.live + engine.stats.queued} sessions")
+                    _log(f"{why}: killing {engine.stats.busy} sessions")
                     await engine.aclose(f"engine process stopped ({why})")
                 else:
                     _log(f"idle for {idle_exit:g}s: exiting")
@@ -153,7 +153,7 @@ async def _until_stopped_or_idle(
 
 def _busy(engine: LocalEngine, server: CcxServer) -> bool:
     stats = engine.stats
-    if server.clients or stats.live or stats.queued:
+    if server.clients or stats.busy:
         return True
     # Between an exit and its automatic restart a session is neither live nor queued.
     return any(info.restart_at is not None for info in engine.sessions())

@@ -102,6 +102,11 @@ class EngineStats:
     def live(self) -> int:
         return self.running + self.paused
 
+    @property
+    def busy(self) -> int:
+        """Sessions running, paused or queued: what quitting kills or detaching keeps."""
+        return self.live + self.queued
+
 
 class _Record:
     """The engine's mutable bookkeeping for one session (never leaves the engine)."""
