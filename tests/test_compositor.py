@@ -18,13 +18,27 @@ from tests.test_app import screen_text
 from tests.test_layout import app_with
 
 
-def _lines(chops: Sequence[Mapping[int, Strip]], rows: Callable[[int], bool]) -> list[object]:
-    """Each rendered row as the segments a terminal gets (text and style)."""
-    return [
-        [(seg.text, seg.style) for seg in Strip.join(chop.values())]
-        for y, chop in enumerate(chops)
-        if rows(y)
-    ]
+def _lines(
+    chops: Sequence[Mapping[int, Strip | None]],
+    ends: Sequence[Sequence[int]],
+    crop: Region,
+    rows: Callable[[int], bool],
+) -> list[object]:
+    """What the terminal gets of each row to draw: the pieces inside the crop (the
+    rest is never sent), where each starts, and their segments (text and style)."""
+    start, stop = crop.column_span
+    lines: list[object] = []
+    for y, chop in enumerate(chops):
+        if not rows(y) or not crop.y <= y < crop.bottom:
+            continue
+        line = []
+        for (x, strip), end in zip(chop.items(), ends[y], strict=True):
+            if strip is None or end <= start or x >= stop:
+                continue
+            piece = strip.crop(max(start - x, 0), min(end, stop) - x)
+            line.append((max(x, start), [(seg.text, seg.style) for seg in piece]))
+        lines.append(line)
+    return lines
 
 
 UNDER_THE_OUTPUT = ("ContentSwitcher", "SessionPane", "TranscriptPanel")
@@ -67,7 +81,10 @@ async def test_it_draws_the_frames_textual_draws_with_fewer_cuts(
         compositor = app.screen._compositor
         assert isinstance(compositor, SparseCompositor)
 
-        def compare(crop: Region, rows: Callable[[int], bool]) -> None:
+        def compare(
+            crop: Region, rows: Callable[[int], bool], beside: tuple[str, ...] = ()
+        ) -> None:
+            """Frames compared; `beside`: widgets outside the crop, never drawn."""
             work.clear()
             work["divide"] = 0
             ours = compositor._render_chops(crop, rows)
@@ -75,16 +92,22 @@ async def test_it_draws_the_frames_textual_draws_with_fewer_cuts(
             work.clear()
             work["divide"] = 0
             textual = Compositor._render_chops(compositor, crop, rows)
-            assert _lines(ours, rows) == _lines(textual, rows)
+            ends = [cut_set[1:] for cut_set in compositor.cuts]
+            shown = _lines(ours, ends, crop, rows)
+            assert shown == _lines(textual, ends, crop, rows)
+            assert shown and all(shown)  # something on every row to draw
             # Most of the screen is covered twice or more: far fewer lines cut up, and
             # the containers under the output (which it covers whole) not rendered.
             assert ours_work["divide"] < work["divide"] / 2
             assert set(UNDER_THE_OUTPUT) <= set(work)
             assert not set(UNDER_THE_OUTPUT) & set(ours_work)
+            assert set(beside) <= set(work)  # Textual draws them, to throw them away
+            assert not set(beside) & set(ours_work)
 
         every: Callable[[int], bool] = lambda y: True  # noqa: E731
         compare(compositor.size.region, every)
-        compare(Region(0, 5, 70, 12), lambda y: 5 <= y < 17 and y % 3 != 0)
+        # Lines of the output alone (a followed session's frame): not the sidebar.
+        compare(Region(0, 5, 70, 12), lambda y: 5 <= y < 17 and y % 3 != 0, ("Sidebar",))
         await pilot.press("2")
         await until(lambda: "SECOND tab" in screen_text(app), what="the second tab")
         compare(compositor.size.region, every)

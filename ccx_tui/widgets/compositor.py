@@ -7,8 +7,10 @@ on that line; the first piece for a place wins, the rest are thrown away.  The
 containers behind a session's output (the screen, the body, the tabs, the pane, the
 panel: seven of them) were each rendered, then cut up line by line, only to be thrown
 away: with a tab switch, over half of the frame's time.  Here a widget is rendered
-only if some place on one of its lines to draw is still free, and a line of it is
-divided only if a place on that line is.  The result is the same frame (tests compare
+only if some place on one of its lines to draw is still free inside the area to
+update (what is outside it is not sent to the terminal: the sidebar was drawn with
+every frame of the followed output beside it), and a line of it is divided only if
+a place on that line is.  The result is the same frame (tests compare
 the two); Textual is pinned exactly, so the method replaced here cannot change under
 us.
 """
@@ -37,13 +39,19 @@ class SparseCompositor(Compositor):
         fromkeys = cast("Callable[[list[int]], dict[int, Strip | None]]", dict.fromkeys)
         chops: list[dict[int, Strip | None]] = [fromkeys(cut_set[:-1]) for cut_set in cuts]
 
+        crop_x, crop_end = crop.column_span
+
         def covered(y: int, first_cut: int, last_cut: int) -> list[int] | None:
             """The cuts of line `y` between the two, or None if a widget drawn
-            before took every place between them already."""
+            before took every place between them inside the crop already (what is
+            outside it is not sent to the terminal)."""
             line_cuts = [cut for cut in cuts[y] if last_cut >= cut >= first_cut]
             if len(line_cuts) > 1:
                 get = chops[y].get
-                if all(get(cut) is not None for cut in line_cuts[:-1]):
+                if all(
+                    get(cut) is not None or cut >= crop_end or end <= crop_x
+                    for cut, end in zip(line_cuts, line_cuts[1:], strict=False)
+                ):
                     return None
             return line_cuts
 
@@ -52,6 +60,8 @@ class SparseCompositor(Compositor):
             if not crop_overlaps(clip):
                 continue
             render_region = region.intersection(clip)
+            if not crop_overlaps(render_region):
+                continue  # all of it outside the crop: Textual renders it for nothing
             if not (render_region.width and render_region.height) and not clip.contains_region(
                 region
             ):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from rich.segment import Segment
 from rich.style import Style
@@ -15,10 +16,11 @@ from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.dom import DOMNode
 from textual.events import Click, Resize
-from textual.geometry import Offset, Size
+from textual.geometry import Offset, Region, Size
 from textual.message import Message
 from textual.reactive import reactive, var
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar
 from textual.selection import Selection
 from textual.strip import Strip
 from textual.timer import Timer
@@ -40,6 +42,7 @@ from ccx_tui.errors import TranscriptError
 from ccx_tui.widgets.ansi import UNKNOWN, line_streams, line_text, line_times
 from ccx_tui.widgets.row_map import SEPARATOR, Place, RowMap
 from ccx_tui.widgets.run_separators import RunSeparators
+from ccx_tui.widgets.thumb_scrollbar import ThumbScrollBar
 from ccx_tui.widgets.wrap_scan import WrapScanner, rows_for
 
 CACHE_LINES = 512
@@ -65,6 +68,24 @@ TIME_WIDTH = 9  # "HH:MM:SS "
 
 # The uncropped line, the style to pad it with, and when it arrived (None: unknown).
 _Rendered = tuple[Strip, Style, float | None]
+
+
+class _Frame(NamedTuple):
+    """What all the lines of one frame of the view share (see `render_lines`)."""
+
+    scroll_x: int
+    scroll_y: int
+    width: int
+    rows: int
+    window_end: int
+    gutter: int
+    wrap_width: int  # 0: lines are not wrapped
+    mapped: bool
+    selection: Selection | None
+    cursor_line: int | None
+    stamps: bool
+    numbers: bool
+    numbered: bool  # lines have numbers (the tail of a big file's have not)
 
 
 class TranscriptView(ScrollView, can_focus=True):
@@ -276,6 +297,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._reader = TranscriptReader(self.path, index)
         self._sidecar = self.path.with_name(SIDECAR_NAME) if ours else None
         self._cache: LRUCache[int, _Rendered] = LRUCache(CACHE_LINES)
+        self._frame: _Frame | None = None  # while a frame is drawn (render_lines)
         self._tail: list[bytes] | None = None  # shown until the first index pass ends
         self._line_count = 0  # lines shown: a snapshot, so a frame sees one count
         self._indexed_size = 0
@@ -329,6 +351,36 @@ class TranscriptView(ScrollView, can_focus=True):
                 return False
             node = node.parent
         return True
+
+    @property
+    def vertical_scrollbar(self) -> ScrollBar:
+        # Textual's, made with a scrollbar that repaints only when its thumb moves
+        # (the followed tail scrolls at every frame; see thumb_scrollbar.py).
+        if self._vertical_scrollbar is None:
+            self._vertical_scrollbar = bar = ThumbScrollBar(
+                vertical=True, name="vertical", thickness=self.scrollbar_size_vertical
+            )
+            bar.display = False
+            self.app._start_widget(self, bar)
+        return self._vertical_scrollbar
+
+    @property
+    def horizontal_scrollbar(self) -> ScrollBar:
+        if self._horizontal_scrollbar is None:
+            self._horizontal_scrollbar = bar = ThumbScrollBar(
+                vertical=False, name="horizontal", thickness=self.scrollbar_size_horizontal
+            )
+            bar.display = False
+            self.app._start_widget(self, bar)
+        return self._horizontal_scrollbar
+
+    def _scroll_update(self, virtual_size: Size) -> None:
+        # Textual's, which repaints the scrollbars whether or not their thumbs moved.
+        with ExitStack() as stack:
+            for bar in (self._vertical_scrollbar, self._horizontal_scrollbar):
+                if isinstance(bar, ThumbScrollBar):
+                    stack.enter_context(bar.sizing())
+            super()._scroll_update(virtual_size)
 
     def _restyle_focus(self) -> None:
         """The view alone: Textual's restyle of its scrollbars too re-set their rules
@@ -771,45 +823,73 @@ class TranscriptView(ScrollView, can_focus=True):
         if self._timer is not None and not self._hidden:
             self._timer.resume()
 
-    def render_line(self, y: int) -> Strip:
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line of this frame shares, worked out once (per line, those
+        # properties and reactives were a third of the time of drawing the view).
+        self._frame = self._frame_now()
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
+    def _frame_now(self) -> _Frame:
         scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
-        width = self.scrollable_content_region.width
-        if index >= self._rows or self._closed:
+        gutter = self._gutter_width
+        wrapped = self._wrapped_view
+        return _Frame(
+            scroll_x=0 if wrapped else scroll_x,  # wrapped: nothing to scroll sideways
+            scroll_y=scroll_y,
+            width=self.scrollable_content_region.width,
+            rows=self._rows,
+            window_end=self._window_end(),
+            gutter=gutter,
+            wrap_width=self._wrap_width if wrapped else 0,
+            mapped=self._mapped,
+            selection=self.text_selection,
+            cursor_line=self.cursor_line if self._tail is None else None,
+            stamps=self.show_timestamps,
+            numbers=self._numbers_shown,
+            numbered=self._tail is None,
+        )
+
+    def render_line(self, y: int) -> Strip:
+        frame = self._frame or self._frame_now()
+        scroll_x, width = frame.scroll_x, frame.width
+        index = frame.scroll_y + y
+        if index >= frame.rows or self._closed:
             return Strip.blank(width, self.rich_style)
         place = self._place(index)
         if place.part == SEPARATOR:
             style = self.get_component_rich_style("transcript-view--separator")
             return self._runs.strip(place.line, width, style)
-        strip, pad, when = self._rendered(place.line, self._window_end())
-        gutter = self._gutter_width
-        if self._wrapped_view:  # the row's part of the line; nothing to scroll sideways
-            scroll_x = 0
-            start = place.part * self._wrap_width
-            body = strip.crop_extend(start, start + self._wrap_width, pad)
+        strip, pad, when = self._rendered(place.line, frame.window_end)
+        gutter = frame.gutter
+        if frame.wrap_width:  # the row's part of the line
+            start = place.part * frame.wrap_width
+            body = strip.crop_extend(start, start + frame.wrap_width, pad)
             body = body.extend_cell_length(width - gutter, pad)
         else:
             body = strip.crop_extend(scroll_x, scroll_x + width - gutter, pad)
         body = body.apply_offsets(scroll_x, index)  # lets the mouse select text
-        selection = self.text_selection
+        selection = frame.selection
         if selection is not None and (span := selection.get_span(index)) is not None:
             start, end = span
             cuts = [max(start - scroll_x, 0), body.cell_length if end < 0 else end - scroll_x]
             before, chosen, after = body.divide([*cuts, body.cell_length])
             chosen = _post_style(chosen, self.screen.get_component_rich_style("screen--selection"))
             body = Strip.join([before, chosen, after])
-        line = place.line if self._mapped else self._line_of(index)
-        if self.cursor_line is not None and self._tail is None and line == self.cursor_line:
+        line = place.line if frame.mapped else self._line_of(index)
+        if frame.cursor_line is not None and line == frame.cursor_line:
             body = _post_style(body, self.get_component_rich_style("transcript-view--cursor"))
         if not gutter:
             return body
         style = self.get_component_rich_style("transcript-view--gutter")
         text = ""
-        if self.show_timestamps:
+        if frame.stamps:
             stamp = time.strftime("%H:%M:%S", time.localtime(when)) if when else ""
             text = f"{stamp if place.part == 0 else '':>{TIME_WIDTH - 1}} "
-        if self._numbers_shown:
-            shown = self._tail is None and place.part == 0  # a wrapped line's first row
+        if frame.numbers:
+            shown = frame.numbered and place.part == 0  # a wrapped line's first row
             number = str(line + 1) if shown else ""
             text += f"{number:>{gutter - len(text) - 1}} "
         return Strip.join([Strip([Segment(text, style)], gutter), body])
