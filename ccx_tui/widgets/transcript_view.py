@@ -357,22 +357,21 @@ class TranscriptView(ScrollView, can_focus=True):
         # Textual's, made with a scrollbar that repaints only when its thumb moves
         # (the followed tail scrolls at every frame; see thumb_scrollbar.py).
         if self._vertical_scrollbar is None:
-            self._vertical_scrollbar = bar = ThumbScrollBar(
-                vertical=True, name="vertical", thickness=self.scrollbar_size_vertical
-            )
-            bar.display = False
-            self.app._start_widget(self, bar)
+            self._vertical_scrollbar = self._new_bar(True, self.scrollbar_size_vertical)
         return self._vertical_scrollbar
 
     @property
     def horizontal_scrollbar(self) -> ScrollBar:
         if self._horizontal_scrollbar is None:
-            self._horizontal_scrollbar = bar = ThumbScrollBar(
-                vertical=False, name="horizontal", thickness=self.scrollbar_size_horizontal
-            )
-            bar.display = False
-            self.app._start_widget(self, bar)
+            self._horizontal_scrollbar = self._new_bar(False, self.scrollbar_size_horizontal)
         return self._horizontal_scrollbar
+
+    def _new_bar(self, vertical: bool, thickness: int) -> ThumbScrollBar:
+        name = "vertical" if vertical else "horizontal"
+        bar = ThumbScrollBar(vertical=vertical, name=name, thickness=thickness)
+        bar.display = False
+        self.app._start_widget(self, bar)
+        return bar
 
     def _scroll_update(self, virtual_size: Size) -> None:
         # Textual's, which repaints the scrollbars whether or not their thumbs moved.
