@@ -4,6 +4,7 @@ entries, the oldest dropped first)."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -74,11 +75,40 @@ def test_caches_hit_and_drop_the_oldest_as_textual_does(textual_strips: None, fa
     assert strip.divide([2]) == divided
 
 
+def _strips() -> int:
+    return sum(1 for o in gc.get_objects() if type(o) is Strip)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["textual", "fast"])
+def test_a_strip_drawn_whole_is_freed_without_the_collector(
+    textual_strips: None, fast: bool
+) -> None:
+    """Textual's caches keep a strip that `divide` or `crop_extend` returned whole in
+    the strip itself, a reference cycle only the full collection frees; ours never
+    keep the strip itself, so it goes when its last reference does."""
+    if fast:
+        fast_strip.install()
+    gc.collect()
+    gc.disable()
+    try:
+        before = _strips()
+        for _ in range(200):
+            strip = Strip(SEGMENTS)
+            assert strip.divide([strip.cell_length]) == [strip]  # a line drawn whole
+            assert strip.divide([strip.cell_length])[0] is strip
+            assert strip.crop_extend(0, strip.cell_length, None) is strip
+        del strip
+        left = _strips() - before
+    finally:
+        gc.enable()
+    assert left == 0 if fast else left >= 199
+
+
 async def test_the_app_draws_with_fast_strips(data_dir: Path) -> None:
     fast_strip.uninstall()
     app = app_with(data_dir, "printf 'hello\\n'; sleep 100")
     assert Strip.__init__ is fast_strip._init  # the app installs them
     async with app.run_test(size=(100, 30)):
         await until(lambda: "hello" in screen_text(app), what="the session's output")
-        assert type(Strip([])._crop_cache).__name__ == "_Fifo16"
+        assert type(Strip([])._crop_cache).__name__ == "_Crop"
         await app.engine.kill_all()

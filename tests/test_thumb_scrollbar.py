@@ -80,6 +80,7 @@ async def test_a_bar_far_from_the_end_shows_the_file_growing(tmp_path: Path) -> 
         await wait_for(pilot, lambda: rows(view)[-1] == "line 30")
         await pilot.press("g")
         bar = view.vertical_scrollbar
+        assert isinstance(bar, ThumbScrollBar)
         await pilot.pause()
         first = _on_screen(pilot, bar)
         assert first == _cells(bar.thumb())
