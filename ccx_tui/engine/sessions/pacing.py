@@ -98,6 +98,14 @@ class ReadPacer:
             self._timer.cancel()
             self._timer = None
 
+    def unwatch(self) -> None:
+        """The owner stops reading the fd it watches: a hold is forgotten (the fd is
+        unwatched already), else the fd is unwatched now."""
+        if self._timer is not None:
+            self.cancel()
+        else:
+            self._stop()
+
     def _end(self) -> None:
         self._timer = None
         self._start()

@@ -139,11 +139,8 @@ class PipeReader:
         fd = self._fds.pop(stream, None)
         if fd is None:
             return
-        pacer = self._pacers[stream]
-        if pacer.holding:
-            pacer.cancel()  # not watched meanwhile
-        elif not self._paused:
-            self._loop.remove_reader(fd)
+        if not self._paused:  # (pausing unwatched it)
+            self._pacers[stream].unwatch()
         os.close(fd)
         try:
             self._on_eof(stream)
@@ -155,12 +152,8 @@ class PipeReader:
         """Stop reading (the process blocks once a pipe is full)."""
         if not self._paused:
             self._paused = True
-            for stream, fd in self._fds.items():
-                pacer = self._pacers[stream]
-                if pacer.holding:
-                    pacer.cancel()
-                else:
-                    self._loop.remove_reader(fd)
+            for stream in self._fds:
+                self._pacers[stream].unwatch()
 
     def resume(self) -> None:
         if self._paused:

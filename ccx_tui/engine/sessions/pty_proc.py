@@ -260,10 +260,7 @@ class PtyProc(ProcessTree):
         """Stop reading (the program blocks once the terminal's buffer is full)."""
         if self._reading:
             self._reading = False
-            if self._pacer.holding:
-                self._pacer.cancel()  # not watched meanwhile
-            else:
-                self._loop.remove_reader(self._master)
+            self._pacer.unwatch()
 
     def _unpaced(self) -> None:
         """A hold on a trickle of output ended (see pacing.py): read again."""
