@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual._compositor import Compositor
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -117,4 +117,44 @@ async def test_it_draws_the_frames_textual_draws_with_fewer_cuts(
         await pilot.press("escape", "z")  # zoomed: the output alone
         await until(lambda: "running 2/16" not in screen_text(app), what="zoomed")
         compare(compositor.size.region, every)
+        await app.engine.kill_all()
+
+
+async def test_a_tab_switch_lays_the_screen_out_once(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reflow lays out every widget; nothing lays the screen out again after it
+    (Textual's left the full map marked out of date by the tab switched to)."""
+    laid_out = {"reflow": 0, "again": 0}
+    reflow, arrange_root = Compositor.reflow, Compositor._arrange_root
+    inside = [False]
+
+    def reflowed(self: Compositor, parent: Widget, size: Size) -> object:
+        laid_out["reflow"] += 1
+        inside[0] = True
+        try:
+            return reflow(self, parent, size)
+        finally:
+            inside[0] = False
+
+    def arranged(self: Compositor, *args: object, **kwargs: object) -> object:
+        if not inside[0]:
+            laid_out["again"] += 1
+        return arrange_root(self, *args, **kwargs)
+
+    monkeypatch.setattr(Compositor, "reflow", reflowed)
+    monkeypatch.setattr(Compositor, "_arrange_root", arranged)
+    app = app_with(
+        data_dir, "printf 'FIRST tab\\n'; sleep 100", "printf 'SECOND tab\\n'; sleep 100"
+    )
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(lambda: "FIRST tab" in screen_text(app), what="the first tab")
+        await pilot.pause()
+        laid_out.update(reflow=0, again=0)
+        for key, text in [("2", "SECOND tab"), ("1", "FIRST tab")] * 2:
+            await pilot.press(key)
+            await until(lambda text=text: text in screen_text(app), what=text)
+            await pilot.pause()
+        assert laid_out["reflow"] >= 4  # each switch lays the screen out...
+        assert laid_out["again"] == 0  # ...once
         await app.engine.kill_all()

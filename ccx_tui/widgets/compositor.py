@@ -1,5 +1,5 @@
 """Textual's compositor, without drawing or cutting up what is hidden behind other
-widgets.
+widgets, nor laying the screen out twice.
 
 To draw a frame, Textual's compositor takes every widget that overlaps the area to
 update, front to back, renders its lines and divides each line at every widget edge
@@ -20,13 +20,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import cast
 
-from textual._compositor import Compositor
-from textual.geometry import Region
+from textual._compositor import Compositor, ReflowResult
+from textual.geometry import Region, Size
 from textual.strip import Strip
+from textual.widget import Widget
 
 
 class SparseCompositor(Compositor):
     """A Compositor whose chops skip what is covered."""
+
+    def reflow(self, parent: Widget, size: Size) -> ReflowResult:
+        # Textual's reflow lays out every widget, shown or not (`visible_only=False`):
+        # the full map, new.  But a widget refreshed before it was on screen (the tab
+        # switched to: its view, focused) marked the full map out of date before the
+        # reflow, and the reflow leaves that mark: the first look-up after it (a
+        # widget's region) laid the whole screen out again, a fifth of a switch's
+        # layout time.
+        result = super().reflow(parent, size)
+        self._full_map_invalidated = False
+        return result
 
     def _render_chops(
         self,
