@@ -13,6 +13,7 @@ import pytest
 from rich.style import Style
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
+from textual.strip import Strip
 
 from ccx_tui.engine.transcripts.reader import TranscriptReader
 from ccx_tui.engine.transcripts.transcript import STDERR, STDOUT, Segment, TranscriptWriter
@@ -156,6 +157,34 @@ async def test_growing_file_keeps_newest_line_visible(tmp_path: Path) -> None:
         view.refresh_source()
         await wait_for(pilot, lambda: view.show_horizontal_scrollbar)
         await wait_for(pilot, lambda: rows(view)[-1] == "last line")
+
+
+async def test_rows_past_the_end_take_the_style_once_per_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short output under a tall view: its empty rows are the widget's blank rows, and
+    the widget's style (worked out through its ancestors) is taken once per frame."""
+    app = ViewApp(numbered(tmp_path / "short.log", 3))
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(TranscriptView)
+        await wait_for(pilot, lambda: rows(view)[2] == "line 3")
+        region = view.scrollable_content_region
+        assert region.height > 10  # rows past the end, many
+        style = view.rich_style
+        taken = [0]
+        rich_style = TranscriptView.rich_style
+
+        def counted(self: TranscriptView) -> Style:
+            taken[0] += 1
+            return rich_style.__get__(self)
+
+        monkeypatch.setattr(TranscriptView, "rich_style", property(counted))
+        view._cache.clear()  # the three lines read again too (their base style)
+        strips = view.render_lines(region.reset_offset)
+        assert taken[0] <= 2
+        blank = Strip.blank(region.width, style)
+        assert [list(strip) for strip in strips[3:]] == [list(blank)] * (region.height - 3)
+        assert [strip.text.rstrip() for strip in strips[:3]] == ["line 1", "line 2", "line 3"]
 
 
 @pytest.fixture

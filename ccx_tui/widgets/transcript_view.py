@@ -298,6 +298,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._sidecar = self.path.with_name(SIDECAR_NAME) if ours else None
         self._cache: LRUCache[int, _Rendered] = LRUCache(CACHE_LINES)
         self._frame: _Frame | None = None  # while a frame is drawn (render_lines)
+        self._blank: Strip | None = None  # this frame's row past the end, once made
         self._tail: list[bytes] | None = None  # shown until the first index pass ends
         self._line_count = 0  # lines shown: a snapshot, so a frame sees one count
         self._indexed_size = 0
@@ -829,7 +830,7 @@ class TranscriptView(ScrollView, can_focus=True):
         try:
             return super().render_lines(crop)
         finally:
-            self._frame = None
+            self._frame = self._blank = None
 
     def _frame_now(self) -> _Frame:
         scroll_x, scroll_y = self.scroll_offset
@@ -856,7 +857,14 @@ class TranscriptView(ScrollView, can_focus=True):
         scroll_x, width = frame.scroll_x, frame.width
         index = frame.scroll_y + y
         if index >= frame.rows or self._closed:
-            return Strip.blank(width, self.rich_style)
+            # One per frame: the widget's style is worked out through its ancestors
+            # (some 50 us; a short output under a tall view has dozens of such rows).
+            blank = self._blank
+            if blank is None or self._frame is None:
+                blank = Strip.blank(width, self.rich_style)
+                if self._frame is not None:
+                    self._blank = blank
+            return blank
         place = self._place(index)
         if place.part == SEPARATOR:
             style = self.get_component_rich_style("transcript-view--separator")
