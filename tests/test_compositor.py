@@ -3,16 +3,19 @@ cutting up fewer lines (compositor.py)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from textual._compositor import Compositor
+from textual._compositor import ChopsUpdate, Compositor
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
 from ccx_tui.widgets.compositor import SparseCompositor
+from ccx_tui.widgets.sidebar import SessionRows
+from ccx_tui.widgets.transcript_view import TranscriptView
 from tests.helpers import until
 from tests.test_app import screen_text
 from tests.test_layout import app_with
@@ -41,6 +44,8 @@ def _lines(
     return lines
 
 
+IDLE_MOVE = re.compile(r"\x1b\[\d+;\d+H(?=\x1b\[\d+;\d+H|\n|$)")
+"""A cursor move followed by another move, a new line or the end: it writes nothing."""
 UNDER_THE_OUTPUT = ("ContentSwitcher", "SessionPane", "TranscriptPanel")
 
 
@@ -123,38 +128,105 @@ async def test_it_draws_the_frames_textual_draws_with_fewer_cuts(
 async def test_a_tab_switch_lays_the_screen_out_once(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The reflow lays out every widget; nothing lays the screen out again after it
-    (Textual's left the full map marked out of date by the tab switched to)."""
-    laid_out = {"reflow": 0, "again": 0}
-    reflow, arrange_root = Compositor.reflow, Compositor._arrange_root
-    inside = [False]
+    """The reflow lays out every widget and leaves the full map fresh: nothing lays the
+    screen out again until something changes.  (Textual's left the full map marked out
+    of date when the tab switched to was refreshed before the reflow, and the first
+    widget region looked up after it laid the whole screen out a second time.)"""
+    reflow = SparseCompositor.reflow
+    stale_after: list[bool] = []
 
-    def reflowed(self: Compositor, parent: Widget, size: Size) -> object:
-        laid_out["reflow"] += 1
-        inside[0] = True
-        try:
-            return reflow(self, parent, size)
-        finally:
-            inside[0] = False
+    def reflowed(self: SparseCompositor, parent: Widget, size: Size) -> object:
+        result = reflow(self, parent, size)
+        stale_after.append(self._full_map_invalidated)
+        return result
 
-    def arranged(self: Compositor, *args: object, **kwargs: object) -> object:
-        if not inside[0]:
-            laid_out["again"] += 1
-        return arrange_root(self, *args, **kwargs)
-
-    monkeypatch.setattr(Compositor, "reflow", reflowed)
-    monkeypatch.setattr(Compositor, "_arrange_root", arranged)
+    monkeypatch.setattr(SparseCompositor, "reflow", reflowed)
     app = app_with(
         data_dir, "printf 'FIRST tab\\n'; sleep 100", "printf 'SECOND tab\\n'; sleep 100"
     )
     async with app.run_test(size=(120, 30)) as pilot:
         await until(lambda: "FIRST tab" in screen_text(app), what="the first tab")
         await pilot.pause()
-        laid_out.update(reflow=0, again=0)
+        stale_after.clear()
         for key, text in [("2", "SECOND tab"), ("1", "FIRST tab")] * 2:
             await pilot.press(key)
             await until(lambda text=text: text in screen_text(app), what=text)
             await pilot.pause()
-        assert laid_out["reflow"] >= 4  # each switch lays the screen out...
-        assert laid_out["again"] == 0  # ...once
+        assert len(stale_after) >= 4  # each switch lays the screen out...
+        assert not any(stale_after)  # ...and the map it made is kept
+        await app.engine.kill_all()
+
+
+async def test_a_partial_update_draws_only_what_it_sends(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame updating the output and one sidebar row (a tab switch) sends the
+    terminal exactly what Textual's sends, drawing only those places: not every line of
+    the sidebar that the box around both areas covers."""
+    app = app_with(
+        data_dir,
+        "printf '\\033[31mRED\\033[0m and plain\\n'; seq -f row%g 1 40; sleep 100",
+        *[f"printf 'tab {n}\\n'; sleep 100" for n in range(2, 9)],
+    )
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(lambda: "row40" in screen_text(app), what="the first tab, to its end")
+        await until(lambda: len(app._open) == 8, what="eight sessions")
+        await pilot.pause()
+        compositor = app.screen._compositor
+        assert isinstance(compositor, SparseCompositor)
+        view = app.focused
+        assert isinstance(view, TranscriptView)
+        rows = app.query_one(SessionRows)
+        output = view.region
+        first_row = Region(rows.region.x, rows.region.y, rows.region.width, 2)
+        assert output.right <= first_row.x and rows.region.height > 10
+
+        lines: dict[str, int] = {}
+        render_lines = Widget.render_lines
+
+        def counted(self: Widget, crop: Region) -> list[Strip]:
+            name = type(self).__name__
+            lines[name] = lines.get(name, 0) + crop.height
+            return render_lines(self, crop)
+
+        monkeypatch.setattr(Widget, "render_lines", counted)
+
+        def sent(update: ChopsUpdate | None) -> str:
+            """What the terminal gets, less the cursor moves that write nothing
+            (Textual's, for a piece that starts where the area to update ends)."""
+            assert update is not None
+            return IDLE_MOVE.sub("", update.render_segments(app.console))
+
+        # An area that starts and ends inside widgets' pieces (on both sides).
+        across = Region(output.right - 2, output.y + 1, first_row.right - output.right - 1, 2)
+        for regions in ([output, first_row], [first_row], [output], [across, first_row]):
+            for widget in (view, rows):
+                widget.refresh()  # drawn afresh each time: no line from a cache
+            compositor._dirty_regions.update(regions)
+            lines.clear()
+            ours = sent(compositor.render_partial_update())
+            ours_lines = dict(lines)
+            for widget in (view, rows):
+                widget.refresh()
+            compositor._dirty_regions.update(regions)
+            with monkeypatch.context() as textual:
+                textual.setattr(SparseCompositor, "_render_chops", Compositor._render_chops)
+                theirs = sent(Compositor.render_partial_update(compositor))
+            assert ours == theirs
+            assert ("row40" in ours) is (output in regions)
+            # The sidebar's rows: from the first line to send to the last, not every
+            # line in the box; the sidebar (behind its rows, beside the output) not
+            # at all unless an area meets it.
+            wanted = [
+                y
+                for area in regions
+                if area.overlaps(rows.region)
+                for y in area.intersection(rows.region).line_range
+            ]
+            drawn = max(wanted) - min(wanted) + 1 if wanted else 0
+            assert ours_lines.get("SessionRows", 0) == drawn < rows.region.height
+            if across not in regions:
+                assert "Sidebar" not in ours_lines
+            if len(regions) == 2:  # Textual's draws every line of the rows in the box
+                assert lines["SessionRows"] > 10
         await app.engine.kill_all()
