@@ -12,10 +12,14 @@ from typing import Any
 import pytest
 from rich.style import Style
 from textual.app import App, ComposeResult
+from textual.geometry import Offset, Region
 from textual.pilot import Pilot
+from textual.selection import Selection
 from textual.strip import Strip
+from textual.widget import Widget
 
 from ccx_tui.engine.transcripts.reader import TranscriptReader
+from ccx_tui.engine.transcripts.search import compile_query
 from ccx_tui.engine.transcripts.transcript import STDERR, STDOUT, Segment, TranscriptWriter
 from ccx_tui.widgets import transcript_view
 from ccx_tui.widgets.ansi import UNKNOWN, final_state, format_size, line_streams, line_text
@@ -185,6 +189,51 @@ async def test_rows_past_the_end_take_the_style_once_per_frame(
         blank = Strip.blank(region.width, style)
         assert [list(strip) for strip in strips[3:]] == [list(blank)] * (region.height - 3)
         assert [strip.text.rstrip() for strip in strips[:3]] == ["line 1", "line 2", "line 3"]
+
+
+async def test_lines_are_styled_as_textuals_pipeline_styles_them(tmp_path: Path) -> None:
+    """The view styles its lines itself (plain_lines.py): in every mode, the same lines
+    as Textual's pipeline, whole or cropped; and a line drawn again is the same strip."""
+    path = tmp_path / "mixed.log"
+    lines = [
+        f"\x1b[3{n % 8}mcolour {n}\x1b[0m plain \x1b[1;4mbold\x1b[0m 日本 {'x' * (n * 7)}"
+        for n in range(1, 60)
+    ]
+    path.write_text("\n".join(lines) + "\n\xff invalid \x1b]0;title\x07 end\n")
+    app = ViewApp(path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(TranscriptView)
+        await wait_for(pilot, lambda: "end" in rows(view)[-1])
+        region = view.size.region
+
+        def same(what: str) -> None:
+            for crop in (region, Region(3, 2, region.width - 10, region.height - 5)):
+                ours = view.render_lines(crop)
+                view._styles_cache.clear()
+                textual = Widget.render_lines(view, crop)
+                assert [list(s) for s in ours] == [list(s) for s in textual], what
+                assert ours and all(strip.cell_length == crop.width for strip in ours)
+
+        same("following the end")
+        first = view.render_lines(region)
+        assert all(a is b for a, b in zip(first, view.render_lines(region), strict=True))
+        view.show_line_numbers = True
+        await pilot.pause()
+        same("line numbers")
+        view.search(compile_query("colou?r [0-9]+"))
+        await wait_for(pilot, lambda: view.match_index is not None or view.searcher is not None)
+        await pilot.pause(0.2)
+        same("matches highlighted")
+        view.scroll_to(x=12, y=3, animate=False, immediate=True)
+        view.cursor_line = 5
+        await pilot.pause()
+        same("scrolled sideways, a cursor line")
+        view.screen.selections = {view: Selection(Offset(2, 4), Offset(9, 7))}
+        await pilot.pause()
+        same("a selection")
+        view.wrap = True
+        await wait_for(pilot, lambda: not view.wrap_pending)
+        same("wrapped")
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from ccx_tui.engine.transcripts.transcript import (
 )
 from ccx_tui.errors import TranscriptError
 from ccx_tui.widgets.ansi import UNKNOWN, line_streams, line_text, line_times
+from ccx_tui.widgets.plain_lines import plain_lines
 from ccx_tui.widgets.row_map import SEPARATOR, Place, RowMap
 from ccx_tui.widgets.run_separators import RunSeparators
 from ccx_tui.widgets.thumb_scrollbar import ThumbScrollBar
@@ -828,7 +829,11 @@ class TranscriptView(ScrollView, can_focus=True):
         # properties and reactives were a third of the time of drawing the view).
         self._frame = self._frame_now()
         try:
-            return super().render_lines(crop)
+            # Its lines styled on the strips the view keeps, so a followed view's
+            # lines keep their strips (and what is cached on them) from frame to
+            # frame; Textual's pipeline made them anew at every scroll.
+            lines = plain_lines(self, crop, self.render_line)
+            return super().render_lines(crop) if lines is None else lines
         finally:
             self._frame = self._blank = None
 
@@ -881,10 +886,14 @@ class TranscriptView(ScrollView, can_focus=True):
         selection = frame.selection
         if selection is not None and (span := selection.get_span(index)) is not None:
             start, end = span
-            cuts = [max(start - scroll_x, 0), body.cell_length if end < 0 else end - scroll_x]
-            before, chosen, after = body.divide([*cuts, body.cell_length])
-            chosen = _post_style(chosen, self.screen.get_component_rich_style("screen--selection"))
-            body = Strip.join([before, chosen, after])
+            # The selected cells in view (none: it lies wholly left or right of them).
+            length = body.cell_length
+            lo = min(max(start - scroll_x, 0), length)
+            hi = length if end < 0 else min(max(end - scroll_x, lo), length)
+            if hi > lo:
+                before, chosen, after = body.divide([lo, hi, length])
+                selected = self.screen.get_component_rich_style("screen--selection")
+                body = Strip.join([before, _post_style(chosen, selected), after])
         line = place.line if frame.mapped else self._line_of(index)
         if frame.cursor_line is not None and line == frame.cursor_line:
             body = _post_style(body, self.get_component_rich_style("transcript-view--cursor"))
