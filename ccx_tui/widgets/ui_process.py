@@ -11,7 +11,7 @@ SWITCH_INTERVAL = 0.0005
 0.005).  Textual writes each frame to the terminal from a thread of its own, and the
 main thread goes on with the next messages once the frame is made: the writer waited
 up to 5 ms for the GIL, the frame with it.  Measured on tab switches under 100 busy
-sessions: frame made to frame written 5.0-5.7 ms -> 1.0-1.8 ms (median)."""
+sessions: frame made to frame written 5.0-7.1 ms -> 1.0-1.8 ms (median)."""
 
 
 def tune() -> None:
