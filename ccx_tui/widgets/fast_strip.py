@@ -46,51 +46,21 @@ class _Cache(dict[Hashable, object]):
         dict.__setitem__(self, key, value)
 
 
-class _Divide(_Cache):
-    __slots__ = ()
-    ATTR = "_divide_cache"
+def _cache(name: str, attr: str, maxsize: int = 4) -> Callable[[], Any]:
+    """The class of the cache a Strip keeps in `attr` (typed as returning Any: Strip
+    declares its caches as Textual's FIFOCache)."""
+    return type(name, (_Cache,), {"__slots__": (), "MAXSIZE": maxsize, "ATTR": attr})
 
 
-class _Crop(_Cache):
-    __slots__ = ()
-    MAXSIZE = 16
-    ATTR = "_crop_cache"
+# Textual 8.2.8's sizes: 4 entries, 16 for crop and style.
+_divide = _cache("_Divide", "_divide_cache")
+_crop = _cache("_Crop", "_crop_cache", 16)
+_style = _cache("_Style", "_style_cache", 16)
+_filter = _cache("_Filter", "_filter_cache")
+_line_length = _cache("_LineLength", "_line_length_cache")
+_crop_extend = _cache("_CropExtend", "_crop_extend_cache")
+_offsets = _cache("_Offsets", "_offsets_cache")
 
-
-class _Style(_Cache):
-    __slots__ = ()
-    MAXSIZE = 16
-    ATTR = "_style_cache"
-
-
-class _Filter(_Cache):
-    __slots__ = ()
-    ATTR = "_filter_cache"
-
-
-class _LineLength(_Cache):
-    __slots__ = ()
-    ATTR = "_line_length_cache"
-
-
-class _CropExtend(_Cache):
-    __slots__ = ()
-    ATTR = "_crop_extend_cache"
-
-
-class _Offsets(_Cache):
-    __slots__ = ()
-    ATTR = "_offsets_cache"
-
-
-# Typed as returning Any: Strip declares its caches as Textual's FIFOCache.
-_divide: Callable[[], Any] = _Divide
-_crop: Callable[[], Any] = _Crop
-_style: Callable[[], Any] = _Style
-_filter: Callable[[], Any] = _Filter
-_line_length: Callable[[], Any] = _LineLength
-_crop_extend: Callable[[], Any] = _CropExtend
-_offsets: Callable[[], Any] = _Offsets
 _textual_init = Strip.__init__
 
 
