@@ -862,14 +862,13 @@ class TranscriptView(ScrollView, can_focus=True):
         scroll_x, width = frame.scroll_x, frame.width
         index = frame.scroll_y + y
         if index >= frame.rows or self._closed:
+            if self._frame is None:
+                return Strip.blank(width, self.rich_style)
             # One per frame: the widget's style is worked out through its ancestors
             # (some 50 us; a short output under a tall view has dozens of such rows).
-            blank = self._blank
-            if blank is None or self._frame is None:
-                blank = Strip.blank(width, self.rich_style)
-                if self._frame is not None:
-                    self._blank = blank
-            return blank
+            if self._blank is None:
+                self._blank = Strip.blank(width, self.rich_style)
+            return self._blank
         place = self._place(index)
         if place.part == SEPARATOR:
             style = self.get_component_rich_style("transcript-view--separator")
