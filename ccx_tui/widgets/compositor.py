@@ -21,6 +21,7 @@ change under us.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import cast
 
@@ -72,34 +73,18 @@ class SparseCompositor(Compositor):
         crop: Region,
         is_rendered_line: Callable[[int], bool],
     ) -> Sequence[Mapping[int, Strip]]:
-        # Textual 8.2.8's `Compositor._render_chops` with its `_get_renders` inlined,
-        # the `covered` tests added, and only the lines wanted rendered.
+        # Textual 8.2.8's `Compositor._render_chops` with its `_get_renders` inlined, a
+        # widget drawn only on lines where some place it covers is still free and sent,
+        # and only the lines from the first to the last such line rendered.
         cuts = self.cuts
         fromkeys = cast("Callable[[list[int]], dict[int, Strip | None]]", dict.fromkeys)
         chops: list[dict[int, Strip | None]] = [fromkeys(cut_set[:-1]) for cut_set in cuts]
-
-        crop_x, crop_end = crop.column_span
-        spans = self._spans
-        crop_spans = [(crop_x, crop_end)]
-
-        def covered(y: int, first_cut: int, last_cut: int) -> list[int] | None:
-            """The cuts of line `y` between the two, or None if every place between
-            them is taken by a widget drawn before, or is not sent to the terminal
-            (outside the crop; in a partial update, outside the line's spans: a
-            place is sent if it meets one)."""
-            line_cuts = [cut for cut in cuts[y] if last_cut >= cut >= first_cut]
-            if len(line_cuts) > 1:
-                get = chops[y].get
-                sent = crop_spans if spans is None else spans.get(y, ())
-                if all(
-                    get(cut) is not None or not any(cut < x2 and end > x1 for x1, x2 in sent)
-                    for cut, end in zip(line_cuts, line_cuts[1:], strict=False)
-                ):
-                    return None
-            return line_cuts
+        free = self._free_spans(crop, is_rendered_line)
 
         crop_overlaps = crop.overlaps
         for widget, (region, clip) in self.visible_widgets.items():
+            if not free:
+                break  # every place sent is drawn
             if not crop_overlaps(clip):
                 continue
             render_region = region.intersection(clip)
@@ -110,14 +95,12 @@ class SparseCompositor(Compositor):
             ):
                 continue  # as Textual: a widget clipped away entirely is not rendered
             first_cut, last_cut = render_region.column_span
-            lines = [y for y in render_region.line_range if is_rendered_line(y)]
-            wanted = {y: c for y in lines if (c := covered(y, first_cut, last_cut)) is not None}
+            wanted = _wanted_lines(free, render_region, is_rendered_line)
             if not wanted:
                 continue  # behind what is drawn already, on every line to draw
             # Only the lines from the first to the last one wanted (a widget's lines
             # not drawn now stay due in its own cache).
-            top = next(iter(wanted))
-            bottom = max(wanted) + 1
+            top, bottom = wanted[0], wanted[-1] + 1
             strips = widget.render_lines(
                 Region(
                     render_region.x - region.x, top - region.y, render_region.width, bottom - top
@@ -125,14 +108,80 @@ class SparseCompositor(Compositor):
             )
             render_x = render_region.x
             cut_strips: Iterable[Strip]
-            for y, strip in zip(range(top, bottom), strips, strict=False):
-                final_cuts = wanted.get(y)
-                if final_cuts is None:
+            for y in wanted:
+                strip = strips[y - top] if y - top < len(strips) else None
+                if strip is None:
                     continue
+                line_cuts = cuts[y]
+                final_cuts = line_cuts[
+                    bisect_left(line_cuts, first_cut) : bisect_right(line_cuts, last_cut)
+                ]
                 chops_line = chops[y]
                 cut_strips = strip.divide([cut - render_x for cut in final_cuts[1:]])
                 # Front to back: the first piece for a place wins.
                 for cut, piece in zip(final_cuts, cut_strips, strict=False):
                     if chops_line.get(cut) is None:
                         chops_line[cut] = piece
+                _take(free, y, first_cut, last_cut)
         return cast("Sequence[Mapping[int, Strip]]", chops)
+
+    def _free_spans(
+        self, crop: Region, is_rendered_line: Callable[[int], bool]
+    ) -> dict[int, list[tuple[int, int]]]:
+        """Line -> the columns on it still to draw: those sent to the terminal (in a
+        partial update the line's spans, else the crop), less what widgets drawn so far
+        took.  A widget's edges are cuts, so what it takes is whole places: a place is
+        still to draw exactly when it meets a free span."""
+        crop_x, crop_end = crop.column_span
+        spans = self._spans
+        free: dict[int, list[tuple[int, int]]] = {}
+        for y in crop.line_range:
+            if not is_rendered_line(y):
+                continue
+            sent = [(crop_x, crop_end)] if spans is None else spans.get(y, ())
+            line = [(max(a, crop_x), min(b, crop_end)) for a, b in sent]
+            line = [(a, b) for a, b in line if a < b]
+            if line:
+                free[y] = line
+        return free
+
+
+def _wanted_lines(
+    free: Mapping[int, list[tuple[int, int]]],
+    render_region: Region,
+    is_rendered_line: Callable[[int], bool],
+) -> list[int]:
+    """The lines of `render_region` it must be drawn on: those where a free span
+    meets it (a zero-width widget, as Textual: every line drawn)."""
+    first_cut, last_cut = render_region.column_span
+    if first_cut == last_cut:
+        return [y for y in render_region.line_range if is_rendered_line(y)]
+    top, bottom = render_region.line_span
+    lines = range(top, bottom) if bottom - top <= len(free) else sorted(free)
+    return [
+        y
+        for y in lines
+        if top <= y < bottom
+        and (line := free.get(y))
+        and any(a < last_cut and b > first_cut for a, b in line)
+    ]
+
+
+def _take(free: dict[int, list[tuple[int, int]]], y: int, start: int, end: int) -> None:
+    """Columns `start` to `end` of line `y` are drawn: no longer free."""
+    line = free.get(y)
+    if line is None or start >= end:
+        return
+    rest: list[tuple[int, int]] = []
+    for a, b in line:
+        if b <= start or a >= end:
+            rest.append((a, b))
+            continue
+        if a < start:
+            rest.append((a, start))
+        if b > end:
+            rest.append((end, b))
+    if rest:
+        free[y] = rest
+    else:
+        del free[y]

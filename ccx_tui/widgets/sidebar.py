@@ -103,6 +103,7 @@ class SessionRows(Static):
         self._rows: list[Text] = []
         self._width = -1  # the width `_starts` and `_drawn` are for
         self._starts: list[int] = []  # each row's first line, and the total at the end
+        self._heights: list[int] = []  # each row's lines, as last measured
         self._drawn: dict[int, list[Strip]] = {}  # row -> its lines, as last drawn
         self._whole: Visual | None = None
 
@@ -122,12 +123,17 @@ class SessionRows(Static):
         self._rows = rows
         self._whole = None
         width = self._width
-        changed = [i for i, row in enumerate(rows) if i >= len(old) or old[i] != row]
+        # A row not drawn again is the same object (a Text compares by value: slower).
+        changed = [
+            i
+            for i, row in enumerate(rows)
+            if i >= len(old) or (old[i] is not row and old[i] != row)
+        ]
         for i in list(self._drawn):
             if i >= len(rows) or i in changed:  # (-1, the blank line, stays)
                 del self._drawn[i]
         old_starts = self._starts
-        self._measure(width)
+        self._measure(width, changed if len(rows) == len(old) else None)
         if self._starts != old_starts or width < 0:
             self.refresh(layout=True)
             return
@@ -174,18 +180,26 @@ class SessionRows(Static):
             self._drawn[-1] = lines
         return lines[0] if lines else Strip.blank(self._width, self.visual_style.rich_style)
 
-    def _measure(self, width: int) -> None:
+    def _measure(self, width: int, changed: list[int] | None = None) -> None:
         """Each row's first line at `width` (a row whose lines all fit is as many
-        lines high as it has; only one that wraps is drawn to tell)."""
+        lines high as it has; only one that wraps is drawn to tell).  Only the rows
+        `changed` are measured again if the width and the number of rows are those
+        measured last (None: all of them)."""
+        rows, heights = self._rows, self._heights
+        if changed is None or width != self._width or len(heights) != len(rows):
+            changed = list(range(len(rows)))
+            heights = self._heights = [0] * len(rows)
         self._width = width
-        starts, line = [], 0
-        for i, row in enumerate(self._rows):
-            starts.append(line)
+        for i in changed:
+            row = rows[i]
             # Not laid out yet (no width): a guess, corrected once it is.
             fits = width <= 0 or _fits(row, width)
-            line += row.plain.count("\n") + 1 if fits else len(self._draw(i))
-            line += i + 1 < len(self._rows)  # the blank line under it
-        starts.append(line)
+            heights[i] = row.plain.count("\n") + 1 if fits else len(self._draw(i))
+        starts, line = [], 0
+        for height in heights:
+            starts.append(line)
+            line += height + 1  # and the blank line under it
+        starts.append(line - 1 if heights else 0)  # (none under the last row)
         self._starts = starts
 
     def _draw(self, index: int) -> list[Strip]:
