@@ -7,9 +7,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import pyte
 import pytest
-from textual._compositor import ChopsUpdate, Compositor
+from textual._compositor import ChopsUpdate, Compositor, CompositorUpdate, LayoutUpdate
+from textual.app import App
 from textual.geometry import Region, Size
+from textual.screen import Screen
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -229,4 +232,62 @@ async def test_a_partial_update_draws_only_what_it_sends(
                 assert "Sidebar" not in ours_lines
             if len(regions) == 2:  # Textual's draws every line of the rows in the box
                 assert lines["SessionRows"] > 10
+        await app.engine.kill_all()
+
+
+def _terminal(size: Size) -> tuple[pyte.Screen, pyte.Stream]:
+    screen = pyte.Screen(size.width, size.height)
+    return screen, pyte.Stream(screen)
+
+
+def _cells(screen: pyte.Screen) -> list[list[tuple[object, ...]]]:
+    """Every cell: its text and attributes."""
+    return [
+        [tuple(screen.buffer[y][x]) for x in range(screen.columns)] for y in range(screen.lines)
+    ]
+
+
+async def test_after_switches_and_scrolls_the_terminal_shows_a_whole_frame(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the app sends, frame after frame, adds up to what a whole new frame shows,
+    without drawing whole frames: a switch scrolls the sidebar to its row (and the view
+    to its end), and that scroll, laid out after the switch's full layout, repainted the
+    whole screen in Textual's compositor (it compared with no layout at all)."""
+    sent: list[str] = []
+    full: list[int] = []
+    display = App._display
+
+    def captured(self: App[object], screen: Screen[object], renderable: object) -> None:
+        if isinstance(renderable, CompositorUpdate):
+            sent.append(renderable.render_segments(self.console))
+            full.append(isinstance(renderable, LayoutUpdate))
+        display(self, screen, renderable)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(App, "_display", captured)
+    tab = "printf 'tab {n}\\n'; seq -f 'row %g of {n}' 1 {rows}; sleep 100"
+    app = app_with(data_dir, *[tab.format(n=n, rows=10 * n) for n in range(1, 13)])
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(lambda: len(app._open) == 12, what="twelve sessions")
+        await until(lambda: "row 10 of 1" in screen_text(app), what="the first tab")
+        await pilot.pause()
+        compositor = app.screen._compositor
+        terminal, stream = _terminal(compositor.size)
+        for data in sent:
+            stream.feed(data)
+        sent.clear()
+        full.clear()
+        for key, n in [("]", 2), ("]", 3), ("9", 9), ("]", 10), ("]", 11), ("]", 12), ("1", 1)]:
+            await pilot.press(key)
+            await until(lambda n=n: f"row {10 * n} of {n}" in screen_text(app), what=f"tab {n}")
+            await pilot.pause()
+        assert len(sent) >= 7
+        assert not any(full)  # no whole frame: each switch repainted what changed
+        for data in sent:
+            stream.feed(data)
+        whole, whole_stream = _terminal(compositor.size)
+        pending = set(compositor._dirty_regions)
+        whole_stream.feed(compositor.render_full_update().render_segments(app.console))
+        compositor._dirty_regions.update(pending)
+        assert _cells(terminal) == _cells(whole)
         await app.engine.kill_all()

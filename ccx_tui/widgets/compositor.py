@@ -14,7 +14,8 @@ and its rows was drawn for two rows (a fifth of a switch's drawing).
 
 Here a widget is rendered only if some place on one of its lines is still free and
 meets an area to update, only over the lines where one does, and a line of it is
-divided only if a place on it is.  The result is the same frame (tests compare what
+divided only if a place on it is.  And a scroll right after a layout (a tab switch
+scrolls the sidebar to the session's row) repaints what moved, not the whole screen.  The result is the same frame (tests compare what
 reaches the terminal); Textual is pinned exactly, so the methods replaced here cannot
 change under us.
 """
@@ -25,7 +26,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import cast
 
-from textual._compositor import ChopsUpdate, Compositor, ReflowResult
+from textual._compositor import ChopsUpdate, Compositor, CompositorMap, ReflowResult
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
@@ -36,6 +37,8 @@ class SparseCompositor(Compositor):
 
     # While a partial update is drawn: line -> the (start, end) columns to update on it.
     _spans: dict[int, list[tuple[int, int]]] | None = None
+    # The map the last frame was drawn from (see `reflow_visible`).
+    _drawn_map: CompositorMap | None = None
 
     def render_partial_update(self) -> ChopsUpdate | None:
         # Textual 8.2.8's, but the chops are told which places are sent (the spans),
@@ -68,6 +71,17 @@ class SparseCompositor(Compositor):
         self._full_map_invalidated = False
         return result
 
+    def reflow_visible(self, parent: Widget, size: Size) -> set[Widget]:
+        # Textual's lays out what is in view (after a scroll) and repaints what moved,
+        # appeared or went since the last such layout; after a full reflow there is
+        # none, so it compared with nothing and repainted the whole screen (after a
+        # tab switch, whose new view or the sidebar scrolls: one switch in five drew
+        # every widget).  Compared with the map the screen was last drawn from, it
+        # repaints what changed since.
+        if self._visible_map is None and self._drawn_map is not None and size == self.size:
+            self._visible_map = self._drawn_map
+        return super().reflow_visible(parent, size)
+
     def _render_chops(
         self,
         crop: Region,
@@ -76,6 +90,7 @@ class SparseCompositor(Compositor):
         # Textual 8.2.8's `Compositor._render_chops` with its `_get_renders` inlined, a
         # widget drawn only on lines where some place it covers is still free and sent,
         # and only the lines from the first to the last such line rendered.
+        self._drawn_map = self._visible_map if self._visible_map is not None else self._full_map
         cuts = self.cuts
         fromkeys = cast("Callable[[list[int]], dict[int, Strip | None]]", dict.fromkeys)
         chops: list[dict[int, Strip | None]] = [fromkeys(cut_set[:-1]) for cut_set in cuts]
