@@ -112,3 +112,21 @@ async def test_the_app_draws_with_fast_strips(data_dir: Path) -> None:
         await until(lambda: "hello" in screen_text(app), what="the session's output")
         assert type(Strip([])._crop_cache).__name__ == "_Crop"
         await app.engine.kill_all()
+
+
+def test_a_strip_makes_each_cache_when_it_first_uses_it() -> None:
+    fast_strip.install()
+    strip = Strip(SEGMENTS)
+    made = [attr for attr in fast_strip._CACHES if fast_strip._own_cache(strip, attr)]
+    assert made == []  # none yet: most strips use one cache or none
+    cropped = strip.crop(0, 4)
+    assert strip.crop(0, 4) is cropped  # the cache made on first use holds the crop
+    made = [attr for attr in fast_strip._CACHES if fast_strip._own_cache(strip, attr)]
+    assert made == ["_crop_cache"]
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        strip.nothing  # type: ignore[attr-defined]  # noqa: B018
+    fast_strip.uninstall()  # strips made before still make their caches
+    try:
+        assert strip.divide([2]) == [Strip(SEGMENTS).crop(0, 2)]
+    finally:
+        fast_strip.install()

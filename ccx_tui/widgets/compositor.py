@@ -15,9 +15,9 @@ and its rows was drawn for two rows (a fifth of a switch's drawing).
 Here a widget is rendered only if some place on one of its lines is still free and
 meets an area to update, only over the lines where one does, and a line of it is
 divided only if a place on it is.  And a scroll right after a layout (a tab switch
-scrolls the sidebar to the session's row) repaints what moved, not the whole screen.  The result is the same frame (tests compare what
-reaches the terminal); Textual is pinned exactly, so the methods replaced here cannot
-change under us.
+scrolls the sidebar to the session's row) repaints what moved, not the whole screen.
+The result is the same frame (tests compare what reaches the terminal); Textual is
+pinned exactly, so the methods replaced here cannot change under us.
 """
 
 from __future__ import annotations

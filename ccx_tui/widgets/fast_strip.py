@@ -1,15 +1,17 @@
-"""Textual's Strip, made three times faster to create, and freed as soon as it is
+"""Textual's Strip, made several times faster to create, and freed as soon as it is
 no longer used.
 
 Everything Textual draws passes through Strips: each line of each widget, at every
 step of a frame (the widget's line, its styled line, the filtered line, the pieces
 the compositor cuts).  Each new Strip builds seven small FIFO caches (crop, divide,
 style...), each by a Python constructor: profiled under 100 busy sessions, building
-them was a quarter of the app's CPU while it followed a session's output.  Here the
-caches are plain dict subclasses, built in C, with Textual's FIFOCache rules for what
-the Strip methods use (`get`, and `[key] = value` dropping the oldest entry when
-full), that never keep the strip itself (see `_Cache`).  Textual is pinned exactly,
-so the constructor replaced here cannot change under us; the tests compare the two.
+them was a quarter of the app's CPU while it followed a session's output, and still
+a seventh of a tab switch's once they were plain dicts.  Here a strip gets each cache
+when it first uses it (most strips use one or none), and the caches are plain dict
+subclasses, built in C, with Textual's FIFOCache rules for what the Strip methods use
+(`get`, and `[key] = value` dropping the oldest entry when full), that never keep the
+strip itself (see `_Cache`).  Textual is pinned exactly, so the constructor replaced
+here cannot change under us; the tests compare the two.
 """
 
 from __future__ import annotations
@@ -39,17 +41,31 @@ class _Cache(dict[Hashable, object]):
 
     def __setitem__(self, key: Hashable, value: object) -> None:
         returned = value[0] if type(value) is list and len(value) == 1 else value
-        if type(returned) is Strip and getattr(returned, self.ATTR) is self:
+        if type(returned) is Strip and _own_cache(returned, self.ATTR) is self:
             return
         if len(self) >= self.MAXSIZE and key not in self:
             del self[next(iter(self))]
         dict.__setitem__(self, key, value)
 
 
+def _own_cache(strip: Strip, attr: str) -> object:
+    """The strip's cache `attr`, or None if it has not made it (not made here)."""
+    try:
+        return object.__getattribute__(strip, attr)
+    except AttributeError:
+        return None
+
+
+_CACHES: dict[str, Callable[[], Any]] = {}
+"""Each cache's class, by the Strip attribute holding it."""
+
+
 def _cache(name: str, attr: str, maxsize: int = 4) -> Callable[[], Any]:
     """The class of the cache a Strip keeps in `attr` (typed as returning Any: Strip
     declares its caches as Textual's FIFOCache)."""
-    return type(name, (_Cache,), {"__slots__": (), "MAXSIZE": maxsize, "ATTR": attr})
+    made = type(name, (_Cache,), {"__slots__": (), "MAXSIZE": maxsize, "ATTR": attr})
+    _CACHES[attr] = made
+    return made
 
 
 # Textual 8.2.8's sizes: 4 entries, 16 for crop and style.
@@ -65,26 +81,32 @@ _textual_init = Strip.__init__
 
 
 def _init(self: Strip, segments: Iterable[Segment], cell_length: int | None = None) -> None:
-    # Textual 8.2.8's Strip.__init__, with the same sizes for each cache.
+    # Textual 8.2.8's Strip.__init__, less the caches (made when first used, below).
     self._segments = list(segments)
     self._cell_length = cell_length
-    self._divide_cache = _divide()
-    self._crop_cache = _crop()
-    self._style_cache = _style()
-    self._filter_cache = _filter()
-    self._line_length_cache = _line_length()
-    self._crop_extend_cache = _crop_extend()
-    self._offsets_cache = _offsets()
     self._render_cache = None
     self._link_ids = None
     self._cell_count = None
 
 
+def _first_use(self: Strip, name: str) -> Any:
+    """A cache the strip has not used yet (Strip has slots: Python asks for an unset
+    one here), made now; any other missing attribute is an AttributeError."""
+    make = _CACHES.get(name)
+    if make is None:
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    cache = make()
+    setattr(self, name, cache)
+    return cache
+
+
 def install() -> None:
     """Make every Strip created from now on this way (idempotent)."""
     Strip.__init__ = _init  # type: ignore[method-assign]
+    Strip.__getattr__ = _first_use  # type: ignore[attr-defined]
 
 
 def uninstall() -> None:
     """Textual's own constructor again (for tests comparing the two)."""
+    # (The caches of strips made meanwhile are still made when first used.)
     Strip.__init__ = _textual_init  # type: ignore[method-assign]
