@@ -49,7 +49,8 @@ class TranscriptCopier:
 
     Runs in a thread (blocking writes to a slow pipe never stall the engine, which
     keeps spooling the process's output to disk).  Stops echoing, silently, if the
-    reader of our stdout goes away (EPIPE); the transcript keeps everything.
+    reader of our stdout goes away (EPIPE); the transcript keeps everything.  What is
+    for /dev/null (or after EPIPE) is not read back at all.
     """
 
     def __init__(self, transcript: Path) -> None:
@@ -57,9 +58,18 @@ class TranscriptCopier:
         self.sidecar = transcript.with_name(SIDECAR_NAME)
         self.pos = 0
         self.broken = False
+        self._discard = {1: _discards(1), 2: _discards(2)}
+
+    @property
+    def discards_all(self) -> bool:
+        """Nothing it copies would be seen: both outputs are /dev/null, or EPIPE."""
+        return self.broken or all(self._discard.values())
 
     def copy_to(self, end: int) -> None:
         if end <= self.pos:
+            return
+        if self.discards_all:
+            self.pos = end
             return
         segments = read_segments(self.sidecar, self.pos, end)
         with open(self.transcript, "rb") as f:
@@ -69,13 +79,15 @@ class TranscriptCopier:
                 if start >= stop:
                     continue
                 fd = 2 if seg.stream == STDERR else 1
+                if seg.stream == META or self._discard[fd]:
+                    self.pos = stop  # not shown: not read
+                    continue
                 f.seek(start)
                 while start < stop:
                     data = f.read(min(_COPY, stop - start))
                     if not data:
                         return
-                    if seg.stream != META:
-                        self._write(fd, data)
+                    self._write(fd, data)
                     start += len(data)
                     self.pos = start
 
@@ -381,6 +393,7 @@ async def run_remote_exec(settings: Settings, spec: SessionSpec, target: ServerT
     refuses us (token, certificate).
     """
     from ccx_tui.engine.sessions.linemux import LineMux
+    from ccx_tui.engine.transcripts.write_behind import WriteBehind
     from ccx_tui.engine.wire.remote import (  # websockets: only here
         RemoteError,
         RemoteRefused,
@@ -405,15 +418,18 @@ async def run_remote_exec(settings: Settings, spec: SessionSpec, target: ServerT
     )
     lock = store.lock_session(directory)
     store.write_meta(info)
-    writer = TranscriptWriter(directory)
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    # Written by a thread, as the engine writes its sessions: the socket is read while
+    # the disk takes the last chunk (written here, a busy disk stalled the reads).  The
+    # socket cannot be paused: past its hard limit, a write waits for the thread.
+    writer = WriteBehind(TranscriptWriter(directory), loop, on_written=wake.set)
     mux = LineMux(writer.write, spool_dir=str(directory))
     copier = TranscriptCopier(info.transcript)
     remote = RemoteRun(
         url, token=target.token, kill_grace=settings.kill_grace, ca_file=target.ca_file
     )
-    wake = asyncio.Event()
     stop_signal: list[int] = []
-    loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
         stop_signal.append(signum)
@@ -421,14 +437,14 @@ async def run_remote_exec(settings: Settings, spec: SessionSpec, target: ServerT
 
     def sink(stream: str, data: bytes) -> None:
         mux.feed(1 if stream == "stderr" else 0, data)
-        wake.set()
+        wake.set()  # (written inline if small, else once the thread has written it)
 
     finished = False
 
     async def follow() -> None:
         # Never cancelled mid-copy: cancelling the await would not stop the thread,
         # which would then copy the same bytes as the final copy, at the same time.
-        while True:
+        while not copier.discards_all:  # (else: nothing to copy, no thread per chunk)
             await wake.wait()
             if finished:
                 return
@@ -451,7 +467,7 @@ async def run_remote_exec(settings: Settings, spec: SessionSpec, target: ServerT
         await follower  # its copy in flight, if any, ends first
         mux.flush()
         mux.close()
-        writer.close()
+        await writer.aclose()
         await asyncio.to_thread(copier.copy_to, writer.offset)
     server_loss = None if outcome is None else outcome.server_loss
     if outcome is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,42 @@ def test_exec_server_cli(tmp_path: Path) -> None:
         )
         assert dead.returncode == 1
         assert b"cannot connect" in dead.stderr and b"Traceback" not in dead.stderr
+    finally:
+        serve.terminate()
+        serve.wait(20)
+
+
+@pytest.mark.parametrize("null", ["none", "stdout", "stderr"])
+def test_exec_server_echoes_a_flood_whole_and_skips_only_dev_null(
+    tmp_path: Path, null: str
+) -> None:
+    """A flood (written to the local transcript by a thread, as the engine writes) is
+    echoed byte for byte on each output that is not /dev/null, and recorded whole;
+    what goes to /dev/null is not read back from the transcript to be thrown away."""
+    serve = subprocess.Popen(
+        [*CCX, "serve", "--port", "0", "--data-dir", str(tmp_path / "srv")],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert serve.stderr is not None
+        url = serve.stderr.readline().decode().split("listening on ")[1].split()[0]
+        token = ("--token-file", str(tmp_path / "srv" / "serve" / "token"))
+        data = tmp_path / "cli"
+        # 12 MB on stdout (past the writer's queue limits), a line on stderr after it.
+        command = "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -n 324324; echo done >&2"
+        with open(os.devnull, "wb") as devnull:
+            run = subprocess.run(
+                [*CCX, "exec", "--data-dir", str(data), *token, "--server", url, "--", command],
+                stdout=devnull if null == "stdout" else subprocess.PIPE,
+                stderr=devnull if null == "stderr" else subprocess.PIPE,
+                timeout=120,
+            )
+        assert run.returncode == 0
+        flood = b"0123456789abcdefghijklmnopqrstuvwxyz\n" * 324324
+        assert run.stdout == (None if null == "stdout" else flood)
+        assert run.stderr == (None if null == "stderr" else b"done\n")
+        [transcript] = data.glob("sessions/*/transcript.log")
+        assert transcript.read_bytes() == flood + b"done\n"
     finally:
         serve.terminate()
         serve.wait(20)
