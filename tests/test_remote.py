@@ -198,13 +198,7 @@ def test_exec_server_echoes_a_flood_whole_and_skips_only_dev_null(
     """A flood (written to the local transcript by a thread, as the engine writes) is
     echoed byte for byte on each output that is not /dev/null, and recorded whole;
     what goes to /dev/null is not read back from the transcript to be thrown away."""
-    serve = subprocess.Popen(
-        [*CCX, "serve", "--port", "0", "--data-dir", str(tmp_path / "srv")],
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert serve.stderr is not None
-        url = serve.stderr.readline().decode().split("listening on ")[1].split()[0]
+    with serving(tmp_path / "srv") as (url, _):
         token = ("--token-file", str(tmp_path / "srv" / "serve" / "token"))
         data = tmp_path / "cli"
         # 12 MB on stdout (past the writer's queue limits), a line on stderr after it.
@@ -215,16 +209,14 @@ def test_exec_server_echoes_a_flood_whole_and_skips_only_dev_null(
                 stdout=devnull if null == "stdout" else subprocess.PIPE,
                 stderr=devnull if null == "stderr" else subprocess.PIPE,
                 timeout=120,
+                env=CLEAN,
             )
-        assert run.returncode == 0
-        flood = b"0123456789abcdefghijklmnopqrstuvwxyz\n" * 324324
-        assert run.stdout == (None if null == "stdout" else flood)
-        assert run.stderr == (None if null == "stderr" else b"done\n")
-        [transcript] = data.glob("sessions/*/transcript.log")
-        assert transcript.read_bytes() == flood + b"done\n"
-    finally:
-        serve.terminate()
-        serve.wait(20)
+    assert run.returncode == 0
+    flood = b"0123456789abcdefghijklmnopqrstuvwxyz\n" * 324324
+    assert run.stdout == (None if null == "stdout" else flood)
+    assert run.stderr == (None if null == "stderr" else b"done\n")
+    [transcript] = data.glob("sessions/*/transcript.log")
+    assert transcript.read_bytes() == flood + b"done\n"
 
 
 @pytest.mark.parametrize("batch", [True, False], ids=["batches", "line-frames"])

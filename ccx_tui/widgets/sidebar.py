@@ -133,7 +133,7 @@ class SessionRows(Static):
             if i >= len(rows) or i in changed:  # (-1, the blank line, stays)
                 del self._drawn[i]
         old_starts = self._starts
-        self._measure(width, changed if len(rows) == len(old) else None)
+        self._measure(width, changed)
         if self._starts != old_starts or width < 0:
             self.refresh(layout=True)
             return
@@ -183,8 +183,8 @@ class SessionRows(Static):
     def _measure(self, width: int, changed: list[int] | None = None) -> None:
         """Each row's first line at `width` (a row whose lines all fit is as many
         lines high as it has; only one that wraps is drawn to tell).  Only the rows
-        `changed` are measured again if the width and the number of rows are those
-        measured last (None: all of them)."""
+        `changed` are measured again; all of them if `changed` is None, or the width
+        or the number of rows is not what was measured last."""
         rows, heights = self._rows, self._heights
         if changed is None or width != self._width or len(heights) != len(rows):
             changed = list(range(len(rows)))
