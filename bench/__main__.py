@@ -27,6 +27,7 @@ from bench import (
     slow_client,
     startup,
     switch,
+    switch_light,
 )
 from bench.common import MIB, Row, machine_info, make_line_file
 
@@ -47,6 +48,7 @@ NAMES = (
     "scale",
     "remote",
     "switch",
+    "switch_light",
     "startup",
 )
 PEER_NAMES = ("attached", "open", "switch")
@@ -242,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                     sizes.switch_sessions, sizes.switch_warmup, sizes.switch_reps, work
                 ),
             )
+        if "switch_light" in only:
+            rows += _guard("switch_light", lambda: switch_light.run(sizes.switch_reps, work))
         if "startup" in only:
             rows += _guard("startup", lambda: startup.run(work))
     if not ns.peers:

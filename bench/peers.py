@@ -41,9 +41,8 @@ from bench import attached
 from bench.common import PY, Row, fmt_mb, fmt_ratio, fmt_s, line_text, run_timed
 
 # switch.py's tmux wrapper (a server of the run's own, killed with all it started) and its
-# mprocs lookup: reused rather than copied, as that module is not this one's to change.
-from bench.switch import HEIGHT, MPROCS_HINT, WIDTH, cleanup, mprocs_binary
-from bench.switch import _Tmux as Tmux
+# mprocs lookup: reused rather than copied.
+from bench.switch import HEIGHT, MPROCS_HINT, WIDTH, Tmux, cleanup, mprocs_binary
 
 ROUNDS = 3
 POLL = 0.05

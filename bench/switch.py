@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import PY, Row, fmt_ratio, yes_no
+from bench.common import PY, Row, fmt_mb, fmt_ratio, yes_no
 from ccx_tui.engine.server.daemon_client import stop_engine
 from ccx_tui.engine.server.paths import engine_pid
 from ccx_tui.engine.sessions.session import SessionSpec
@@ -38,6 +38,7 @@ from ccx_tui.engine.wire.client import EngineClient
 RATE = 100  # lines per second per session
 MEDIAN_TARGET = 0.050
 P90_TARGET = 0.100
+RSS_TARGET = 100 * 1000 * 1000  # issue 14: the whole ccx-tui process tree
 GIVE_UP = 60.0  # for one switch
 READY_GIVE_UP = 300.0  # for the first screen: attaching to 100 busy sessions takes a while
 SETTLE = 0.2  # seconds between two switches: each starts from a screen that is done drawing
@@ -67,7 +68,7 @@ def _line_bytes(k: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _Keys:
+class Keys:
     """What to send for the next / previous tab and for a jump to tab 1-9 (if any)."""
 
     next: tuple[str, ...]
@@ -76,12 +77,12 @@ class _Keys:
     shown: str  # for the table
 
 
-OURS_KEYS = _Keys(("]",), ("[",), lambda d: (str(d),), "`]`, digit, `[`")
-TMUX_KEYS = _Keys(("C-b", "n"), ("C-b", "p"), lambda d: ("C-b", str(d)), "C-b n/DIGIT/p")
-MPROCS_KEYS = _Keys(("j",), ("k",), None, "j, j, k")
+OURS_KEYS = Keys(("]",), ("[",), lambda d: (str(d),), "`]`, digit, `[`")
+TMUX_KEYS = Keys(("C-b", "n"), ("C-b", "p"), lambda d: ("C-b", str(d)), "C-b n/DIGIT/p")
+MPROCS_KEYS = Keys(("j",), ("k",), None, "j, j, k")
 
 
-def plan(reps: int, sessions: int, keys: _Keys) -> list[tuple[tuple[str, ...], int]]:
+def plan(reps: int, sessions: int, keys: Keys) -> list[tuple[tuple[str, ...], int]]:
     """(keys to send, 1-based tab then shown) for `reps` switches starting on tab 1: next, a
     jump (or next), previous, in turn; previous from tab 1 wraps to the last tab."""
     current, steps = 1, []
@@ -99,7 +100,7 @@ def plan(reps: int, sessions: int, keys: _Keys) -> list[tuple[tuple[str, ...], i
     return steps
 
 
-class _Tmux:
+class Tmux:
     """A tmux server of this run's own (`-L`), no user config."""
 
     def __init__(self, tag: str, config: Path | None = None) -> None:
@@ -172,7 +173,7 @@ def _shows(screen: str, k: int) -> bool:
     return len(tags) >= MIN_ROWS and all(tag == str(k) for tag in tags)
 
 
-def _wait(tmux: _Tmux, k: int, start: float, give_up: float = GIVE_UP) -> float:
+def wait_session(tmux: Tmux, k: int, start: float, give_up: float = GIVE_UP) -> float:
     while (now := time.perf_counter() - start) < give_up:
         if _shows(tmux.screen(), k):
             return now
@@ -203,6 +204,15 @@ class _Cpu:
         self._mark = (t1, after)
         return {name: 100 * (after[name] - before[name]) / (t1 - t0) for name in after}
 
+    def rss(self) -> int:
+        """Resident memory of every process of every group now, in bytes."""
+        total = 0
+        for procs in self.groups.values():
+            for proc in procs:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += proc.memory_info().rss
+        return total
+
 
 @dataclass(frozen=True, slots=True)
 class Result:
@@ -211,6 +221,7 @@ class Result:
     cpu_load: dict[str, float]  # during the warm-up: the load alone
     cpu_switch: dict[str, float]  # during the switches
     lines_per_s: float | None  # the load the engine took in (ours only)
+    rss_peak: int  # all groups' processes together, sampled after the warm-up and each switch
 
     @property
     def median(self) -> float:
@@ -221,8 +232,8 @@ class Result:
         return statistics.quantiles(self.times, n=10, method="inclusive")[-1]
 
 
-def _measure(
-    tmux: _Tmux,
+def measure(
+    tmux: Tmux,
     ready: float,
     groups: dict[str, list[psutil.Process]],
     warmup: float,
@@ -234,15 +245,17 @@ def _measure(
     start, lines0 = time.perf_counter(), lines() if lines else 0.0
     time.sleep(warmup)
     cpu_load = cpu.lap()
+    rss_peak = cpu.rss()
     times = []
     for keys, target in steps:
         time.sleep(SETTLE)
         sent = time.perf_counter()
         tmux("send-keys", "-t", "bench", *keys)
-        times.append(_wait(tmux, target, sent))
+        times.append(wait_session(tmux, target, sent))
+        rss_peak = max(rss_peak, cpu.rss())  # after the timing: never inside it
     cpu_switch = cpu.lap()
     rate = (lines() - lines0) / (time.perf_counter() - start) if lines else None
-    return Result(times, ready, cpu_load, cpu_switch, rate)
+    return Result(times, ready, cpu_load, cpu_switch, rate, rss_peak)
 
 
 def _commands(script: Path, sessions: int) -> list[list[str]]:
@@ -260,7 +273,7 @@ def _transcript_lines(data_dir: Path) -> float:
     return total
 
 
-async def _start_in_engine(data_dir: Path, commands: list[str]) -> None:
+async def start_in_engine(data_dir: Path, commands: list[str]) -> None:
     """Start the sessions in the data dir's engine process (started first), then detach."""
     client = EngineClient(data_dir, engine_args=("--max-sessions", str(len(commands))))
     await client.open()
@@ -276,27 +289,27 @@ def ours(sessions: int, warmup: float, reps: int, script: Path, work: Path) -> R
     on a loaded machine, the app opens their tabs too slowly to wait for: see the notes)."""
     data_dir = work / "switch-ours"
     app_argv = [PY, "-m", "ccx_tui", "attach", "--data-dir", str(data_dir), "--on-exit", "detach"]
-    tmux = _Tmux("ours")
+    tmux = Tmux("ours")
     try:
         commands = [shlex.join(argv) for argv in _commands(script, sessions)]
-        asyncio.run(_start_in_engine(data_dir, commands))
+        asyncio.run(start_in_engine(data_dir, commands))
         start = time.perf_counter()
         tmux.start(shlex.join(app_argv))
-        ready = _wait(tmux, sessions, start, READY_GIVE_UP)  # it shows the latest session
+        ready = wait_session(tmux, sessions, start, READY_GIVE_UP)  # it shows the latest session
         tmux("send-keys", "-t", "bench", "1")
-        _wait(tmux, 1, time.perf_counter())
-        app = [p for p in tmux.pane_procs() if "ccx_tui" in " ".join(_cmdline(p))]
+        wait_session(tmux, 1, time.perf_counter())
+        app = [p for p in tmux.pane_procs() if "ccx_tui" in " ".join(cmdline(p))]
         pid = engine_pid(data_dir)
         if not app or pid is None:
             raise RuntimeError("app or engine process not found")
         groups = {"app": app, "engine": [psutil.Process(pid)]}
         steps = plan(reps, sessions, OURS_KEYS)
-        return _measure(tmux, ready, groups, warmup, steps, lambda: _transcript_lines(data_dir))
+        return measure(tmux, ready, groups, warmup, steps, lambda: _transcript_lines(data_dir))
     finally:  # the sessions run in the engine process: stopping it ends them all
-        cleanup(lambda: _quit(tmux), tmux.close, lambda: stop_engine(data_dir))
+        cleanup(lambda: quit_app(tmux), tmux.close, lambda: stop_engine(data_dir))
 
 
-def _quit(tmux: _Tmux) -> None:
+def quit_app(tmux: Tmux) -> None:
     """Quit the app (it detaches, as --on-exit says) and wait for it."""
     with contextlib.suppress(psutil.NoSuchProcess, subprocess.CalledProcessError, ValueError):
         procs = tmux.pane_procs()
@@ -304,7 +317,7 @@ def _quit(tmux: _Tmux) -> None:
         psutil.wait_procs(procs, timeout=10)
 
 
-def _cmdline(proc: psutil.Process) -> list[str]:
+def cmdline(proc: psutil.Process) -> list[str]:
     try:
         return proc.cmdline()
     except psutil.Error:
@@ -314,7 +327,7 @@ def _cmdline(proc: psutil.Process) -> list[str]:
 def with_tmux(sessions: int, warmup: float, reps: int, script: Path, work: Path) -> Result:
     conf = work / "switch-inner.conf"
     conf.write_text("set -g base-index 1\n")  # windows 1..N, as the app's tabs
-    inner, outer = _Tmux("inner", conf), _Tmux("outer")
+    inner, outer = Tmux("inner", conf), Tmux("outer")
     commands = [shlex.join(argv) for argv in _commands(script, sessions)]
     try:
         inner.start(commands[0], height=HEIGHT - 1)  # less its status line
@@ -324,10 +337,10 @@ def with_tmux(sessions: int, warmup: float, reps: int, script: Path, work: Path)
         client = shlex.join(["env", "-u", "TMUX", *inner.argv, "attach", "-t", "bench"])
         start = time.perf_counter()
         outer.start(client)
-        ready = _wait(outer, 1, start, READY_GIVE_UP)
+        ready = wait_session(outer, 1, start, READY_GIVE_UP)
         clients = [p for p in outer.pane_procs() if p.name() == "tmux"]
         groups = {"tmux": [inner.server(), *clients]}
-        return _measure(outer, ready, groups, warmup, plan(reps, sessions, TMUX_KEYS))
+        return measure(outer, ready, groups, warmup, plan(reps, sessions, TMUX_KEYS))
     finally:
         cleanup(outer.close, inner.close)
 
@@ -352,22 +365,22 @@ def with_mprocs(
     config = work / "switch-mprocs.yaml"
     procs = {f"p{k:03d}": {"cmd": argv} for k, argv in enumerate(_commands(script, sessions), 1)}
     config.write_text(json.dumps({"procs": procs}))  # JSON is YAML
-    tmux = _Tmux("mprocs")
+    tmux = Tmux("mprocs")
     try:
         start = time.perf_counter()
         tmux.start(shlex.join([str(binary), "--config", str(config)]))
-        ready = _wait(tmux, 1, start, READY_GIVE_UP)
+        ready = wait_session(tmux, 1, start, READY_GIVE_UP)
         groups = {"mprocs": [p for p in tmux.pane_procs() if p.name() == "mprocs"]}
-        return _measure(tmux, ready, groups, warmup, plan(reps, sessions, MPROCS_KEYS))
+        return measure(tmux, ready, groups, warmup, plan(reps, sessions, MPROCS_KEYS))
     finally:
         tmux.close()
 
 
-def _ms(seconds: float) -> str:
+def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _cpu_pair(result: Result) -> str:
+def cpu_pair(result: Result) -> str:
     """'app 56% / 63% + engine 18% / 18%': each process group, warm-up / switches."""
     return " + ".join(
         f"{name} {result.cpu_load[name]:.0f}% / {result.cpu_switch[name]:.0f}%"
@@ -402,8 +415,8 @@ def run(sessions: int, warmup: float, reps: int, work: Path) -> list[Row]:
 
     def other(pick: Callable[[Result], float]) -> str:
         if isinstance(mprocs, str):
-            return f"{_ms(pick(base))} (tmux); mprocs {mprocs}"
-        return f"{_ms(pick(base))} (tmux); {_ms(pick(mprocs))} (mprocs)"
+            return f"{ms(pick(base))} (tmux); mprocs {mprocs}"
+        return f"{ms(pick(base))} (tmux); {ms(pick(mprocs))} (mprocs)"
 
     held = ours_.lines_per_s or 0.0
     what = (
@@ -414,18 +427,18 @@ def run(sessions: int, warmup: float, reps: int, work: Path) -> list[Row]:
     rows = [
         Row(
             f"switch median ({what})",
-            f"{_ms(ours_.median)} median",
+            f"{ms(ours_.median)} median",
             other(lambda r: r.median),
             fmt_ratio(ours_.median, base.median),
-            f"<= {_ms(MEDIAN_TARGET)}",
+            f"<= {ms(MEDIAN_TARGET)}",
             yes_no(ours_.median <= MEDIAN_TARGET),
         ),
         Row(
-            f"switch p90 (same run; max {_ms(max(ours_.times))})",
-            f"{_ms(ours_.p90)} p90",
+            f"switch p90 (same run; max {ms(max(ours_.times))})",
+            f"{ms(ours_.p90)} p90",
             other(lambda r: r.p90),
             fmt_ratio(ours_.p90, base.p90),
-            f"<= {_ms(P90_TARGET)}",
+            f"<= {ms(P90_TARGET)}",
             yes_no(ours_.p90 <= P90_TARGET),
         ),
     ]
@@ -440,15 +453,29 @@ def run(sessions: int, warmup: float, reps: int, work: Path) -> list[Row]:
             "-",
         )
     )
-    mprocs_cpu = f"mprocs {mprocs}" if isinstance(mprocs, str) else _cpu_pair(mprocs)
+    mprocs_cpu = f"mprocs {mprocs}" if isinstance(mprocs, str) else cpu_pair(mprocs)
     rows.append(
         Row(
             f"switch: CPU under the load ({load}), % of one core during the warm-up / the switches",
-            _cpu_pair(ours_),
-            f"{_cpu_pair(base)} (server + client); {mprocs_cpu}",
+            cpu_pair(ours_),
+            f"{cpu_pair(base)} (server + client); {mprocs_cpu}",
             "-",
             "(reported)",
             "-",
+        )
+    )
+    mprocs_rss = (
+        f"mprocs {mprocs}" if isinstance(mprocs, str) else f"{fmt_mb(mprocs.rss_peak)} (mprocs)"
+    )
+    rows.append(
+        Row(
+            f"switch: peak RSS under the load ({load}; sampled after the warm-up and each "
+            "switch; the sessions' own processes not counted)",
+            f"{fmt_mb(ours_.rss_peak)} (app + engine)",
+            f"{fmt_mb(base.rss_peak)} (tmux server + client); {mprocs_rss}",
+            fmt_ratio(ours_.rss_peak, base.rss_peak),
+            f"<= {fmt_mb(RSS_TARGET)}",
+            yes_no(ours_.rss_peak <= RSS_TARGET),
         )
     )
     return rows

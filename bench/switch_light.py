@@ -1,0 +1,245 @@
+"""`switch_light`: tab-switch key-to-screen latency with idle sessions, then with one tab
+flooding, in the real app, tmux and mprocs (issue 14's 20 ms and 30 ms medians).
+
+Nine sessions each print 200 lines (`@S<k> line ...`, as in `switch`) and sleep; in the
+second case a tenth runs `yes` at full speed behind them, never shown. The switches go
+between tabs 1-9 only: `]`, a digit and `[` take turns, turning back at the ends instead
+of wrapping to the tenth (mprocs, with no key that jumps to a process, uses `j` and `k`).
+Each is timed from `send-keys` until `capture-pane` shows only that session's lines, as
+in `switch`, whose tmux wrapper and timing loop this reuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shlex
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from bench.common import PY, Row, fmt_mb, fmt_ratio, yes_no
+from bench.switch import (
+    GIVE_UP,
+    MPROCS_HINT,
+    MPROCS_KEYS,
+    OURS_KEYS,
+    POLL,
+    READY_GIVE_UP,
+    TMUX_KEYS,
+    Keys,
+    Result,
+    Tmux,
+    cleanup,
+    cmdline,
+    measure,
+    mprocs_binary,
+    ms,
+    quit_app,
+    start_in_engine,
+    wait_session,
+)
+from ccx_tui.engine.server.daemon_client import stop_engine
+from ccx_tui.engine.server.paths import engine_pid
+
+SESSIONS = 9
+LINES = 200
+TARGETS = {"idle": 0.020, "flood": 0.030}
+WARMUP = 3.0  # seconds: the flood's transcript grows by about a GB a second meanwhile
+FLOOD_TEXT = "flood-line-of-some-length"
+FLOOD = f"yes {FLOOD_TEXT}"
+
+IDLE = """\
+import sys, time
+tag = sys.argv[1]
+sys.stdout.write("".join(
+    f"@{tag} line {i:07d} of some realistic length {'.' * 40}\\n" for i in range(LINES)
+))
+sys.stdout.flush()
+time.sleep(1e6)
+""".replace("LINES", str(LINES))
+
+
+def bounce(reps: int, sessions: int, keys: Keys) -> list[tuple[tuple[str, ...], int]]:
+    """(keys, 1-based tab then shown) for `reps` switches among tabs 1..`sessions`, starting
+    on tab 1: next, a jump (or a step), previous, in turn; a step past either end turns
+    back instead of wrapping (the tab past the last one is the flood)."""
+    current, direction, steps = 1, 1, []
+    for i in range(reps):
+        if i % 3 == 1 and keys.jump is not None:
+            target = (current + 3) % sessions + 1  # never the current tab
+            steps.append((keys.jump(target), target))
+            current = target
+            continue
+        step = 1 if i % 3 != 2 else -1
+        if not 1 <= current + step * direction <= sessions:
+            direction = -direction
+        step *= direction
+        steps.append((keys.next if step > 0 else keys.prev, current + step))
+        current += step
+    return steps
+
+
+def _commands(script: Path, flood: bool) -> list[str]:
+    idle = [shlex.join([PY, "-S", str(script), f"S{k}"]) for k in range(1, SESSIONS + 1)]
+    return [*idle, FLOOD] if flood else idle
+
+
+def _wait_text(tmux: Tmux, text: str, start: float) -> float:
+    while (now := time.perf_counter() - start) < READY_GIVE_UP:
+        if text in tmux.screen():
+            return now
+        time.sleep(POLL)
+    raise RuntimeError(f"`{text}` not on screen within {READY_GIVE_UP:g} s")
+
+
+def ours(flood: bool, reps: int, script: Path, work: Path) -> Result:
+    """The app attached to an engine already running the sessions, as in `switch`."""
+    data_dir = work / f"switch-light-ours-{int(flood)}"
+    commands = _commands(script, flood)
+    app_argv = [PY, "-m", "ccx_tui", "attach", "--data-dir", str(data_dir), "--on-exit", "detach"]
+    tmux = Tmux(f"light-ours-{int(flood)}")
+    try:
+        asyncio.run(start_in_engine(data_dir, commands))
+        start = time.perf_counter()
+        tmux.start(shlex.join(app_argv))
+        if flood:  # it shows the latest session first
+            ready = _wait_text(tmux, FLOOD_TEXT, start)
+        else:
+            ready = wait_session(tmux, SESSIONS, start, READY_GIVE_UP)
+        tmux("send-keys", "-t", "bench", "1")
+        wait_session(tmux, 1, time.perf_counter(), GIVE_UP)
+        app = [p for p in tmux.pane_procs() if "ccx_tui" in " ".join(cmdline(p))]
+        pid = engine_pid(data_dir)
+        if not app or pid is None:
+            raise RuntimeError("app or engine process not found")
+        groups = {"app": app, "engine": [psutil.Process(pid)]}
+        return measure(tmux, ready, groups, WARMUP, bounce(reps, SESSIONS, OURS_KEYS))
+    finally:  # the sessions run in the engine process: stopping it ends them all
+        cleanup(
+            lambda: quit_app(tmux),
+            tmux.close,
+            lambda: stop_engine(data_dir),
+            lambda: shutil.rmtree(data_dir, ignore_errors=True),  # the flood's gigabytes
+        )
+
+
+def with_tmux(flood: bool, reps: int, script: Path, work: Path) -> Result:
+    conf = work / "switch-light-inner.conf"
+    conf.write_text("set -g base-index 1\n")  # windows 1..N, as the app's tabs
+    inner, outer = Tmux(f"light-inner-{int(flood)}", conf), Tmux(f"light-outer-{int(flood)}")
+    commands = _commands(script, flood)
+    try:
+        inner.start(commands[0], height=35)  # less its status line
+        for command in commands[1:]:
+            inner("new-window", "-d", "-t", "bench:", command)
+        inner("select-window", "-t", "bench:1")
+        client = shlex.join(["env", "-u", "TMUX", *inner.argv, "attach", "-t", "bench"])
+        start = time.perf_counter()
+        outer.start(client)
+        ready = wait_session(outer, 1, start, READY_GIVE_UP)
+        clients = [p for p in outer.pane_procs() if p.name() == "tmux"]
+        groups = {"tmux": [inner.server(), *clients]}
+        return measure(outer, ready, groups, WARMUP, bounce(reps, SESSIONS, TMUX_KEYS))
+    finally:
+        cleanup(outer.close, inner.close)
+
+
+def with_mprocs(binary: Path, flood: bool, reps: int, script: Path, work: Path) -> Result:
+    config = work / "switch-light-mprocs.yaml"
+    commands = _commands(script, flood)
+    procs = {f"p{k:03d}": {"shell": command} for k, command in enumerate(commands, 1)}
+    config.write_text(json.dumps({"procs": procs}))  # JSON is YAML
+    tmux = Tmux(f"light-mprocs-{int(flood)}")
+    try:
+        start = time.perf_counter()
+        tmux.start(shlex.join([str(binary), "--config", str(config)]))
+        ready = wait_session(tmux, 1, start, READY_GIVE_UP)
+        groups = {"mprocs": [p for p in tmux.pane_procs() if p.name() == "mprocs"]}
+        return measure(tmux, ready, groups, WARMUP, bounce(reps, SESSIONS, MPROCS_KEYS))
+    finally:
+        tmux.close()
+
+
+@contextlib.contextmanager
+def _script(work: Path) -> Iterator[Path]:
+    script = work / "switch-light-idle.py"
+    script.write_text(IDLE)
+    try:
+        yield script
+    finally:
+        script.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Case:
+    name: str
+    ours: Result
+    tmux: Result
+    mprocs: Result | str  # a string: not installed, or its error
+
+
+def _case(flood: bool, reps: int, script: Path, work: Path) -> _Case:
+    base = with_tmux(flood, reps, script, work)
+    ours_ = ours(flood, reps, script, work)
+    binary = mprocs_binary()
+    mprocs: Result | str
+    if binary is None:
+        mprocs = f"not installed (`{MPROCS_HINT}`)"
+    else:
+        try:
+            mprocs = with_mprocs(binary, flood, reps, script, work)
+        except Exception as exc:  # a baseline failing is a cell, not a lost row
+            mprocs = f"error: {type(exc).__name__}: {exc}"
+    return _Case("flood" if flood else "idle", ours_, base, mprocs)
+
+
+def _other(case: _Case, pick: Callable[[Result], float]) -> str:
+    mprocs = case.mprocs if isinstance(case.mprocs, str) else ms(pick(case.mprocs))
+    return f"{ms(pick(case.tmux))} (tmux); {mprocs} (mprocs)"
+
+
+def run(reps: int, work: Path) -> list[Row]:
+    with _script(work) as script:
+        cases = [_case(False, reps, script, work), _case(True, reps, script, work)]
+    keys = f"{OURS_KEYS.shown}; tmux {TMUX_KEYS.shown}; mprocs {MPROCS_KEYS.shown}"
+    rows = []
+    for case in cases:
+        load = (
+            f"{SESSIONS} idle sessions of {LINES} lines"
+            if case.name == "idle"
+            else f"the same and a tenth running `{FLOOD}`, never shown"
+        )
+        target = TARGETS[case.name]
+        times = case.ours.times
+        rows.append(
+            Row(
+                f"switch, {case.name} ({load}; tmux 120x36, after {WARMUP:g} s; {reps} "
+                f"switches among tabs 1-{SESSIONS}: {keys}; p90 {ms(case.ours.p90)}, "
+                f"max {ms(max(times))}; tmux p90 {ms(case.tmux.p90)})",
+                f"{ms(case.ours.median)} median",
+                _other(case, lambda r: r.median),
+                fmt_ratio(case.ours.median, case.tmux.median),
+                f"<= {ms(target)}",
+                yes_no(case.ours.median <= target),
+            )
+        )
+    flood = cases[1]
+    mprocs_rss = flood.mprocs if isinstance(flood.mprocs, str) else fmt_mb(flood.mprocs.rss_peak)
+    rows.append(
+        Row(
+            "switch, flood: peak RSS (sampled after the warm-up and each switch; the sessions' "
+            "own processes not counted)",
+            f"{fmt_mb(flood.ours.rss_peak)} (app + engine)",
+            f"{fmt_mb(flood.tmux.rss_peak)} (tmux server + client); {mprocs_rss} (mprocs)",
+            fmt_ratio(flood.ours.rss_peak, flood.tmux.rss_peak),
+            "(reported)",
+            "-",
+        )
+    )
+    return rows
