@@ -41,6 +41,7 @@ from ccx_tui.engine.transcripts.transcript import (
 from ccx_tui.errors import TranscriptError
 from ccx_tui.widgets.ansi import UNKNOWN, line_streams, line_text, line_times
 from ccx_tui.widgets.plain_lines import plain_lines
+from ccx_tui.widgets.recently_hidden import recently_hidden
 from ccx_tui.widgets.row_map import SEPARATOR, Place, RowMap
 from ccx_tui.widgets.run_separators import RunSeparators
 from ccx_tui.widgets.thumb_scrollbar import ThumbScrollBar
@@ -309,6 +310,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._last_pass = 0.0  # time.monotonic() when the last indexing pass started
         self._wanted = False  # refresh_source called; start a pass on the next tick
         self._hidden = False  # in a tab not shown: new output waits until it is
+        self._drawn: tuple[int, int] | None = None  # the items the last frame showed
         self._styled_focus = False  # whether its style is that of `:focus`
         self._text_size: tuple[int, int] | None = None  # last posted as Resized
         self._lock = threading.Lock()  # guards the two flags below
@@ -409,6 +411,7 @@ class TranscriptView(ScrollView, can_focus=True):
             self._start_index()
 
     def on_unmount(self) -> None:
+        recently_hidden(self.app).left(self)
         with self._lock:
             self._closed = True
             if not self._indexing:
@@ -417,12 +420,24 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def on_hide(self) -> None:
         self._hidden = True
-        # A screen's worth is rendered again in no time when shown; kept, the lines of
-        # every tab in the background are objects each full GC pass walks.
-        self._cache.clear()
+        if self._drawn is None:
+            self._cache.clear()
+            return
+        # The items the last frame showed are kept while this is one of the views
+        # hidden last: a switch back draws from them (see recently_hidden.py).  (Hidden,
+        # the view has no size: what was on screen is known from the frame only.)
+        first, end = self._drawn
+        for item in [item for item in self._cache.keys() if not first <= item < end]:
+            self._cache.discard(item)
+        recently_hidden(self.app).hidden(self)
+
+    def drop_lines(self) -> None:
+        if self._hidden:
+            self._cache.clear()
 
     def on_show(self) -> None:
         self._hidden = False
+        recently_hidden(self.app).left(self)
         if self.has_focus != self._styled_focus:
             self._restyle_focus()  # put off while hidden
         if self._wanted and self._timer is not None:
@@ -827,7 +842,11 @@ class TranscriptView(ScrollView, can_focus=True):
     def render_lines(self, crop: Region) -> list[Strip]:
         # What every line of this frame shares, worked out once (per line, those
         # properties and reactives were a third of the time of drawing the view).
-        self._frame = self._frame_now()
+        self._frame = frame = self._frame_now()
+        rows = frame.rows
+        self._drawn = (
+            (self._place(min(frame.scroll_y, rows - 1)).line, frame.window_end) if rows else None
+        )
         try:
             # Its lines styled on the strips the view keeps, so a followed view's
             # lines keep their strips (and what is cached on them) from frame to
