@@ -434,15 +434,33 @@ async def test_dialogs_put_no_control_characters_in_an_input(
         await until(lambda: (odd / name).exists(), what="the saved file")
 
 
-async def test_a_tab_switch_keeps_the_footer_but_new_keys_show(data_dir: Path) -> None:
+async def test_a_tab_switch_keeps_the_footer_but_new_keys_show(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Regression (issue 11's profile): every tab switch rebuilt the footer's keys,
     a fifth of the app's CPU while switching under load, though the keys were the same.
-    The footer's widgets now stay across a switch; keys that do change still show
-    (the search bar's own keys)."""
+    The footer's widgets now stay across a switch, and the keys shown are worked out
+    after the switch's frame, not before it; keys that do change still show (the
+    search bar's own keys)."""
+    from textual.screen import Screen
     from textual.widgets._footer import FooterKey
 
+    from ccx_tui.widgets import key_footer
     from ccx_tui.widgets.key_footer import KeyFooter
 
+    events: list[str] = []
+    signature, refresh = key_footer._signature, Screen._compositor_refresh
+
+    def keys_worked_out(screen):  # noqa: ANN001, ANN202
+        events.append("keys")
+        return signature(screen)
+
+    def frame(screen: Screen[object]) -> None:
+        events.append("frame")
+        refresh(screen)
+
+    monkeypatch.setattr(key_footer, "_signature", keys_worked_out)
+    monkeypatch.setattr(Screen, "_compositor_refresh", frame)
     app = app_for(data_dir, "echo one", "echo two")
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: len(app._open) == 2, what="two tabs")
@@ -452,8 +470,10 @@ async def test_a_tab_switch_keeps_the_footer_but_new_keys_show(data_dir: Path) -
         await pilot.pause()
         keys = list(footer.query(FooterKey))
         for key in ("2", "1", "2", "1"):
+            events.clear()
             await pilot.press(key)
-            await pilot.pause()
+            await until(lambda: "keys" in events, what=f"the keys after {key}")
+            assert events[0] == "frame", (key, events)
         assert list(footer.query(FooterKey)) == keys  # the same widgets, not rebuilt
         await pilot.press("slash")
         await until(

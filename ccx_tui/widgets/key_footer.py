@@ -13,12 +13,25 @@ class KeyFooter(Footer):
 
     Textual's rebuilds its keys on every focus change, and a tab switch moves the focus
     from one transcript view to another with exactly the same keys: with 100 sessions
-    under load that rebuild took a fifth of the app's CPU while switching tabs.
+    under load that rebuild took a fifth of the app's CPU while switching tabs.  Working
+    out the keys shown (twice per switch, a tenth of the switch's CPU) is done after the
+    switch's frame.
     """
 
     _shown: Signature | None = None
+    _pending: Screen[object] | None = None
 
     def bindings_changed(self, screen: Screen[object]) -> None:
+        # Checked once the frame is drawn (Textual recomposes then too), so a switch's
+        # frame does not wait for it; the calls before that share one check.
+        if self._pending is None:
+            self.call_after_refresh(self._check)
+        self._pending = screen
+
+    def _check(self) -> None:
+        screen, self._pending = self._pending, None
+        if screen is None:
+            return
         # Only when Textual's would recompose (else the keys shown are not these).
         if screen.app.app_focus and self.is_attached and screen is self.screen:
             shown = _signature(screen)
