@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from textual import events
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -56,8 +57,18 @@ def make_log(path: Path, count: int = 20_000, every: int = 1000) -> Path:
     return path
 
 
+class _Bar:
+    """The panel's `/` bar, looked up when used: it is mounted when first opened."""
+
+    def __init__(self, app: PanelApp) -> None:
+        self._app = app
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._app.query_one(SearchBar), name)
+
+
 def parts(app: PanelApp) -> tuple[TranscriptView, SearchBar]:
-    return app.query_one(TranscriptView), app.query_one(SearchBar)
+    return app.query_one(TranscriptView), cast(SearchBar, _Bar(app))
 
 
 async def search(pilot: Pilot[None], text: str) -> None:
@@ -67,6 +78,31 @@ async def search(pilot: Pilot[None], text: str) -> None:
 
 def status(bar: SearchBar) -> str:
     return bar.error or bar.status
+
+
+async def test_the_bar_is_mounted_when_first_opened_and_gets_the_keys_typed_after_slash(
+    tmp_path: Path,
+) -> None:
+    """A panel never searched has no bar (five widgets, most of a tab's memory); `/`
+    mounts it, and keys typed right behind the `/` (read with it, as a paste or a fast
+    typist's: none waits for the bar) still go to its pattern, not to the output (an
+    `e` there opened the pager, before the bar was mounted lazily too).  A `/` in the
+    pattern is a `/`."""
+    app = PanelApp(make_log(tmp_path / "a.log"))
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(TranscriptView)
+        await wait_for(pilot, lambda: view.line_count == 20_000)
+        assert not app.query(SearchBar)
+        for key, char in (("slash", "/"), ("e", "e"), ("r", "r"), ("slash", "/")):
+            event = events.Key(key, char)
+            event.set_sender(app)
+            app._driver.send_message(event)  # as the terminal's driver hands keys over
+        await wait_for(
+            pilot, lambda: bool(app.query(SearchBar)) and app.query_one(Input).value == "er/"
+        )
+        assert isinstance(app.focused, Input) and not app.notes
+        bar = app.query_one(SearchBar)
+        await wait_for(pilot, lambda: status(bar) == "no matches")
 
 
 async def test_search_counts_the_whole_file_and_steps_through_matches(tmp_path: Path) -> None:

@@ -148,8 +148,9 @@ class SearchBar(Horizontal):
 
     @property
     def editing(self) -> bool:
-        """The pattern has the keyboard."""
-        return self.query_one("#pattern", Input).has_focus
+        """The pattern has the keyboard (the screen says so at once; the Input's own
+        `has_focus` waits for its Focus event, behind keys typed ahead)."""
+        return self.screen.focused is self.query_one("#pattern", Input)
 
     def take_pending(self) -> bool:
         """Stop the typing pause; True if the pattern changed since it was last sent

@@ -151,7 +151,10 @@ class SessionPane(Widget):
         )
         self._tap = tap
         self._live = LiveBacklog(LIVE_WINDOW)
-        self._live_tail = LiveTail()  # held: updated after every drained batch
+        # Held: updated after every drained batch; mounted once it has something to
+        # show (a full disk), as most tabs never do.
+        self._live_tail = LiveTail()
+        self._live_mounting = False
         self._status = Static(id="status")  # held: updated every second, never queried
         self._status_text = ""
         # A full-screen program's live screen: built when one first runs here.
@@ -277,7 +280,7 @@ class SessionPane(Widget):
             self._build_wanted = True
             return
         self._built = True
-        mounted = self.mount(self._panel, self._live_tail, before=self._status)
+        mounted = self.mount(self._panel, before=self._status)
 
         async def then() -> None:
             await mounted
@@ -354,7 +357,9 @@ class SessionPane(Widget):
         cols, rows = self._term_size or (info.spec.cols, info.spec.rows)
         if self._screen is None:
             self._screen = TerminalScreen(cols=cols, rows=rows)
-            self.mount(self._screen, before=self._live_tail)
+            self.mount(
+                self._screen, before=self._live_tail if self._live_tail.parent else self._status
+            )
         else:
             self._screen.reset()
             self._screen.resize(cols, rows)
@@ -427,9 +432,20 @@ class SessionPane(Widget):
         if info.write_error is None or not self._live:
             block.hide()
             return
+        if block.parent is not self:  # the first time: once it is mounted
+            if not self._live_mounting:
+                self._live_mounting = True
+                self.call_later(self._mount_live)
+            return
         why = "disk full" if disk_full(info.write_error) else info.write_error
         header = f"── {info.bytes_lost:,} bytes not kept on disk ({why}); the latest output: ──"
         block.show(header, tail_lines(self._live.chunks()))
+
+    async def _mount_live(self) -> None:
+        if not self.is_attached or self._status.parent is not self:  # closed meanwhile
+            return
+        await self.mount(self._live_tail, before=self._status)
+        self._render_live()
 
     def tick(self) -> None:
         """A second went by: a countdown in the status line moves on."""

@@ -72,7 +72,10 @@ class TranscriptPanel(Vertical):
     """`TranscriptView` plus the `/` bar; owns search, filter, copy, save and open."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "search", "Search"),
+        # A priority binding, run before the keys behind it are handed on: those typed
+        # right after `/` (or pasted with it) go to the pattern once the bar is open,
+        # not to the output, where `e` opens the pager.  In the pattern it is a `/`.
+        Binding("slash", "search", "Search", priority=True),
         Binding("enter", "submit_search", "Go", show=False, priority=True),
         Binding("ampersand", "filter", "Filter", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
@@ -104,18 +107,21 @@ class TranscriptPanel(Vertical):
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
         self._view = TranscriptView(path, follow=follow, wrap=wrap)
+        # Mounted when first opened: most tabs are never searched, and its five
+        # widgets were two thirds of a tab's memory (with 100 tabs, 20 MB).
+        self._bar: SearchBar | None = None
 
     def compose(self) -> ComposeResult:
         yield self._view
-        yield SearchBar()
 
     @property
     def view(self) -> TranscriptView:
         return self._view
 
     @property
-    def bar(self) -> SearchBar:
-        return self.query_one(SearchBar)
+    def bar(self) -> SearchBar | None:
+        """The `/` bar, once it has been opened."""
+        return self._bar
 
     # -- search -------------------------------------------------------------------------
 
@@ -125,7 +131,9 @@ class TranscriptPanel(Vertical):
 
     def _run_search(self, text: str) -> None:
         """Search `text` with the bar's options, or show why it cannot be searched."""
-        bar = self.bar
+        bar = self._bar
+        if bar is None:  # (it sent the text)
+            return
         if not text:
             bar.error = ""
             self._view.search(None)
@@ -147,8 +155,8 @@ class TranscriptPanel(Vertical):
         A priority binding, so it all happens before the next key is handled: an `n`
         typed right after Enter steps to the next match instead of joining the pattern.
         """
-        bar = self.bar
-        if not bar.editing:
+        bar = self._bar
+        if bar is None or not bar.editing:
             raise SkipAction()
         if bar.take_pending():
             self._run_search(bar.text)
@@ -168,17 +176,24 @@ class TranscriptPanel(Vertical):
 
     @on(TranscriptView.SearchChanged)
     def _search_changed(self, event: TranscriptView.SearchChanged) -> None:
-        self.bar.status = search_status(event)
+        if self._bar is not None:
+            self._bar.status = search_status(event)
 
-    def action_search(self) -> None:
-        self.bar.open()
+    async def action_search(self) -> None:
+        if self._bar is not None and self._bar.editing:
+            raise SkipAction()  # a `/` in the pattern
+        if self._bar is None:
+            self._bar = SearchBar()
+            await self.mount(self._bar)
+        self._bar.open()
 
     def action_clear_search(self) -> None:
-        bar = self.bar
-        if not bar.has_class("shown") and self._view.searcher is None:
+        bar = self._bar
+        if (bar is None or not bar.has_class("shown")) and self._view.searcher is None:
             return
-        bar.close()
-        bar.filter = False
+        if bar is not None:
+            bar.close()
+            bar.filter = False
         self._view.search(None)
         self._view.cursor_line = None
         self.screen.set_focus(self._view)  # now: the next key is for the output
@@ -189,7 +204,8 @@ class TranscriptPanel(Vertical):
             self.notify("search first (/), then & shows only the matching lines")
             return
         view.set_filter(not view.filtering)
-        self.bar.filter = view.filtering
+        if self._bar is not None:
+            self._bar.filter = view.filtering
 
     def action_goto_line(self) -> None:
         view = self._view
