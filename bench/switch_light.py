@@ -26,6 +26,7 @@ import psutil
 from bench.common import PY, Row, fmt_mb, fmt_ratio, yes_no
 from bench.switch import (
     GIVE_UP,
+    MEMORY_TARGET,
     MPROCS_HINT,
     MPROCS_KEYS,
     OURS_KEYS,
@@ -230,16 +231,16 @@ def run(reps: int, work: Path) -> list[Row]:
             )
         )
     flood = cases[1]
-    mprocs_rss = flood.mprocs if isinstance(flood.mprocs, str) else fmt_mb(flood.mprocs.rss_peak)
+    mprocs_memory = flood.mprocs if isinstance(flood.mprocs, str) else str(flood.mprocs.memory_peak)
     rows.append(
         Row(
-            "switch, flood: peak RSS (sampled after the warm-up and each switch; the sessions' "
-            "own processes not counted)",
-            f"{fmt_mb(flood.ours.rss_peak)} (app + engine)",
-            f"{fmt_mb(flood.tmux.rss_peak)} (tmux server + client); {mprocs_rss} (mprocs)",
-            fmt_ratio(flood.ours.rss_peak, flood.tmux.rss_peak),
-            "(reported)",
-            "-",
+            "switch, flood: peak memory (sampled after the warm-up and each switch; the "
+            "sessions' own processes not counted)",
+            f"{flood.ours.memory_peak} (app + engine)",
+            f"{flood.tmux.memory_peak} (tmux server + client); {mprocs_memory} (mprocs)",
+            fmt_ratio(flood.ours.memory_peak.pss, flood.tmux.memory_peak.pss),
+            f"<= {fmt_mb(MEMORY_TARGET)} PSS",
+            yes_no(flood.ours.memory_peak.pss <= MEMORY_TARGET),
         )
     )
     return rows

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
+from ccx_tui.engine.sessions import child_watch
 from ccx_tui.engine.sessions.env_names import MARKER_ENV as MARKER_ENV
 from ccx_tui.engine.sessions.env_names import SECRET_ENV as SECRET_ENV
 from ccx_tui.engine.sessions.pacing import ReadPacer
@@ -205,6 +206,7 @@ async def spawn(
     full_env = child_env(env, scrub, base)
     full_env[MARKER_ENV] = marker
     loop = asyncio.get_running_loop()
+    child_watch.install()  # no thread per child (Python 3.11)
     reads, writes = _output_pipes()
     try:
         transport, proto = await loop.subprocess_exec(

@@ -20,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+from ccx_tui.engine.sessions import child_watch
 from ccx_tui.engine.sessions.session import SessionSpec
 
 PROBE_INTERVAL = 0.25
@@ -61,6 +62,7 @@ async def _attempt(kind: str, value: str, spec: SessionSpec) -> bool:
             await writer.wait_closed()
         return True
     # exec
+    child_watch.install()
     try:
         proc = await asyncio.create_subprocess_shell(
             value,
