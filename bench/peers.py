@@ -327,7 +327,10 @@ def open_log(source: Path, work: Path, rounds: int = ROUNDS) -> list[Row]:
     size_mib = source.stat().st_size >> 20
     last = _last_line(source)
     path = shlex.quote(str(source))
-    # lnav writes its config and an index database under $HOME (even for -V): a throwaway one.
+    # lnav writes its config and an index database under $HOME (even for -V): a throwaway
+    # one, made first (given one that does not exist, lnav wrote them in the current
+    # directory).
+    (work / "peers-lnav-home").mkdir(exist_ok=True)
     lnav_home = shlex.quote(str(work / "peers-lnav-home"))
     viewers: dict[str, tuple[str, str] | str] = {}
     if tl := shutil.which("tl"):

@@ -84,7 +84,11 @@ TMUX_KEYS = Keys(("C-b", "n"), ("C-b", "p"), lambda d: ("C-b", str(d)), "C-b n/D
 MPROCS_KEYS = Keys(("j",), ("k",), None, "j, j, k")
 
 
-def plan(reps: int, sessions: int, keys: Keys) -> list[tuple[tuple[str, ...], int]]:
+Step = tuple[tuple[str, ...], int]
+"""Keys to send, and the 1-based tab they show."""
+
+
+def plan(reps: int, sessions: int, keys: Keys) -> list[Step]:
     """(keys to send, 1-based tab then shown) for `reps` switches starting on tab 1: next, a
     jump (or next), previous, in turn; previous from tab 1 wraps to the last tab."""
     current, steps = 1, []
@@ -255,7 +259,7 @@ def measure(
     ready: float,
     groups: dict[str, list[psutil.Process]],
     warmup: float,
-    steps: list[tuple[tuple[str, ...], int]],
+    steps: list[Step],
     lines: Callable[[], float] | None = None,
 ) -> Result:
     """Let the load run `warmup` seconds more, then time each switch of `steps`."""
@@ -344,10 +348,16 @@ def cmdline(proc: psutil.Process) -> list[str]:
 
 
 def with_tmux(sessions: int, warmup: float, reps: int, script: Path, work: Path) -> Result:
-    conf = work / "switch-inner.conf"
-    conf.write_text("set -g base-index 1\n")  # windows 1..N, as the app's tabs
-    inner, outer = Tmux("inner", conf), Tmux("outer")
     commands = [shlex.join(argv) for argv in _commands(script, sessions)]
+    return in_tmux("", commands, warmup, plan(reps, sessions, TMUX_KEYS), work)
+
+
+def in_tmux(tag: str, commands: list[str], warmup: float, steps: list[Step], work: Path) -> Result:
+    """tmux itself under the load of `commands` (window k runs the k-th), switched by
+    `steps`: an inner server runs them, a client of it runs in the outer pane."""
+    conf = work / f"switch-inner{tag}.conf"
+    conf.write_text("set -g base-index 1\n")  # windows 1..N, as the app's tabs
+    inner, outer = Tmux(f"inner{tag}", conf), Tmux(f"outer{tag}")
     try:
         inner.start(commands[0], height=HEIGHT - 1)  # less its status line
         for command in commands[1:]:
@@ -359,7 +369,7 @@ def with_tmux(sessions: int, warmup: float, reps: int, script: Path, work: Path)
         ready = wait_session(outer, 1, start, READY_GIVE_UP)
         clients = [p for p in outer.pane_procs() if p.name() == "tmux"]
         groups = {"tmux": [inner.server(), *clients]}
-        return measure(outer, ready, groups, warmup, plan(reps, sessions, TMUX_KEYS))
+        return measure(outer, ready, groups, warmup, steps)
     finally:
         cleanup(outer.close, inner.close)
 
@@ -381,18 +391,43 @@ def mprocs_binary() -> Path | None:
 def with_mprocs(
     binary: Path, sessions: int, warmup: float, reps: int, script: Path, work: Path
 ) -> Result:
-    config = work / "switch-mprocs.yaml"
-    procs = {f"p{k:03d}": {"cmd": argv} for k, argv in enumerate(_commands(script, sessions), 1)}
-    config.write_text(json.dumps({"procs": procs}))  # JSON is YAML
-    tmux = Tmux("mprocs")
+    procs = [{"cmd": argv} for argv in _commands(script, sessions)]
+    return in_mprocs(binary, "", procs, warmup, plan(reps, sessions, MPROCS_KEYS), work)
+
+
+def in_mprocs(
+    binary: Path,
+    tag: str,
+    procs: list[dict[str, object]],
+    warmup: float,
+    steps: list[Step],
+    work: Path,
+) -> Result:
+    """mprocs running `procs` (each a process of its config), switched by `steps`."""
+    config = work / f"switch-mprocs{tag}.yaml"
+    named = {f"p{k:03d}": proc for k, proc in enumerate(procs, 1)}
+    config.write_text(json.dumps({"procs": named}))  # JSON is YAML
+    tmux = Tmux(f"mprocs{tag}")
     try:
         start = time.perf_counter()
         tmux.start(shlex.join([str(binary), "--config", str(config)]))
         ready = wait_session(tmux, 1, start, READY_GIVE_UP)
         groups = {"mprocs": [p for p in tmux.pane_procs() if p.name() == "mprocs"]}
-        return measure(tmux, ready, groups, warmup, plan(reps, sessions, MPROCS_KEYS))
+        return measure(tmux, ready, groups, warmup, steps)
     finally:
         tmux.close()
+
+
+def mprocs_baseline(run: Callable[[Path], Result]) -> Result | str:
+    """`run(mprocs's binary)`, or why it has no result: not installed, or its error
+    (a baseline failing is a cell of the table, not a lost row)."""
+    binary = mprocs_binary()
+    if binary is None:
+        return f"not installed (`{MPROCS_HINT}`)"
+    try:
+        return run(binary)
+    except Exception as exc:  # reported in the cell
+        return f"error: {type(exc).__name__}: {exc}"
 
 
 def ms(seconds: float) -> str:
@@ -408,9 +443,10 @@ def cpu_pair(result: Result) -> str:
 
 
 @contextlib.contextmanager
-def _script(work: Path) -> Iterator[Path]:
-    script = work / "switch-load.py"
-    script.write_text(LOAD)
+def script_file(work: Path, name: str, text: str) -> Iterator[Path]:
+    """`text` as the script `work/name` while the block runs."""
+    script = work / name
+    script.write_text(text)
     try:
         yield script
     finally:
@@ -419,18 +455,12 @@ def _script(work: Path) -> Iterator[Path]:
 
 def run(sessions: int, warmup: float, reps: int, work: Path) -> list[Row]:
     load = f"{sessions} sessions x {RATE} lines/s"
-    with _script(work) as script:
+    with script_file(work, "switch-load.py", LOAD) as script:
         base = with_tmux(sessions, warmup, reps, script, work)
         ours_ = ours(sessions, warmup, reps, script, work)
-        binary = mprocs_binary()
-        mprocs: Result | str
-        if binary is None:
-            mprocs = f"not installed (`{MPROCS_HINT}`)"
-        else:
-            try:
-                mprocs = with_mprocs(binary, sessions, warmup, reps, script, work)
-            except Exception as exc:  # a baseline failing is a cell, not a lost row
-                mprocs = f"error: {type(exc).__name__}: {exc}"
+        mprocs = mprocs_baseline(
+            lambda binary: with_mprocs(binary, sessions, warmup, reps, script, work)
+        )
 
     def other(pick: Callable[[Result], float]) -> str:
         if isinstance(mprocs, str):

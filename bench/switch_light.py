@@ -12,12 +12,10 @@ in `switch`, whose tmux wrapper and timing loop this reuses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import shlex
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,6 @@ from bench.common import PY, Row, fmt_mb, fmt_ratio, yes_no
 from bench.switch import (
     GIVE_UP,
     MEMORY_TARGET,
-    MPROCS_HINT,
     MPROCS_KEYS,
     OURS_KEYS,
     POLL,
@@ -35,13 +32,17 @@ from bench.switch import (
     TMUX_KEYS,
     Keys,
     Result,
+    Step,
     Tmux,
     cleanup,
     cmdline,
+    in_mprocs,
+    in_tmux,
     measure,
-    mprocs_binary,
+    mprocs_baseline,
     ms,
     quit_app,
+    script_file,
     start_in_engine,
     wait_session,
 )
@@ -66,7 +67,7 @@ time.sleep(1e6)
 """.replace("LINES", str(LINES))
 
 
-def bounce(reps: int, sessions: int, keys: Keys) -> list[tuple[tuple[str, ...], int]]:
+def bounce(reps: int, sessions: int, keys: Keys) -> list[Step]:
     """(keys, 1-based tab then shown) for `reps` switches among tabs 1..`sessions`, starting
     on tab 1: next, a jump (or a step), previous, in turn; a step past either end turns
     back instead of wrapping (the tab past the last one is the flood)."""
@@ -131,50 +132,14 @@ def ours(flood: bool, reps: int, script: Path, work: Path) -> Result:
 
 
 def with_tmux(flood: bool, reps: int, script: Path, work: Path) -> Result:
-    conf = work / "switch-light-inner.conf"
-    conf.write_text("set -g base-index 1\n")  # windows 1..N, as the app's tabs
-    inner, outer = Tmux(f"light-inner-{int(flood)}", conf), Tmux(f"light-outer-{int(flood)}")
-    commands = _commands(script, flood)
-    try:
-        inner.start(commands[0], height=35)  # less its status line
-        for command in commands[1:]:
-            inner("new-window", "-d", "-t", "bench:", command)
-        inner("select-window", "-t", "bench:1")
-        client = shlex.join(["env", "-u", "TMUX", *inner.argv, "attach", "-t", "bench"])
-        start = time.perf_counter()
-        outer.start(client)
-        ready = wait_session(outer, 1, start, READY_GIVE_UP)
-        clients = [p for p in outer.pane_procs() if p.name() == "tmux"]
-        groups = {"tmux": [inner.server(), *clients]}
-        return measure(outer, ready, groups, WARMUP, bounce(reps, SESSIONS, TMUX_KEYS))
-    finally:
-        cleanup(outer.close, inner.close)
+    steps = bounce(reps, SESSIONS, TMUX_KEYS)
+    return in_tmux(f"-light-{int(flood)}", _commands(script, flood), WARMUP, steps, work)
 
 
 def with_mprocs(binary: Path, flood: bool, reps: int, script: Path, work: Path) -> Result:
-    config = work / "switch-light-mprocs.yaml"
-    commands = _commands(script, flood)
-    procs = {f"p{k:03d}": {"shell": command} for k, command in enumerate(commands, 1)}
-    config.write_text(json.dumps({"procs": procs}))  # JSON is YAML
-    tmux = Tmux(f"light-mprocs-{int(flood)}")
-    try:
-        start = time.perf_counter()
-        tmux.start(shlex.join([str(binary), "--config", str(config)]))
-        ready = wait_session(tmux, 1, start, READY_GIVE_UP)
-        groups = {"mprocs": [p for p in tmux.pane_procs() if p.name() == "mprocs"]}
-        return measure(tmux, ready, groups, WARMUP, bounce(reps, SESSIONS, MPROCS_KEYS))
-    finally:
-        tmux.close()
-
-
-@contextlib.contextmanager
-def _script(work: Path) -> Iterator[Path]:
-    script = work / "switch-light-idle.py"
-    script.write_text(IDLE)
-    try:
-        yield script
-    finally:
-        script.unlink(missing_ok=True)
+    procs: list[dict[str, object]] = [{"shell": c} for c in _commands(script, flood)]
+    steps = bounce(reps, SESSIONS, MPROCS_KEYS)
+    return in_mprocs(binary, f"-light-{int(flood)}", procs, WARMUP, steps, work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,15 +153,7 @@ class _Case:
 def _case(flood: bool, reps: int, script: Path, work: Path) -> _Case:
     base = with_tmux(flood, reps, script, work)
     ours_ = ours(flood, reps, script, work)
-    binary = mprocs_binary()
-    mprocs: Result | str
-    if binary is None:
-        mprocs = f"not installed (`{MPROCS_HINT}`)"
-    else:
-        try:
-            mprocs = with_mprocs(binary, flood, reps, script, work)
-        except Exception as exc:  # a baseline failing is a cell, not a lost row
-            mprocs = f"error: {type(exc).__name__}: {exc}"
+    mprocs = mprocs_baseline(lambda binary: with_mprocs(binary, flood, reps, script, work))
     return _Case("flood" if flood else "idle", ours_, base, mprocs)
 
 
@@ -206,7 +163,7 @@ def _other(case: _Case, pick: Callable[[Result], float]) -> str:
 
 
 def run(reps: int, work: Path) -> list[Row]:
-    with _script(work) as script:
+    with script_file(work, "switch-light-idle.py", IDLE) as script:
         cases = [_case(False, reps, script, work), _case(True, reps, script, work)]
     keys = f"{OURS_KEYS.shown}; tmux {TMUX_KEYS.shown}; mprocs {MPROCS_KEYS.shown}"
     rows = []
