@@ -132,7 +132,7 @@ class TranscriptPanel(Vertical):
     def _run_search(self, text: str) -> None:
         """Search `text` with the bar's options, or show why it cannot be searched."""
         bar = self._bar
-        if bar is None:  # (it sent the text)
+        if bar is None:  # never: only the bar's messages and keys lead here
             return
         if not text:
             bar.error = ""
