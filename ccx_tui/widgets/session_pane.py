@@ -155,6 +155,7 @@ class SessionPane(Widget):
         # show (a full disk), as most tabs never do.
         self._live_tail = LiveTail()
         self._live_mounting = False
+        self._live_ready = False  # mounted with its children: `show` can fill it
         self._status = Static(id="status")  # held: updated every second, never queried
         self._status_text = ""
         # A full-screen program's live screen: built when one first runs here.
@@ -357,9 +358,8 @@ class SessionPane(Widget):
         cols, rows = self._term_size or (info.spec.cols, info.spec.rows)
         if self._screen is None:
             self._screen = TerminalScreen(cols=cols, rows=rows)
-            self.mount(
-                self._screen, before=self._live_tail if self._live_tail.parent else self._status
-            )
+            live = self._live_tail.parent is self  # (in the DOM from its mount's start)
+            self.mount(self._screen, before=self._live_tail if live else self._status)
         else:
             self._screen.reset()
             self._screen.resize(cols, rows)
@@ -432,7 +432,7 @@ class SessionPane(Widget):
         if info.write_error is None or not self._live:
             block.hide()
             return
-        if block.parent is not self:  # the first time: once it is mounted
+        if not self._live_ready:  # the first time: once it is mounted, children and all
             if not self._live_mounting:
                 self._live_mounting = True
                 self.call_later(self._mount_live)
@@ -445,6 +445,9 @@ class SessionPane(Widget):
         if not self.is_attached or self._status.parent is not self:  # closed meanwhile
             return
         await self.mount(self._live_tail, before=self._status)
+        # Only now: its parent is set as the mount starts, its children come after (a
+        # drain in between found no lines to update, and its worker died of it).
+        self._live_ready = True
         self._render_live()
 
     def tick(self) -> None:
