@@ -89,6 +89,9 @@ class PipeReader:
         self._on_data = on_data
         self._on_eof = on_eof
         self._paused = False
+        # Streams watched again after a hold and not read since: what they hold was most
+        # likely written before what the other stream has now, as during the hold.
+        self._released: set[int] = set()
         self._pacers = {stream: self._pacer(stream, fd) for stream, fd in self._fds.items()}
         _keep_freed_buffers()
         self.closed: asyncio.Future[None] = self._loop.create_future()
@@ -100,6 +103,7 @@ class PipeReader:
     def _pacer(self, stream: int, fd: int) -> ReadPacer:
         def start() -> None:
             if not self._paused and stream in self._fds:
+                self._released.add(stream)
                 self._loop.add_reader(fd, self._ready, stream)
 
         return ReadPacer(start, lambda: self._loop.remove_reader(fd))
@@ -116,9 +120,11 @@ class PipeReader:
         fd = self._fds.get(stream)
         if fd is None:
             return
+        self._released.discard(stream)
         other = self._pacers.get(1 - stream)
-        if other is not None and other.holding:
-            # What the other pipe held back was most likely written first.
+        if other is not None and (other.holding or 1 - stream in self._released):
+            # What the other pipe held back was most likely written first (its hold may
+            # have just ended: both pipes ready at once come in the selector's order).
             other.release()
             self._ready(1 - stream)
             if self._paused or stream not in self._fds:
