@@ -173,18 +173,25 @@ def cleanup(*steps: Callable[[], object]) -> None:
         raise errors[0]
 
 
-def _shows(screen: str, k: int) -> bool:
+def shows(screen: str, k: int) -> bool:
     """Whether the screen shows session k's lines, and only its (a frame done drawing)."""
     tags = TAG.findall(screen)
     return len(tags) >= MIN_ROWS and all(tag == str(k) for tag in tags)
 
 
-def wait_session(tmux: Tmux, k: int, start: float, give_up: float = GIVE_UP) -> float:
+def wait_screen(
+    tmux: Tmux, ok: Callable[[str], bool], what: str, start: float, give_up: float = GIVE_UP
+) -> float:
+    """Seconds from `start` until `ok(screen)`; raises naming `what` past `give_up`."""
     while (now := time.perf_counter() - start) < give_up:
-        if _shows(tmux.screen(), k):
+        if ok(tmux.screen()):
             return now
         time.sleep(POLL)
-    raise RuntimeError(f"session S{k} not on screen within {give_up:g} s")
+    raise RuntimeError(f"{what} not on screen within {give_up:g} s")
+
+
+def wait_session(tmux: Tmux, k: int, start: float, give_up: float = GIVE_UP) -> float:
+    return wait_screen(tmux, lambda screen: shows(screen, k), f"session S{k}", start, give_up)
 
 
 class _Cpu:
@@ -311,14 +318,36 @@ def ours(sessions: int, warmup: float, reps: int, script: Path, work: Path) -> R
     """The app attached to an engine already running the sessions (started with N commands
     on a loaded machine, the app opens their tabs too slowly to wait for: see the notes)."""
     data_dir = work / "switch-ours"
+    commands = [shlex.join(argv) for argv in _commands(script, sessions)]
+    return in_app(
+        "ours",
+        data_dir,
+        commands,
+        lambda screen: shows(screen, sessions),  # it shows the latest session
+        warmup,
+        plan(reps, sessions, OURS_KEYS),
+        lambda: _transcript_lines(data_dir),
+    )
+
+
+def in_app(
+    tag: str,
+    data_dir: Path,
+    commands: list[str],
+    first: Callable[[str], bool],
+    warmup: float,
+    steps: list[Step],
+    lines: Callable[[], float] | None = None,
+) -> Result:
+    """`ccx-tui attach` to an engine of `data_dir` started first with `commands`, from the
+    first screen (`first(screen)` holds) on tab 1, switched by `steps`."""
     app_argv = [PY, "-m", "ccx_tui", "attach", "--data-dir", str(data_dir), "--on-exit", "detach"]
-    tmux = Tmux("ours")
+    tmux = Tmux(tag)
     try:
-        commands = [shlex.join(argv) for argv in _commands(script, sessions)]
         asyncio.run(start_in_engine(data_dir, commands))
         start = time.perf_counter()
         tmux.start(shlex.join(app_argv))
-        ready = wait_session(tmux, sessions, start, READY_GIVE_UP)  # it shows the latest session
+        ready = wait_screen(tmux, first, "the app's first screen", start, READY_GIVE_UP)
         tmux("send-keys", "-t", "bench", "1")
         wait_session(tmux, 1, time.perf_counter())
         app = [p for p in tmux.pane_procs() if "ccx_tui" in " ".join(cmdline(p))]
@@ -326,8 +355,7 @@ def ours(sessions: int, warmup: float, reps: int, script: Path, work: Path) -> R
         if not app or pid is None:
             raise RuntimeError("app or engine process not found")
         groups = {"app": app, "engine": [psutil.Process(pid)]}
-        steps = plan(reps, sessions, OURS_KEYS)
-        return measure(tmux, ready, groups, warmup, steps, lambda: _transcript_lines(data_dir))
+        return measure(tmux, ready, groups, warmup, steps, lines)
     finally:  # the sessions run in the engine process: stopping it ends them all
         cleanup(lambda: quit_app(tmux), tmux.close, lambda: stop_engine(data_dir))
 

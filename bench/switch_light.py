@@ -11,43 +11,29 @@ in `switch`, whose tmux wrapper and timing loop this reuses.
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from bench.common import PY, Row, fmt_mb, fmt_ratio, yes_no
 from bench.switch import (
-    GIVE_UP,
     MEMORY_TARGET,
     MPROCS_KEYS,
     OURS_KEYS,
-    POLL,
-    READY_GIVE_UP,
     TMUX_KEYS,
     Keys,
     Result,
     Step,
-    Tmux,
-    cleanup,
-    cmdline,
+    in_app,
     in_mprocs,
     in_tmux,
-    measure,
     mprocs_baseline,
     ms,
-    quit_app,
     script_file,
-    start_in_engine,
-    wait_session,
+    shows,
 )
-from ccx_tui.engine.server.daemon_client import stop_engine
-from ccx_tui.engine.server.paths import engine_pid
 
 SESSIONS = 9
 LINES = 200
@@ -92,43 +78,23 @@ def _commands(script: Path, flood: bool) -> list[str]:
     return [*idle, FLOOD] if flood else idle
 
 
-def _wait_text(tmux: Tmux, text: str, start: float) -> float:
-    while (now := time.perf_counter() - start) < READY_GIVE_UP:
-        if text in tmux.screen():
-            return now
-        time.sleep(POLL)
-    raise RuntimeError(f"`{text}` not on screen within {READY_GIVE_UP:g} s")
-
-
 def ours(flood: bool, reps: int, script: Path, work: Path) -> Result:
     """The app attached to an engine already running the sessions, as in `switch`."""
     data_dir = work / f"switch-light-ours-{int(flood)}"
-    commands = _commands(script, flood)
-    app_argv = [PY, "-m", "ccx_tui", "attach", "--data-dir", str(data_dir), "--on-exit", "detach"]
-    tmux = Tmux(f"light-ours-{int(flood)}")
     try:
-        asyncio.run(start_in_engine(data_dir, commands))
-        start = time.perf_counter()
-        tmux.start(shlex.join(app_argv))
-        if flood:  # it shows the latest session first
-            ready = _wait_text(tmux, FLOOD_TEXT, start)
-        else:
-            ready = wait_session(tmux, SESSIONS, start, READY_GIVE_UP)
-        tmux("send-keys", "-t", "bench", "1")
-        wait_session(tmux, 1, time.perf_counter(), GIVE_UP)
-        app = [p for p in tmux.pane_procs() if "ccx_tui" in " ".join(cmdline(p))]
-        pid = engine_pid(data_dir)
-        if not app or pid is None:
-            raise RuntimeError("app or engine process not found")
-        groups = {"app": app, "engine": [psutil.Process(pid)]}
-        return measure(tmux, ready, groups, WARMUP, bounce(reps, SESSIONS, OURS_KEYS))
-    finally:  # the sessions run in the engine process: stopping it ends them all
-        cleanup(
-            lambda: quit_app(tmux),
-            tmux.close,
-            lambda: stop_engine(data_dir),
-            lambda: shutil.rmtree(data_dir, ignore_errors=True),  # the flood's gigabytes
+        return in_app(
+            f"light-ours-{int(flood)}",
+            data_dir,
+            _commands(script, flood),
+            # It shows the latest session first.
+            (lambda screen: FLOOD_TEXT in screen)
+            if flood
+            else (lambda screen: shows(screen, SESSIONS)),
+            WARMUP,
+            bounce(reps, SESSIONS, OURS_KEYS),
         )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)  # the flood's gigabytes
 
 
 def with_tmux(flood: bool, reps: int, script: Path, work: Path) -> Result:
