@@ -118,11 +118,6 @@ class TranscriptPanel(Vertical):
     def view(self) -> TranscriptView:
         return self._view
 
-    @property
-    def bar(self) -> SearchBar | None:
-        """The `/` bar, once it has been opened."""
-        return self._bar
-
     # -- search -------------------------------------------------------------------------
 
     @on(SearchBar.Changed)
