@@ -272,6 +272,9 @@ async def shoot_viewer(workdir: Path, out: Path) -> list[Path]:
         await until(lambda: bar.status.endswith("matching lines"), "the search to finish")
         await pilot.press("enter", "n", "ampersand")
         await until(lambda: view.filtering and bar.status.startswith("match 2/"), "the filter")
+        # The status line follows the filter at its next tick (4 a second).
+        title = app.query_one("#viewer-title")
+        await until(lambda: "only matching lines" in str(title.render()), "the status line")
         await pilot.pause()
         search_shot = Path(app.save_screenshot(filename="search.svg", path=str(out)))
         await pilot.press("q")
